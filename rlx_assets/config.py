@@ -1,0 +1,56 @@
+"""Settings read from the environment: one place for every `RLX_*` variable and its default."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CAPTURES_DIR = PROJECT_ROOT / "data" / "sample" / "captures"
+SAMPLE_LAKE_DIR = PROJECT_ROOT / "data" / "sample" / "lake"
+
+# The markets of the bundled sample captures; RLX_MARKETS overrides the list.
+DEFAULT_MARKETS = ("BINANCE.BTC-USDT", "BINANCE_FUTURES.BTC-USDT-PERP")
+REAL_CRYPTO_LAKE_URI = "s3://qnt.data/market-data/cryptofeed"
+
+
+class RlxSettings(BaseSettings):
+    """`RLX_DATA_DIR`, `RLX_LAKE_URI`, `RLX_MARKETS`, `RLX_START_DATE` and download tuning."""
+
+    model_config = SettingsConfigDict(env_prefix="RLX_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    # Unset: the bundled sample lake; a path: a local lake directory; s3://bucket/prefix: Crypto Lake.
+    lake_uri: str | None = None
+    markets: Annotated[tuple[str, ...], NoDecode] = DEFAULT_MARKETS
+    start_date: dt.date = dt.date(2024, 1, 1)
+    download_attempts: int = 5
+    download_backoff_initial_s: float = 1.0
+    download_backoff_max_s: float = 30.0
+    download_timeout_s: float = 60.0
+
+    @field_validator("markets", mode="before")
+    @classmethod
+    def _split_markets(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(m.strip() for m in value.split(",") if m.strip())
+        if not value:
+            raise ValueError("RLX_MARKETS is empty: name at least one market like BINANCE.BTC-USDT")
+        return value
+
+    @field_validator("lake_uri", mode="before")
+    @classmethod
+    def _blank_lake_uri_means_sample(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def data_root(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+
+def load_settings() -> RlxSettings:
+    return RlxSettings()

@@ -1,0 +1,170 @@
+"""Where the vendor's daily files come from: the bundled sample lake, a local directory, or
+Crypto Lake on S3. Every source answers the same three questions: may we read (access gate),
+which object holds a table's day (locate), and its bytes (open)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from rlx_assets.config import SAMPLE_CAPTURES_DIR, SAMPLE_LAKE_DIR, RlxSettings
+from rlx_assets.staging import DataLayout, lake_relative_path, sha256_file
+
+_SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+
+def redact(text: str) -> str:
+    """Remove any credential value of the environment from a message before it is shown."""
+    for name in _SECRET_VARIABLES:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, f"<{name} redacted>")
+    return text
+
+
+class LakeError(Exception):
+    """Base of every acquisition failure; messages are safe to show (no secrets)."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
+
+
+class LakeAccessError(LakeError):
+    """Credentials missing or rejected: permanent, names what to set."""
+
+
+class NoDataError(LakeError):
+    """The lake has no object for that table, market and day: permanent."""
+
+
+class CorruptObjectError(LakeError):
+    """The object arrived whole but is not a readable vendor file: permanent."""
+
+
+class TransientLakeError(LakeError):
+    """A 5xx, timeout or reset: worth retrying with backoff."""
+
+
+@dataclass(frozen=True)
+class LakeObject:
+    table: str
+    exchange: str
+    symbol: str
+    day: dt.date
+    uri: str
+    size: int
+    # Changes whenever the object's bytes change (S3 ETag, or size+mtime of a local file).
+    version: str
+
+
+class LakeSource(Protocol):
+    description: str
+
+    def check_access(self) -> None: ...
+
+    def locate(self, table: str, exchange: str, symbol: str, day: dt.date) -> LakeObject: ...
+
+    def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
+        """Write the object's bytes into `handle`; return the byte count."""
+        ...
+
+
+def copy_stream(source: BinaryIO, handle: BinaryIO, chunk: int = 1 << 20) -> int:
+    copied = 0
+    while block := source.read(chunk):
+        handle.write(block)
+        copied += len(block)
+    return copied
+
+
+def no_data_message(table: str, exchange: str, symbol: str, day: dt.date, where: str) -> str:
+    return f"no {table} for {exchange}.{symbol} on {day.isoformat()} in the lake ({where})"
+
+
+class LocalLakeSource:
+    """A directory in the vendor's layout (the bundled sample lake is one)."""
+
+    def __init__(self, root: Path, description: str | None = None):
+        self.root = root
+        self.description = description or f"local lake {root}"
+
+    def check_access(self) -> None:
+        if not self.root.is_dir():
+            raise LakeAccessError(
+                f"the lake directory {self.root} does not exist: set RLX_LAKE_URI to a directory "
+                "in the Crypto Lake layout, to s3://BUCKET/PREFIX, or unset it for the sample lake"
+            )
+
+    def locate(self, table: str, exchange: str, symbol: str, day: dt.date) -> LakeObject:
+        path = self.root / lake_relative_path(table, exchange, symbol, day)
+        if not path.is_file():
+            raise NoDataError(no_data_message(table, exchange, symbol, day, self.description))
+        stat = path.stat()
+        return LakeObject(
+            table, exchange, symbol, day, path.as_uri(), stat.st_size,
+            version=f"{stat.st_size}:{stat.st_mtime_ns}",
+        )
+
+    def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
+        with open(Path(obj.uri.removeprefix("file://")), "rb") as source:
+            return copy_stream(source, handle)
+
+
+_sample_lake_lock = threading.Lock()
+
+
+def ensure_sample_lake(lake_dir: Path = SAMPLE_LAKE_DIR, captures_dir: Path = SAMPLE_CAPTURES_DIR) -> Path:
+    """Build the sample lake from the bundled real captures once; concurrent callers agree.
+
+    Built beside its final place and renamed into it, so a half-built lake is never visible.
+    """
+    with _sample_lake_lock:
+        if (lake_dir / "BUILT").is_file():
+            return lake_dir
+        from rlx_assets.lake.from_capture import convert_captures
+
+        captures = sorted(captures_dir.glob("*.gz"))
+        if not captures:
+            raise LakeAccessError(f"no sample captures in {captures_dir}: the checkout is incomplete")
+        staging = lake_dir.with_name(f".lake_build-{os.getpid()}-{threading.get_ident()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        convert_captures(captures, staging)
+        stamp = "".join(f"{sha256_file(p)}  {p.name}\n" for p in captures)
+        (staging / "BUILT").write_text(stamp)
+        try:
+            os.rename(staging, lake_dir)
+        except OSError:
+            # Another process finished first: its lake is identical, keep it.
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (lake_dir / "BUILT").is_file():
+                raise
+        return lake_dir
+
+
+_S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/?(?P<prefix>.*?)/?$")
+
+
+def source_from_settings(settings: RlxSettings) -> LakeSource:
+    """`RLX_LAKE_URI`: unset -> sample lake, `s3://...` -> Crypto Lake, anything else -> a directory."""
+    uri = settings.lake_uri
+    if uri is None:
+        return LocalLakeSource(ensure_sample_lake(), description=f"bundled sample lake {SAMPLE_LAKE_DIR}")
+    if uri.startswith("s3://"):
+        match = _S3_URI.match(uri)
+        if not match:
+            raise LakeAccessError(f"RLX_LAKE_URI={uri!r} is not of the form s3://BUCKET/PREFIX")
+        from rlx_assets.lake.crypto_lake import CryptoLakeSource
+
+        return CryptoLakeSource(
+            match["bucket"], match["prefix"], DataLayout(settings.data_root).lakeapi_cache,
+            timeout_s=settings.download_timeout_s,
+        )
+    if "://" in uri and not uri.startswith("file://"):
+        raise LakeAccessError(f"RLX_LAKE_URI={uri!r}: only local paths and s3:// URIs are supported")
+    return LocalLakeSource(Path(uri.removeprefix("file://")).expanduser().resolve())
