@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAPTURES_DIR = PROJECT_ROOT / "data" / "sample" / "captures"
@@ -24,10 +24,12 @@ class RlxSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RLX_", extra="ignore")
 
     data_dir: Path = Path("data")
-    # Unset: the bundled sample lake; a path: a local lake directory; s3://bucket/prefix: Crypto Lake.
+    # Unset: the bundled sample lake; a path: a local lake; s3://bucket/prefix: Crypto Lake.
     lake_uri: str | None = None
     markets: Annotated[tuple[str, ...], NoDecode] = DEFAULT_MARKETS
     start_date: dt.date = dt.date(2024, 1, 1)
+    # Gate thresholds profile (`sample` | `production`); unset: chosen from the lake.
+    gate_profile: str | None = None
     download_attempts: int = 5
     download_backoff_initial_s: float = 1.0
     download_backoff_max_s: float = 30.0

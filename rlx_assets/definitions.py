@@ -1,26 +1,34 @@
 """The one place that wires every stage into a Dagster `Definitions` object."""
 
-from __future__ import annotations
-
 import warnings
 
 import dagster as dg
 
-from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_trades
-from rlx_assets.defs.resources import RlxEnvironment
-
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_trades  # noqa: E402
+from rlx_assets.defs.resources import RlxEnvironment  # noqa: E402
+from rlx_assets.defs.schedules import build_daily_schedule  # noqa: E402
+from rlx_assets.defs.validation.assets import readiness_certificate, validated_partition  # noqa: E402
+from rlx_assets.defs.validation.checks import (  # noqa: E402
+    certificate_valid,
+    raw_book_delta_v2_gates,
+    raw_book_gates,
+    raw_trades_gates,
+)
 
 # The main job: the whole chain for one date x market partition (grows with each stage).
 daily_chain = dg.define_asset_job(
     "daily_chain",
-    selection=dg.AssetSelection.groups("acquisition"),
-    description="Acquire (and, as stages land, validate, reconstruct, report) one day of one market.",
+    selection=dg.AssetSelection.groups("acquisition", "validation"),
+    description="Acquire, gate, promote and certify one day of one market.",
 )
 
 defs = dg.Definitions(
-    assets=[raw_trades, raw_book, raw_book_delta_v2],
+    assets=[raw_trades, raw_book, raw_book_delta_v2, validated_partition, readiness_certificate],
+    asset_checks=[raw_trades_gates, raw_book_gates, raw_book_delta_v2_gates, certificate_valid],
     jobs=[daily_chain],
+    schedules=[build_daily_schedule(daily_chain)],
     resources={"rlx": RlxEnvironment()},
 )

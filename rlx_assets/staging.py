@@ -57,7 +57,13 @@ class DataLayout:
 
 def lake_relative_path(table: str, exchange: str, symbol: str, day: dt.date) -> Path:
     """The vendor's layout below the lake root, reused for every zone."""
-    return Path(table, f"exchange={exchange}", f"symbol={symbol}", f"dt={day.isoformat()}", "1.snappy.parquet")
+    return Path(
+        table,
+        f"exchange={exchange}",
+        f"symbol={symbol}",
+        f"dt={day.isoformat()}",
+        "1.snappy.parquet",
+    )
 
 
 def sha256_file(path: Path) -> str:

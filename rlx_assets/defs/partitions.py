@@ -1,4 +1,4 @@
-"""Every partitioned asset is split by UTC `date` x `market` (keys like `2024-08-08|BINANCE.BTC-USDT`)."""
+"""Every partitioned asset is split by UTC `date` x `market`: `2024-08-08|BINANCE.BTC-USDT`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ def build_partitions(settings: RlxSettings) -> dg.MultiPartitionsDefinition:
         parse_market_key(market)  # fails at load time, naming the bad RLX_MARKETS entry
     return dg.MultiPartitionsDefinition(
         {
-            "date": dg.DailyPartitionsDefinition(start_date=settings.start_date.isoformat(), timezone="UTC"),
+            "date": dg.DailyPartitionsDefinition(
+                start_date=settings.start_date.isoformat(), timezone="UTC"
+            ),
             "market": dg.StaticPartitionsDefinition(list(settings.markets)),
         }
     )
@@ -24,8 +26,19 @@ def build_partitions(settings: RlxSettings) -> dg.MultiPartitionsDefinition:
 DATE_MARKET_PARTITIONS = build_partitions(load_settings())
 
 
-def partition_date_market(context: dg.AssetExecutionContext) -> tuple[dt.date, str, str]:
+def partition_date_market(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+) -> tuple[dt.date, str, str]:
     """(day, exchange, symbol) of the partition being materialised."""
-    keys = context.partition_key.keys_by_dimension
+    key = context.partition_key
+    # A run launched with only the `dagster/partition` tag carries the key as a plain string.
+    keys = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else _split_key(key)
     exchange, symbol = parse_market_key(keys["market"])
     return dt.date.fromisoformat(keys["date"]), exchange, symbol
+
+
+def _split_key(key: str) -> dict[str, str]:
+    date, sep, market = key.partition("|")
+    if not sep:
+        raise ValueError(f"partition key {key!r} is not of the form DATE|EXCHANGE.SYMBOL")
+    return {"date": date, "market": market}

@@ -1,7 +1,5 @@
 """Resources shared by every stage."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from rlx_assets.config import RlxSettings, load_settings
@@ -19,10 +17,18 @@ class RlxEnvironment(dg.ConfigurableResource):
 
     data_dir: str | None = None
     lake_uri: str | None = None
+    gate_profile: str | None = None
 
     def settings(self) -> RlxSettings:
-        overrides = {k: v for k, v in (("data_dir", self.data_dir), ("lake_uri", self.lake_uri)) if v}
-        return load_settings().model_copy(update=overrides)
+        fields = {
+            "data_dir": self.data_dir,
+            "lake_uri": self.lake_uri,
+            "gate_profile": self.gate_profile,
+        }
+        settings = load_settings()
+        return settings.model_validate(
+            {**settings.model_dump(), **{k: v for k, v in fields.items() if v}}
+        )
 
     def layout(self) -> DataLayout:
         return DataLayout(self.settings().data_root)
@@ -32,4 +38,6 @@ class RlxEnvironment(dg.ConfigurableResource):
 
     def retry_policy(self) -> RetryPolicy:
         s = self.settings()
-        return RetryPolicy(s.download_attempts, s.download_backoff_initial_s, s.download_backoff_max_s)
+        return RetryPolicy(
+            s.download_attempts, s.download_backoff_initial_s, s.download_backoff_max_s
+        )

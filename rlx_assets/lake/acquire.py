@@ -98,7 +98,9 @@ class DownloadAudit:
 
 
 def with_retries(
-    action: Callable[[], T], policy: RetryPolicy, on_retry: Callable[[int, BaseException, float], None]
+    action: Callable[[], T],
+    policy: RetryPolicy,
+    on_retry: Callable[[int, BaseException, float], None],
 ) -> T:
     """Run `action`, retrying TransientLakeError with exponential backoff and full jitter."""
     retrying = tenacity.Retrying(
@@ -115,7 +117,9 @@ def with_retries(
 
 def latest_manifest_entry(layout: DataLayout, relative_path: str) -> dict | None:
     entries = [
-        e for e in read_json_lines(layout.manifest_dir / MANIFEST_NAME) if e["path"] == relative_path
+        e
+        for e in read_json_lines(layout.manifest_dir / MANIFEST_NAME)
+        if e["path"] == relative_path
     ]
     return entries[-1] if entries else None
 
@@ -185,7 +189,9 @@ def acquire_raw_file(
     try:
         received = with_retries(download_once, policy, on_retry)
     except Exception as error:
-        audit.write("fail", uri=obj.uri, error=str(error), seconds=round(time.monotonic() - started, 3))
+        audit.write(
+            "fail", uri=obj.uri, error=str(error), seconds=round(time.monotonic() - started, 3)
+        )
         raise
     seconds = time.monotonic() - started
     audit.write("finish", uri=obj.uri, bytes=received, seconds=round(seconds, 3))
@@ -212,6 +218,7 @@ def _record(
         action=action,
     )
     append_json_line(
-        layout.manifest_dir / MANIFEST_NAME, {"time": utc_now_iso(), "run_id": run_id, **asdict(raw)}
+        layout.manifest_dir / MANIFEST_NAME,
+        {"time": utc_now_iso(), "run_id": run_id, **asdict(raw)},
     )
     return raw

@@ -35,7 +35,13 @@ _ACCESS_DENIED_CODES = {
     "AllAccessDisabled",
     "403",
 }
-_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling"}
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "Throttling",
+}
 _NETWORK_ERRORS = (
     botocore.exceptions.HTTPClientError,
     botocore.exceptions.ConnectionError,
@@ -79,7 +85,9 @@ def classify_client_error(error: Exception, what: str) -> Exception:
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in _ACCESS_DENIED_CODES or status == 403:
-            return LakeAccessError(f"Crypto Lake refused access to {what} ({code}): {_SET_CREDENTIALS}")
+            return LakeAccessError(
+                f"Crypto Lake refused access to {what} ({code}): {_SET_CREDENTIALS}"
+            )
         if code in _TRANSIENT_CODES or status >= 500:
             return TransientLakeError(f"{what}: server error {status} {code}")
         return LakeAccessError(f"{what}: {code or status} {error}")
@@ -114,7 +122,9 @@ class CryptoLakeSource:
 
     def check_access(self) -> None:
         if self._session.get_credentials() is None:
-            raise LakeAccessError(f"no AWS credentials found for {self.description}: {_SET_CREDENTIALS}")
+            raise LakeAccessError(
+                f"no AWS credentials found for {self.description}: {_SET_CREDENTIALS}"
+            )
         try:
             self._client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1)
         except Exception as error:  # noqa: BLE001 - classified, re-raised
@@ -135,7 +145,9 @@ class CryptoLakeSource:
                     boto3_session=self._session,
                 )
         except lakeapi.exceptions.NoFilesFound:
-            raise NoDataError(no_data_message(table, exchange, symbol, day, self.description)) from None
+            raise NoDataError(
+                no_data_message(table, exchange, symbol, day, self.description)
+            ) from None
         except Exception as error:  # noqa: BLE001 - classified, re-raised
             raise classify_client_error(error, f"listing {table} in {self.description}") from None
         found = [f for f in found if f["dt"] == day.isoformat()]
@@ -148,7 +160,10 @@ class CryptoLakeSource:
                 "expected one 1.snappy.parquet per day"
             )
         key = self._key(
-            table, f"exchange={exchange}", f"symbol={symbol}", f"dt={day.isoformat()}",
+            table,
+            f"exchange={exchange}",
+            f"symbol={symbol}",
+            f"dt={day.isoformat()}",
             found[0]["filename"],
         )
         try:
@@ -157,11 +172,18 @@ class CryptoLakeSource:
             if isinstance(error, botocore.exceptions.ClientError) and error.response.get(
                 "Error", {}
             ).get("Code") in ("404", "NoSuchKey"):
-                raise NoDataError(no_data_message(table, exchange, symbol, day, self.description)) from None
+                raise NoDataError(
+                    no_data_message(table, exchange, symbol, day, self.description)
+                ) from None
             raise classify_client_error(error, f"s3://{self.bucket}/{key}") from None
         return LakeObject(
-            table, exchange, symbol, day, f"s3://{self.bucket}/{key}",
-            size=int(head["ContentLength"]), version=str(head.get("ETag", "")).strip('"'),
+            table,
+            exchange,
+            symbol,
+            day,
+            f"s3://{self.bucket}/{key}",
+            size=int(head["ContentLength"]),
+            version=str(head.get("ETag", "")).strip('"'),
         )
 
     def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:

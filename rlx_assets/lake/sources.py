@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -107,19 +108,26 @@ class LocalLakeSource:
             raise NoDataError(no_data_message(table, exchange, symbol, day, self.description))
         stat = path.stat()
         return LakeObject(
-            table, exchange, symbol, day, path.as_uri(), stat.st_size,
+            table,
+            exchange,
+            symbol,
+            day,
+            path.as_uri(),
+            stat.st_size,
             version=f"{stat.st_size}:{stat.st_mtime_ns}",
         )
 
     def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
-        with open(Path(obj.uri.removeprefix("file://")), "rb") as source:
+        with open(Path(urllib.parse.unquote(urllib.parse.urlparse(obj.uri).path)), "rb") as source:
             return copy_stream(source, handle)
 
 
 _sample_lake_lock = threading.Lock()
 
 
-def ensure_sample_lake(lake_dir: Path = SAMPLE_LAKE_DIR, captures_dir: Path = SAMPLE_CAPTURES_DIR) -> Path:
+def ensure_sample_lake(
+    lake_dir: Path = SAMPLE_LAKE_DIR, captures_dir: Path = SAMPLE_CAPTURES_DIR
+) -> Path:
     """Build the sample lake from the bundled real captures once; concurrent callers agree.
 
     Built beside its final place and renamed into it, so a half-built lake is never visible.
@@ -131,7 +139,9 @@ def ensure_sample_lake(lake_dir: Path = SAMPLE_LAKE_DIR, captures_dir: Path = SA
 
         captures = sorted(captures_dir.glob("*.gz"))
         if not captures:
-            raise LakeAccessError(f"no sample captures in {captures_dir}: the checkout is incomplete")
+            raise LakeAccessError(
+                f"no sample captures in {captures_dir}: the checkout is incomplete"
+            )
         staging = lake_dir.with_name(f".lake_build-{os.getpid()}-{threading.get_ident()}")
         shutil.rmtree(staging, ignore_errors=True)
         convert_captures(captures, staging)
@@ -151,10 +161,12 @@ _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/?(?P<prefix>.*?)/?$")
 
 
 def source_from_settings(settings: RlxSettings) -> LakeSource:
-    """`RLX_LAKE_URI`: unset -> sample lake, `s3://...` -> Crypto Lake, anything else -> a directory."""
+    """`RLX_LAKE_URI`: unset -> sample lake, `s3://...` -> Crypto Lake, else a local directory."""
     uri = settings.lake_uri
     if uri is None:
-        return LocalLakeSource(ensure_sample_lake(), description=f"bundled sample lake {SAMPLE_LAKE_DIR}")
+        return LocalLakeSource(
+            ensure_sample_lake(), description=f"bundled sample lake {SAMPLE_LAKE_DIR}"
+        )
     if uri.startswith("s3://"):
         match = _S3_URI.match(uri)
         if not match:
@@ -162,9 +174,13 @@ def source_from_settings(settings: RlxSettings) -> LakeSource:
         from rlx_assets.lake.crypto_lake import CryptoLakeSource
 
         return CryptoLakeSource(
-            match["bucket"], match["prefix"], DataLayout(settings.data_root).lakeapi_cache,
+            match["bucket"],
+            match["prefix"],
+            DataLayout(settings.data_root).lakeapi_cache,
             timeout_s=settings.download_timeout_s,
         )
     if "://" in uri and not uri.startswith("file://"):
-        raise LakeAccessError(f"RLX_LAKE_URI={uri!r}: only local paths and s3:// URIs are supported")
+        raise LakeAccessError(
+            f"RLX_LAKE_URI={uri!r}: only local paths and s3:// URIs are supported"
+        )
     return LocalLakeSource(Path(uri.removeprefix("file://")).expanduser().resolve())

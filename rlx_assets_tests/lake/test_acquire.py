@@ -104,7 +104,9 @@ def test_listing_is_not_stale_and_lakeapi_cache_stays_out_of_the_working_dir(s3_
     with pytest.raises(NoDataError):
         acquire(s3_lake["uri"], layout, "trades", later_day)
     # The vendor publishes the day afterwards: the next run must see it at once.
-    key = f"{LAKE_PREFIX}/{lake_relative_path('trades', 'BINANCE', 'BTC-USDT', later_day).as_posix()}"
+    key = (
+        f"{LAKE_PREFIX}/{lake_relative_path('trades', 'BINANCE', 'BTC-USDT', later_day).as_posix()}"
+    )
     s3_lake["client"].put_object(
         Bucket=s3_lake["bucket"], Key=key, Body=served_bytes(s3_lake, "trades")
     )
@@ -153,6 +155,7 @@ def test_persistent_server_errors_fail_bounded_and_keep_the_good_file(s3_lake, s
     with pytest.raises(TransientLakeError):
         acquire(s3_lake["uri"], layout, run_id="r2")
     assert fault.hits == FAST.attempts
+    s3_server.app.faults.clear()
     assert (layout.root / good.path).read_bytes() == served_bytes(s3_lake, "trades")
     assert not any(layout.incoming.iterdir())
     assert audit_events(layout)[-1]["event"] == "fail"

@@ -1,13 +1,12 @@
 """Raw Crypto Lake partitions: the vendor's daily files, byte-for-byte, with their evidence."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_date_market
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.acquire import RawFile, acquire_raw_file
 from rlx_assets.lake.sources import CorruptObjectError, LakeError
+from rlx_assets.validation.status import refresh_status
 
 RAW_TABLES = ("trades", "book", "book_delta_v2")
 # Bounds parallel downloads across all runs (a year's backfill must not open hundreds);
@@ -51,7 +50,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 exchange,
                 symbol,
                 day,
-                run_id=context.run_id,
+                run_id=context.run.run_id,
                 policy=rlx.retry_policy(),
                 log=context.log.info,
             )
@@ -61,6 +60,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
             ) from None
         except LakeError as error:
             raise dg.Failure(description=str(error)) from None
+        refresh_status(rlx.layout())
         return dg.MaterializeResult(metadata=raw_file_metadata(raw))
 
     return raw_asset

@@ -17,6 +17,7 @@ from rlx_assets.defs.partitions import build_partitions
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import lake_relative_path, sha256_file
 from rlx_assets_tests.conftest import REPO_ROOT, TEST_SECRET
+from rlx_assets_tests.damage import rewrite_parquet, set_value
 
 RAW_ASSETS = [raw_trades, raw_book, raw_book_delta_v2]
 SPOT_DAY = "2024-08-08|BINANCE.BTC-USDT"
@@ -47,7 +48,9 @@ def test_materialises_the_three_raw_tables_with_evidence(sample_lake, tmp_path):
 
 
 def test_futures_partition_uses_the_futures_lake_symbol(sample_lake, tmp_path):
-    result = materialize(tmp_path / "data", str(sample_lake), "2024-08-08|BINANCE_FUTURES.BTC-USDT-PERP")
+    result = materialize(
+        tmp_path / "data", str(sample_lake), "2024-08-08|BINANCE_FUTURES.BTC-USDT-PERP"
+    )
     assert result.success
     (event,) = result.asset_materializations_for_node("raw_book_delta_v2")
     assert "symbol=BTC-USDT-PERP" in event.metadata["path"].value
@@ -103,33 +106,54 @@ def test_definitions_load_with_the_main_job():
     }
 
 
-@pytest.mark.slow
-def test_dagster_asset_materialize_cli_on_a_sample_partition(sample_lake, tmp_path):
+def run_cli_chain(tmp_path: Path, lake: Path, partition: str) -> subprocess.CompletedProcess:
     """Exactly what a CI user runs, with the project's dagster.yaml as the instance config."""
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "RLX_DATA_DIR": str(tmp_path / "data"),
-        "RLX_LAKE_URI": str(sample_lake),
+        "RLX_LAKE_URI": str(lake),
+        "RLX_GATE_PROFILE": "sample",
     }
     command = [
         sys.executable, "-m", "dagster", "asset", "materialize",
         "-m", "rlx_assets.definitions",
-        "--select", "raw_trades,raw_book,raw_book_delta_v2",
-        "--partition", SPOT_DAY,
+        "--select", "*readiness_certificate",
+        "--partition", partition,
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=home, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=home, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_dagster_asset_materialize_cli_runs_the_chain_on_a_sample_partition(sample_lake, tmp_path):
+    done = run_cli_chain(tmp_path, sample_lake, SPOT_DAY)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RUN_SUCCESS" in done.stderr
     for table in ("trades", "book", "book_delta_v2"):
         relative = lake_relative_path(table, "BINANCE", "BTC-USDT", _day(SPOT_DAY))
-        stored = tmp_path / "data" / "staging" / "raw" / relative
-        assert stored.read_bytes() == (sample_lake / relative).read_bytes()
+        for zone in ("raw", "ready"):
+            stored = tmp_path / "data" / "staging" / zone / relative
+            assert stored.read_bytes() == (sample_lake / relative).read_bytes()
+    assert (tmp_path / "data" / "certificates" / "BINANCE.BTC-USDT" / "2024-08-08.json").is_file()
     # The instance kept its records under data/ beside dagster.yaml, as documented.
-    assert (home / "data" / "dagster" / "storage").is_dir()
+    assert (tmp_path / "home" / "data" / "dagster" / "storage").is_dir()
+
+
+@pytest.mark.slow
+def test_dagster_asset_materialize_cli_fails_readably_on_a_damaged_partition(sample_lake, tmp_path):
+    lake = Path(shutil.copytree(sample_lake, tmp_path / "lake"))
+    trades = lake / lake_relative_path("book", "BINANCE", "BTC-USDT", _day(SPOT_DAY))
+    rewrite_parquet(trades, trades, set_value("bid_0_price", 5, 1e9))  # a crossed book row
+    done = run_cli_chain(tmp_path, lake, SPOT_DAY)
+    assert done.returncode != 0
+    assert "blocking asset check failed" in done.stderr and "raw_book: quality" in done.stderr
+    assert "1 rows with crossed book" in done.stderr
+    assert not (
+        tmp_path / "data" / "certificates" / "BINANCE.BTC-USDT" / "2024-08-08.json"
+    ).exists()
 
 
 def _day(partition: str):

@@ -1,0 +1,84 @@
+"""Promotion of gated files to the ready zone, and the readiness certificate."""
+
+import dagster as dg
+
+from rlx_assets.defs.acquisition.assets import RAW_TABLES, raw_book, raw_book_delta_v2, raw_trades
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_date_market
+from rlx_assets.defs.resources import RlxEnvironment
+from rlx_assets.lake.markets import market_key
+from rlx_assets.validation.certificate import build_certificate, certificate_path
+from rlx_assets.validation.status import refresh_status
+from rlx_assets.validation.zones import (
+    CertificateError,
+    gate_report_path,
+    promote_to_ready,
+    read_json,
+    write_json,
+)
+
+
+@dg.asset(
+    group_name="validation",
+    partitions_def=DATE_MARKET_PARTITIONS,
+    deps=[raw_trades, raw_book, raw_book_delta_v2],
+    kinds={"parquet"},
+    description="The partition's three gated files, promoted atomically to `staging/ready/`.",
+)
+def validated_partition(
+    context: dg.AssetExecutionContext, rlx: RlxEnvironment
+) -> dg.MaterializeResult:
+    day, exchange, symbol = partition_date_market(context)
+    market = market_key(exchange, symbol)
+    layout = rlx.layout()
+    metadata: dict = {}
+    for table in RAW_TABLES:
+        report_file = gate_report_path(layout, table, market, day)
+        if not report_file.is_file():
+            raise dg.Failure(
+                f"{table} {market} {day}: no gate report; materialise raw_{table} first"
+            )
+        report = read_json(report_file)
+        failed = [g["gate"] for g in report["gates"] if not g["passed"]]
+        if failed:
+            raise dg.Failure(f"{table} {market} {day}: gates failed {failed}; see the quarantine")
+        try:
+            ready = promote_to_ready(layout, table, market, day, report["sha256"])
+        except CertificateError as error:
+            raise dg.Failure(str(error)) from None
+        metadata[f"{table}_rows"] = dg.MetadataValue.int(report["rows"])
+        metadata[f"{table}_sha256"] = dg.MetadataValue.text(report["sha256"])
+        metadata[f"{table}_path"] = dg.MetadataValue.path(str(ready.relative_to(layout.root)))
+    refresh_status(layout)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name="validation",
+    partitions_def=DATE_MARKET_PARTITIONS,
+    deps=[validated_partition],
+    kinds={"json"},
+    description="JSON certificate: tables, coverage, volumes, checksums, gates, code version.",
+)
+def readiness_certificate(
+    context: dg.AssetExecutionContext, rlx: RlxEnvironment
+) -> dg.MaterializeResult:
+    day, exchange, symbol = partition_date_market(context)
+    market = market_key(exchange, symbol)
+    layout = rlx.layout()
+    try:
+        certificate = build_certificate(layout, market, day)
+    except CertificateError as error:
+        raise dg.Failure(str(error)) from None
+    path = certificate_path(layout, market, day)
+    write_json(path, certificate)
+    refresh_status(layout)
+    tables = certificate["tables"]
+    return dg.MaterializeResult(
+        metadata={
+            "certificate": dg.MetadataValue.path(str(path)),
+            "code_version": dg.MetadataValue.text(certificate["code_version"]),
+            "profile": dg.MetadataValue.text(tables["trades"]["profile"]),
+            **{f"{t}_rows": dg.MetadataValue.int(e["rows"]) for t, e in tables.items()},
+            **{f"{t}_coverage": dg.MetadataValue.float(e["coverage"]) for t, e in tables.items()},
+        }
+    )

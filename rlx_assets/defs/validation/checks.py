@@ -1,0 +1,164 @@
+"""Blocking, partitioned integrity gates on the raw files, and the certificate's own check.
+
+One bad day blocks only itself: the checks carry the same date x market partitions as the
+assets, and a failed gate (severity ERROR) stops `validated_partition` for that partition.
+"""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+
+from rlx_assets.defs.acquisition.assets import RAW_TABLES
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_date_market
+from rlx_assets.defs.resources import RlxEnvironment
+from rlx_assets.defs.validation.assets import readiness_certificate
+from rlx_assets.lake.markets import market_key
+from rlx_assets.staging import DataLayout, utc_now_iso
+from rlx_assets.validation.certificate import (
+    certificate_path,
+    certificate_problems,
+    trailing_row_counts,
+)
+from rlx_assets.validation.gates import GATES, GateInput, GateResult, run_gates
+from rlx_assets.validation.profiles import GateThresholds, active_profile
+from rlx_assets.validation.status import refresh_status
+from rlx_assets.validation.zones import (
+    manifest_entry,
+    quarantine,
+    raw_path,
+    read_json,
+    record_gate_report,
+    release_from_quarantine,
+)
+
+GATE_DESCRIPTIONS = {
+    "file_integrity": "SHA-256 and size equal the manifest entry; the file is valid Parquet.",
+    "schema": "Exactly the vendor's columns and types; no critical column entirely null.",
+    "quality": "No NaN/inf/negative prices or sizes; book not crossed; duplicate rows counted.",
+    "temporal": "Every timestamp inside the UTC day; vendor order kept; coverage and silences.",
+    "volume": "Row count within bounds and not far below the trailing median of the market.",
+}
+
+
+def gate_metadata(result: GateResult, profile: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "summary": dg.MetadataValue.text(result.summary),
+        "profile": dg.MetadataValue.text(profile),
+        "measured": dg.MetadataValue.json(result.measured),
+        "thresholds": dg.MetadataValue.json(result.thresholds),
+    }
+    if result.examples:
+        metadata["examples"] = dg.MetadataValue.json(result.examples)
+    return metadata
+
+
+def evaluate_gates(
+    layout: DataLayout, table: str, market: str, day: dt.date, profile: str,
+    thresholds: GateThresholds, run_id: str,
+) -> tuple[list[GateResult], dict[str, Any]]:  # fmt: skip
+    """Run every gate on the raw file, record the report, quarantine or release the file."""
+    entry = manifest_entry(layout, table, market, day) or {}
+    results = run_gates(
+        GateInput(
+            table=table,
+            path=raw_path(layout, table, market, day),
+            day=day,
+            expected_sha256=entry.get("sha256"),
+            expected_size=entry.get("size"),
+            thresholds=thresholds,
+            trailing_rows=trailing_row_counts(layout, market, table, day, thresholds.trailing_days),
+        )
+    )
+    integrity = results[0].measured
+    report = {
+        "table": table,
+        "market": market,
+        "date": day.isoformat(),
+        "profile": profile,
+        "thresholds": thresholds.model_dump(),
+        "sha256": integrity.get("sha256"),
+        "rows": integrity.get("parquet_rows"),
+        "source_uri": entry.get("source_uri"),
+        "run_id": run_id,
+        "checked_at": utc_now_iso(),
+        "gates": [r.to_json() for r in results],
+    }
+    record_gate_report(layout, table, market, day, report)
+    if all(r.passed for r in results):
+        release_from_quarantine(layout, table, market, day)
+    else:
+        quarantine(layout, table, market, day, report)
+    refresh_status(layout)
+    return results, report
+
+
+def build_gate_checks(table: str) -> dg.AssetChecksDefinition:
+    asset_key = dg.AssetKey(f"raw_{table}")
+    specs = [
+        dg.AssetCheckSpec(
+            gate,
+            asset=asset_key,
+            blocking=True,
+            partitions_def=DATE_MARKET_PARTITIONS,
+            description=GATE_DESCRIPTIONS[gate],
+        )
+        for gate in GATES
+    ]
+
+    @dg.multi_asset_check(specs=specs, name=f"raw_{table}_gates")
+    def raw_gates(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
+        day, exchange, symbol = partition_date_market(context)
+        market = market_key(exchange, symbol)
+        profile, thresholds = active_profile(rlx.settings())
+        results, _ = evaluate_gates(
+            rlx.layout(), table, market, day, profile, thresholds, context.run.run_id
+        )
+        for result in results:
+            if not result.passed:
+                context.log.error(f"{table} {market} {day}: {result.gate} failed: {result.summary}")
+            yield dg.AssetCheckResult(
+                asset_key=asset_key,
+                check_name=result.gate,
+                passed=result.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata=gate_metadata(result, profile),
+            )
+
+    return raw_gates
+
+
+raw_trades_gates, raw_book_gates, raw_book_delta_v2_gates = (
+    build_gate_checks(t) for t in RAW_TABLES
+)
+
+
+@dg.asset_check(
+    asset=readiness_certificate,
+    name="certificate_valid",
+    blocking=True,
+    partitions_def=DATE_MARKET_PARTITIONS,
+    description="Re-verifies the certificate against the ready files: every checksum, every gate.",
+)
+def certificate_valid(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
+    day, exchange, symbol = partition_date_market(context)
+    return certificate_check_result(rlx.layout(), market_key(exchange, symbol), day)
+
+
+def certificate_check_result(layout: DataLayout, market: str, day: dt.date) -> dg.AssetCheckResult:
+    path = certificate_path(layout, market, day)
+    if not path.is_file():
+        problems = [f"no certificate at {path}"]
+    else:
+        problems = certificate_problems(layout, read_json(path))
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "certificate": dg.MetadataValue.path(str(path)),
+            "problems": dg.MetadataValue.json(problems),
+            "summary": dg.MetadataValue.text(
+                "; ".join(problems) or "every certified file matches its checksum"
+            ),
+        },
+    )

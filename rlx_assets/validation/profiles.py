@@ -1,0 +1,57 @@
+"""Gate thresholds, grouped in named profiles and chosen by `RLX_GATE_PROFILE`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from rlx_assets.config import RlxSettings
+
+
+class GateThresholds(BaseModel):
+    """Every number a gate compares against; recorded with each result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # temporal
+    min_coverage: float  # (last - first timestamp) / 24 h
+    max_silence_s: float  # longest gap between consecutive timestamps
+    # volume
+    min_rows: int
+    max_rows: int
+    trailing_days: int  # how many earlier certified days form the trailing median
+    min_trailing_fraction: float  # rows / trailing median below this is suspicious
+    # quality
+    max_duplicate_fraction: float
+
+
+PROFILES: dict[str, GateThresholds] = {
+    # Real vendor days: the whole day covered, no long silences, realistic volumes.
+    "production": GateThresholds(
+        min_coverage=0.99,
+        max_silence_s=300.0,
+        min_rows=1_000,
+        max_rows=2_000_000_000,
+        trailing_days=7,
+        min_trailing_fraction=0.25,
+        max_duplicate_fraction=0.001,
+    ),
+    # The bundled captures cover minutes around midnight (one side of midnight may hold only
+    # a second): coverage and volume are loose; schema, quality and sequence rules stay strict.
+    "sample": GateThresholds(
+        min_coverage=0.0,
+        max_silence_s=86_400.0,
+        min_rows=1,
+        max_rows=2_000_000_000,
+        trailing_days=7,
+        min_trailing_fraction=0.0,
+        max_duplicate_fraction=0.0,
+    ),
+}
+
+
+def active_profile(settings: RlxSettings) -> tuple[str, GateThresholds]:
+    """`RLX_GATE_PROFILE`, else `sample` for the bundled sample lake and `production` otherwise."""
+    name = settings.gate_profile or ("sample" if settings.lake_uri is None else "production")
+    if name not in PROFILES:
+        raise ValueError(f"RLX_GATE_PROFILE={name!r}: choose one of {', '.join(PROFILES)}")
+    return name, PROFILES[name]

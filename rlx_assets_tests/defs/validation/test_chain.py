@@ -1,0 +1,175 @@
+"""Acquisition -> gates -> ready zone -> certificate, run through Dagster on the real sample."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_trades
+from rlx_assets.defs.resources import RlxEnvironment
+from rlx_assets.defs.schedules import build_daily_schedule
+from rlx_assets.defs.validation.assets import readiness_certificate, validated_partition
+from rlx_assets.defs.validation.checks import (
+    certificate_check_result,
+    certificate_valid,
+    raw_book_delta_v2_gates,
+    raw_book_gates,
+    raw_trades_gates,
+)
+from rlx_assets.staging import DataLayout, lake_relative_path, sha256_file
+from rlx_assets.validation.certificate import (
+    certificate_path,
+    certificate_problems,
+    certified_inputs,
+    load_certificate,
+)
+from rlx_assets.validation.zones import CertificateError, quarantine_dir, ready_path
+from rlx_assets_tests.damage import rewrite_parquet, set_value
+
+CHAIN = [
+    raw_trades, raw_book, raw_book_delta_v2, validated_partition, readiness_certificate,
+    raw_trades_gates, raw_book_gates, raw_book_delta_v2_gates, certificate_valid,
+]  # fmt: skip
+SPOT = "BINANCE.BTC-USDT"
+DAY8, DAY9 = dt.date(2024, 8, 8), dt.date(2024, 8, 9)
+
+
+@pytest.fixture
+def lake(sample_lake, tmp_path) -> Path:
+    """A private copy of the real sample lake that a test may damage."""
+    return Path(shutil.copytree(sample_lake, tmp_path / "lake"))
+
+
+def run_chain(data_dir: Path, lake: Path, day: dt.date, market: str = SPOT, **kwargs):
+    return dg.materialize(
+        CHAIN,
+        partition_key=f"{day.isoformat()}|{market}",
+        resources=_resources(data_dir, lake),
+        raise_on_error=False,
+        **kwargs,
+    )
+
+
+def _resources(data_dir: Path, lake: Path) -> dict:
+    return {
+        "rlx": RlxEnvironment(data_dir=str(data_dir), lake_uri=str(lake), gate_profile="sample")
+    }
+
+
+def put_nan_price(lake: Path, day: dt.date, row: int = 3) -> None:
+    path = lake / lake_relative_path("trades", "BINANCE", "BTC-USDT", day)
+    rewrite_parquet(path, path, set_value("price", row, float("nan")))
+
+
+def check_outcomes(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_chain_certifies_a_sample_partition(lake, tmp_path):
+    result = run_chain(tmp_path / "data", lake, DAY8)
+    assert result.success
+    assert check_outcomes(result) == dict.fromkeys(
+        ["file_integrity", "schema", "quality", "temporal", "volume", "certificate_valid"], True
+    )
+    layout = DataLayout(tmp_path / "data")
+    certificate = load_certificate(layout, SPOT, DAY8)
+    assert set(certificate["tables"]) == {"trades", "book", "book_delta_v2"}
+    for table, entry in certificate["tables"].items():
+        original = lake / lake_relative_path(table, "BINANCE", "BTC-USDT", DAY8)
+        assert (
+            entry["sha256"]
+            == sha256_file(original)
+            == sha256_file(ready_path(layout, table, SPOT, DAY8))
+        )
+        assert entry["profile"] == "sample" and entry["rows"] > 0
+        assert {g["gate"] for g in entry["gates"]} == {
+            "file_integrity", "schema", "quality", "temporal", "volume"
+        }  # fmt: skip
+        assert all("thresholds" in g for g in entry["gates"])
+    assert certificate["code_version"].startswith("0.1.0+")
+    status = (layout.root / "acquisition_status.json").read_text()
+    assert f'"2024-08-08|{SPOT}"' in status and '"certified": 1' in status
+
+
+def test_a_damaged_day_is_quarantined_and_blocks_only_itself(lake, sample_lake, tmp_path):
+    put_nan_price(lake, DAY9)
+    layout = DataLayout(tmp_path / "data")
+    good = run_chain(layout.root, lake, DAY8)
+    bad = run_chain(layout.root, lake, DAY9)
+    assert good.success and not bad.success
+    assert check_outcomes(bad)["quality"] is False
+    held = quarantine_dir(layout, "trades", SPOT, DAY9)
+    assert (held / "1.snappy.parquet").read_bytes() == (
+        lake / lake_relative_path("trades", "BINANCE", "BTC-USDT", DAY9)
+    ).read_bytes()
+    report = (held / "report.json").read_text()
+    assert '"gate": "quality"' in report and '"bad_price": 1' in report
+    assert not ready_path(layout, "trades", SPOT, DAY9).exists()
+    assert not certificate_path(layout, SPOT, DAY9).exists()
+    assert certificate_path(layout, SPOT, DAY8).exists()
+    materialized = {e.asset_key.to_user_string() for e in bad.get_asset_materialization_events()}
+    assert "validated_partition" not in materialized and "readiness_certificate" not in materialized
+
+    # The vendor fixes the file: re-fetch, re-validate, leave quarantine, get certified.
+    trades_day9 = lake_relative_path("trades", "BINANCE", "BTC-USDT", DAY9)
+    shutil.copy(sample_lake / trades_day9, lake / trades_day9)
+    fixed = run_chain(layout.root, lake, DAY9)
+    assert fixed.success
+    assert not quarantine_dir(layout, "trades", SPOT, DAY9).exists()
+    assert certificate_path(layout, SPOT, DAY9).exists()
+
+
+def test_ready_zone_keeps_its_good_version_when_a_new_one_fails(lake, tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    assert run_chain(layout.root, lake, DAY8).success
+    ready = ready_path(layout, "trades", SPOT, DAY8)
+    good_bytes = ready.read_bytes()
+    put_nan_price(lake, DAY8)  # the vendor republishes a broken file
+    assert not run_chain(layout.root, lake, DAY8).success
+    assert ready.read_bytes() == good_bytes
+    assert certificate_problems(layout, load_certificate(layout, SPOT, DAY8)) == []
+
+
+def test_certificate_valid_refuses_a_ready_file_altered_after_certification(lake, tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    assert run_chain(layout.root, lake, DAY8).success
+    ready = ready_path(layout, "book", SPOT, DAY8)
+    ready.write_bytes(ready.read_bytes() + b"tampered")
+    with pytest.raises(CertificateError, match="changed after certification"):
+        certified_inputs(layout, SPOT, DAY8)
+    recheck = certificate_check_result(layout, SPOT, DAY8)
+    assert not recheck.passed and recheck.severity == dg.AssetCheckSeverity.ERROR
+    assert "book: " in recheck.metadata["summary"].value
+    assert "changed after certification" in recheck.metadata["summary"].value
+
+
+def test_the_schedule_targets_yesterday_for_every_market(monkeypatch):
+    from rlx_assets.definitions import daily_chain, defs
+
+    schedule = defs.resolve_schedule_def("daily_chain_schedule")
+    assert schedule.cron_schedule == "0 6 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED  # sample lake: no new days
+    context = dg.build_schedule_context(
+        instance=dg.DagsterInstance.ephemeral(),
+        scheduled_execution_time=dt.datetime(2024, 8, 10, 6, tzinfo=dt.UTC),
+    )
+    requests = schedule.evaluate_tick(context).run_requests
+    assert sorted(r.partition_key for r in requests) == [
+        "2024-08-09|BINANCE.BTC-USDT",
+        "2024-08-09|BINANCE_FUTURES.BTC-USDT-PERP",
+    ]
+    monkeypatch.setenv("RLX_LAKE_URI", "s3://qnt.data/market-data/cryptofeed")
+    monkeypatch.setenv("RLX_SCHEDULE_HOUR", "9")
+    real = dg.Definitions(
+        jobs=[daily_chain],
+        schedules=[build_daily_schedule(daily_chain)],
+        assets=defs.assets,
+        resources={"rlx": RlxEnvironment()},
+    )
+    real_schedule = real.resolve_schedule_def("daily_chain_schedule")
+    assert real_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert real_schedule.cron_schedule == "0 9 * * *"
