@@ -4,6 +4,7 @@ which object holds a table's day (locate), and its bytes (open)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -128,31 +129,39 @@ _sample_lake_lock = threading.Lock()
 def ensure_sample_lake(
     lake_dir: Path = SAMPLE_LAKE_DIR, captures_dir: Path = SAMPLE_CAPTURES_DIR
 ) -> Path:
-    """Build the sample lake from the bundled real captures once; concurrent callers agree.
+    """Build the sample lake from the bundled real captures; rebuild it when the captures or
+    the converter changed. Concurrent callers agree.
 
     Built beside its final place and renamed into it, so a half-built lake is never visible.
     """
-    with _sample_lake_lock:
-        if (lake_dir / "BUILT").is_file():
-            return lake_dir
-        from rlx_assets.lake.from_capture import convert_captures
+    from rlx_assets.lake.from_capture import CONVERTER_VERSION, convert_captures
 
-        captures = sorted(captures_dir.glob("*.gz"))
-        if not captures:
-            raise LakeAccessError(
-                f"no sample captures in {captures_dir}: the checkout is incomplete"
-            )
-        staging = lake_dir.with_name(f".lake_build-{os.getpid()}-{threading.get_ident()}")
+    captures = sorted(captures_dir.glob("*.gz"))
+    if not captures:
+        raise LakeAccessError(f"no sample captures in {captures_dir}: the checkout is incomplete")
+    stamp = f"converter {CONVERTER_VERSION}\n" + "".join(
+        f"{sha256_file(p)}  {p.name}\n" for p in captures
+    )
+    stamp_file = lake_dir / "BUILT"
+    with _sample_lake_lock:
+        if stamp_file.is_file() and stamp_file.read_text() == stamp:
+            return lake_dir
+        tag = f"{os.getpid()}-{threading.get_ident()}"
+        staging = lake_dir.with_name(f".lake_build-{tag}")
         shutil.rmtree(staging, ignore_errors=True)
         convert_captures(captures, staging)
-        stamp = "".join(f"{sha256_file(p)}  {p.name}\n" for p in captures)
         (staging / "BUILT").write_text(stamp)
+        if lake_dir.exists():  # a stale build: move it aside first
+            stale = lake_dir.with_name(f".lake_stale-{tag}")
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(lake_dir, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(staging, lake_dir)
         except OSError:
             # Another process finished first: its lake is identical, keep it.
             shutil.rmtree(staging, ignore_errors=True)
-            if not (lake_dir / "BUILT").is_file():
+            if not stamp_file.is_file():
                 raise
         return lake_dir
 
