@@ -28,6 +28,10 @@ class RlxSettings(BaseSettings):
     lake_uri: str | None = None
     markets: Annotated[tuple[str, ...], NoDecode] = DEFAULT_MARKETS
     start_date: dt.date = dt.date(2024, 1, 1)
+    # Completed golden-sample capture files; unset: the bundled captures for the sample lake,
+    # else $RLX_DATA_DIR/golden/raw (where `rlx capture --out` should write).
+    capture_dir: Path | None = None
+    max_gap_ratio: float = 0.0001
     # Gate thresholds profile (`sample` | `production`); unset: chosen from the lake.
     gate_profile: str | None = None
     download_attempts: int = 5
@@ -52,6 +56,14 @@ class RlxSettings(BaseSettings):
     @property
     def data_root(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def capture_root(self) -> Path:
+        if self.capture_dir is not None:
+            return self.capture_dir.expanduser().resolve()
+        if self.lake_uri is None:
+            return SAMPLE_CAPTURES_DIR
+        return self.data_root / "golden" / "raw"
 
 
 def load_settings() -> RlxSettings:

@@ -8,6 +8,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_trades  # noqa: E402
+from rlx_assets.defs.golden.assets import golden_gap_ratio, golden_samples  # noqa: E402
 from rlx_assets.defs.resources import RlxEnvironment  # noqa: E402
 from rlx_assets.defs.schedules import build_daily_schedule  # noqa: E402
 from rlx_assets.defs.validation.assets import readiness_certificate, validated_partition  # noqa: E402
@@ -25,10 +26,30 @@ daily_chain = dg.define_asset_job(
     description="Acquire, gate, promote and certify one day of one market.",
 )
 
+# Golden samples exist only for days we recorded, so they have their own job.
+golden_job = dg.define_asset_job(
+    "golden_job",
+    selection=dg.AssetSelection.groups("golden"),
+    description="Verify and convert one day of our own Binance recording (RLX_CAPTURE_DIR).",
+)
+
 defs = dg.Definitions(
-    assets=[raw_trades, raw_book, raw_book_delta_v2, validated_partition, readiness_certificate],
-    asset_checks=[raw_trades_gates, raw_book_gates, raw_book_delta_v2_gates, certificate_valid],
-    jobs=[daily_chain],
+    assets=[
+        raw_trades,
+        raw_book,
+        raw_book_delta_v2,
+        validated_partition,
+        readiness_certificate,
+        golden_samples,
+    ],
+    asset_checks=[
+        raw_trades_gates,
+        raw_book_gates,
+        raw_book_delta_v2_gates,
+        certificate_valid,
+        golden_gap_ratio,
+    ],
+    jobs=[daily_chain, golden_job],
     schedules=[build_daily_schedule(daily_chain)],
     resources={"rlx": RlxEnvironment()},
 )

@@ -14,13 +14,15 @@ for partition in \
     "2024-08-08|BINANCE.BTC-USDT" \
     "2024-08-09|BINANCE.BTC-USDT" \
     "2024-08-08|BINANCE_FUTURES.BTC-USDT-PERP"; do
-  log="${log_dir}/${partition//[|]/_}.log"
-  echo "== daily_chain ${partition} (log: ${log})"
-  if ! dagster job execute -m rlx_assets.definitions -j daily_chain \
-      --tags "{\"dagster/partition\": \"${partition}\"}" >"${log}" 2>&1; then
-    grep -E "STEP_FAILURE|RUN_FAILURE|Error|error" "${log}" | tail -20
-    exit 1
-  fi
-  grep -E "RUN_SUCCESS" "${log}"
+  for job in daily_chain golden_job; do
+    log="${log_dir}/${job}_${partition//[|]/_}.log"
+    echo "== ${job} ${partition} (log: ${log})"
+    if ! dagster job execute -m rlx_assets.definitions -j "${job}" \
+        --tags "{\"dagster/partition\": \"${partition}\"}" >"${log}" 2>&1; then
+      grep -E "STEP_FAILURE|RUN_FAILURE|Error|error" "${log}" | tail -20
+      exit 1
+    fi
+    grep -E "RUN_SUCCESS" "${log}"
+  done
 done
 echo "Done: data under ${RLX_DATA_DIR:-data}/, runs in the UI via: DAGSTER_HOME=\$PWD dagster dev"

@@ -50,6 +50,8 @@ class CaptureStats:
     malformed: int = 0
     blank_lines: int = 0
     by_channel: Counter[str] = field(default_factory=Counter)
+    # The `data` of every gap marker: {"start_ns", "end_ns", "reason"} as the recorder wrote it.
+    gaps: list[dict[str, Any]] = field(default_factory=list)
 
     def describe(self) -> str:
         channels = ", ".join(f"{n} {c}" for c, n in sorted(self.by_channel.items()))
@@ -82,9 +84,11 @@ def _open_text(path: Path) -> TextIO:
     return open(path, encoding="utf-8")
 
 
-def _parse_line(text: str, where: str) -> tuple[int, str | None, dict[str, Any]] | str:
-    """One non-blank line -> (capture_ns, stream or None for a bare snapshot, data), or the name
-    of a counter ("gap" / "malformed") for lines that carry no message."""
+def _parse_line(
+    text: str, where: str
+) -> tuple[int, str | None, dict[str, Any]] | tuple[str, dict[str, Any]] | str:
+    """One non-blank line -> (capture_ns, stream or None for a bare snapshot, data), or
+    ("gap", marker data) for a gap marker, or "malformed" for a flagged raw frame."""
     if text.startswith("{"):
         try:
             obj = json.loads(text)
@@ -100,7 +104,7 @@ def _parse_line(text: str, where: str) -> tuple[int, str | None, dict[str, Any]]
                 f"{where}: golden-sample line needs an integer 'capture_ns' and a 'stream' name"
             )
         if stream == GAP_STREAM:
-            return "gap"
+            return ("gap", data if isinstance(data, dict) else {})
         if not isinstance(data, dict):
             raise CaptureFormatError(f"{where}: 'data' of stream {stream!r} is not an object")
         return capture_ns, stream, data
@@ -148,8 +152,9 @@ def iter_capture(path: Path | str, stats: CaptureStats | None = None) -> Iterato
                     stats.blank_lines += 1
                     continue
                 parsed = _parse_line(text, f"{path}:{lineno}")
-                if parsed == "gap":
+                if len(parsed) == 2:  # ("gap", marker data)
                     stats.gap_markers += 1
+                    stats.gaps.append(parsed[1])
                     continue
                 if parsed == "malformed":
                     stats.malformed += 1

@@ -18,12 +18,14 @@ class RlxEnvironment(dg.ConfigurableResource):
     data_dir: str | None = None
     lake_uri: str | None = None
     gate_profile: str | None = None
+    capture_dir: str | None = None
 
     def settings(self) -> RlxSettings:
         fields = {
             "data_dir": self.data_dir,
             "lake_uri": self.lake_uri,
             "gate_profile": self.gate_profile,
+            "capture_dir": self.capture_dir,
         }
         settings = load_settings()
         return settings.model_validate(
