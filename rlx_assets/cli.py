@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from rlx_assets.capture.commands import capture_command
+
 
 @click.group()
 def main() -> None:
@@ -61,6 +63,8 @@ def build_sample_lake() -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"sample lake ready: {lake}", err=True)
 
+
+main.add_command(capture_command)
 
 if __name__ == "__main__":
     main()

@@ -160,3 +160,15 @@ def _day(partition: str):
     import datetime as dt
 
     return dt.date.fromisoformat(partition.split("|")[0])
+
+
+def test_downloads_share_one_bounded_pool_in_the_instance(tmp_path):
+    """A year's backfill queues on the pool instead of opening hundreds of downloads."""
+    shutil.copy(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 4
+    finally:
+        instance.dispose()
+    for asset in RAW_ASSETS:
+        assert asset.op.pool == "crypto_lake_download"

@@ -1,0 +1,210 @@
+"""``rlx capture``: record Binance golden samples until SIGINT/SIGTERM.
+
+Logging: human-readable lines on stderr by default (``--log-format json`` turns them into one JSON
+object per line); ``--log-json PATH`` also appends every event as a JSON line to PATH. A JSON
+event is ``{"ts": <ISO-8601 UTC>, "level": "INFO", "event": "<name>", "message": "...", ...fields}``
+with events ``started``, ``connected``, ``disconnected``, ``connect_failed``, ``snapshot``,
+``snapshot_failed``, ``snapshot_early``, ``gap``, ``queue_overflow``, ``malformed``,
+``file_finalized``, ``max_connection_age``, ``status`` (every ``--status-interval`` seconds:
+messages/s per stream, files written, gaps, reconnects...), ``stopping``, ``stopped``,
+``writer_failed``, ``failed``.
+
+Also runnable as ``python -m rlx_assets.capture.commands``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rlx_assets.capture.recorder import (
+    DEFAULT_MAX_CONNECTION_AGE_S,
+    DEFAULT_STREAMS,
+    MARKETS,
+    RecorderConfig,
+    run_capture,
+)
+from rlx_assets.capture.recorder import logger as capture_logger
+
+
+class JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "event": getattr(record, "event", "log"),
+            "message": record.getMessage(),
+        }
+        for key, value in (getattr(record, "fields", None) or {}).items():
+            payload.setdefault(key, value)
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+def configure_capture_logging(log_format: str, log_json: Path | None) -> None:
+    """Route the recorder's logger to stderr (text or JSON) and optionally to a JSON-lines file."""
+    capture_logger.handlers.clear()
+    capture_logger.setLevel(logging.INFO)
+    capture_logger.propagate = False
+    stderr = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        stderr.setFormatter(JsonLogFormatter())
+    else:
+        stderr.setFormatter(
+            logging.Formatter("%(asctime)s rlx capture %(levelname)s %(message)s", "%H:%M:%S")
+        )
+    capture_logger.addHandler(stderr)
+    if log_json is not None:
+        log_json.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(log_json, encoding="utf-8")
+        to_file.setFormatter(JsonLogFormatter())
+        capture_logger.addHandler(to_file)
+
+
+def _split_list(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise click.BadParameter("give at least one name")
+    return items
+
+
+@click.command("capture")
+@click.option(
+    "--symbols",
+    required=True,
+    callback=_split_list,
+    help="Comma-separated symbols, e.g. btcusdt,ethusdt.",
+)
+@click.option("--market", type=click.Choice(sorted(MARKETS)), default="spot", show_default=True)
+@click.option(
+    "--streams",
+    default=",".join(DEFAULT_STREAMS),
+    show_default=True,
+    callback=_split_list,
+    help="Comma-separated stream types recorded for every symbol.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of the capture files.",
+)
+@click.option("--ws-url", default=None, help="Combined-stream base URL (default: the market's).")
+@click.option("--rest-url", default=None, help="REST depth URL (default: the market's).")
+@click.option(
+    "--snapshot-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="REST depth levels (default: 5000 spot, 1000 usdm).",
+)
+@click.option(
+    "--rotate-seconds",
+    type=click.IntRange(min=1),
+    default=3600,
+    show_default=True,
+    help="File period, aligned to UTC multiples of it.",
+)
+@click.option(
+    "--max-connection-age",
+    "max_connection_age_s",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_MAX_CONNECTION_AGE_S,
+    show_default=True,
+    help="Reconnect proactively after this many seconds (Binance drops at 24 h).",
+)
+@click.option(
+    "--status-interval",
+    "status_interval_s",
+    type=click.FloatRange(min=0.05),
+    default=10.0,
+    show_default=True,
+    help="Seconds between status lines on stderr.",
+)
+@click.option(
+    "--queue-max-mib",
+    type=click.FloatRange(min=0.01),
+    default=64.0,
+    show_default=True,
+    help="Memory bound of lines waiting for the disk.",
+)
+@click.option("--backoff-base", "backoff_base_s", type=click.FloatRange(min=0.0), default=0.5)
+@click.option("--backoff-cap", "backoff_cap_s", type=click.FloatRange(min=0.0), default=30.0)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Format of the log and status lines on stderr.",
+)
+@click.option(
+    "--log-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also append every event as a JSON line to this file.",
+)
+def capture_command(
+    symbols: tuple[str, ...],
+    market: str,
+    streams: tuple[str, ...],
+    out_dir: Path,
+    ws_url: str | None,
+    rest_url: str | None,
+    snapshot_limit: int | None,
+    rotate_seconds: int,
+    max_connection_age_s: float,
+    status_interval_s: float,
+    queue_max_mib: float,
+    backoff_base_s: float,
+    backoff_cap_s: float,
+    log_format: str,
+    log_json: Path | None,
+) -> None:
+    """Record Binance market data raw (one line per message, local receive time) until stopped.
+
+    One combined-stream WebSocket connection for all symbols and streams; a REST depth snapshot
+    per symbol after every (re)connect; gzip files rotated every --rotate-seconds and finished
+    with a .sha256 sidecar; gap markers for every interruption. SIGINT/SIGTERM finish the
+    current file and exit 0.
+    """
+    try:
+        config = RecorderConfig(
+            symbols=symbols,
+            out_dir=out_dir,
+            market=market,
+            streams=streams,
+            ws_url=ws_url,
+            rest_url=rest_url,
+            snapshot_limit=snapshot_limit,
+            rotate_seconds=rotate_seconds,
+            max_connection_age_s=max_connection_age_s,
+            status_interval_s=status_interval_s,
+            queue_max_bytes=int(queue_max_mib * 2**20),
+            backoff_base_s=backoff_base_s,
+            backoff_cap_s=max(backoff_cap_s, backoff_base_s),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    for url, name in (
+        (config.endpoints.ws_url, "--ws-url"),
+        (config.endpoints.rest_url, "--rest-url"),
+    ):
+        scheme = url.partition("://")[0]
+        allowed = ("ws", "wss") if name == "--ws-url" else ("http", "https")
+        if scheme not in allowed:
+            raise click.BadParameter(f"{url!r} is not a {'/'.join(allowed)} URL", param_hint=name)
+    configure_capture_logging(log_format, log_json)
+    sys.exit(run_capture(config))
+
+
+if __name__ == "__main__":
+    capture_command()
