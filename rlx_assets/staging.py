@@ -95,6 +95,7 @@ def atomic_write(
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; published files are readable by all
         if before_commit is not None:
             before_commit(tmp)
         os.replace(tmp, dest)

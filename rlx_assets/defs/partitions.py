@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -26,15 +27,20 @@ def build_partitions(settings: RlxSettings) -> dg.MultiPartitionsDefinition:
 DATE_MARKET_PARTITIONS = build_partitions(load_settings())
 
 
-def partition_date_market(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-) -> tuple[dt.date, str, str]:
-    """(day, exchange, symbol) of the partition being materialised."""
+class Partition(NamedTuple):
+    day: dt.date
+    exchange: str
+    symbol: str
+    market: str  # "BINANCE.BTC-USDT"
+
+
+def partition_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Partition:
+    """The date x market partition being materialised or checked."""
     key = context.partition_key
     # A run launched with only the `dagster/partition` tag carries the key as a plain string.
     keys = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else _split_key(key)
     exchange, symbol = parse_market_key(keys["market"])
-    return dt.date.fromisoformat(keys["date"]), exchange, symbol
+    return Partition(dt.date.fromisoformat(keys["date"]), exchange, symbol, keys["market"])
 
 
 def _split_key(key: str) -> dict[str, str]:

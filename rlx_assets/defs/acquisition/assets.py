@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_date_market
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.acquire import RawFile, acquire_raw_file
 from rlx_assets.lake.sources import CorruptObjectError, LakeError
@@ -41,7 +41,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
         ),
     )
     def raw_asset(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg.MaterializeResult:
-        day, exchange, symbol = partition_date_market(context)
+        day, exchange, symbol, market = partition_of(context)
         try:
             raw = acquire_raw_file(
                 rlx.lake_source(),

@@ -14,10 +14,10 @@ from rlx_assets.capture.golden import (
     select_capture_files,
     verify_checksums,
 )
-from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_date_market
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.from_capture import convert_captures
-from rlx_assets.lake.markets import binance_instrument, market_key
+from rlx_assets.lake.markets import binance_instrument
 from rlx_assets.lake.schemas import LAKE_TABLES
 from rlx_assets.staging import DataLayout, lake_relative_path, utc_now_iso
 from rlx_assets.validation.zones import read_json, write_json
@@ -60,8 +60,7 @@ def golden_report(day_data: GoldenDay, market: str, day: dt.date, checksums: dic
     ),
 )
 def golden_samples(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg.MaterializeResult:
-    day, exchange, symbol = partition_date_market(context)
-    market = market_key(exchange, symbol)
+    day, exchange, symbol, market = partition_of(context)
     settings = rlx.settings()
     layout = rlx.layout()
     binance_symbol, binance_market = binance_instrument(exchange, symbol)
@@ -115,9 +114,9 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg
     description="The day's recording has gaps on at most RLX_MAX_GAP_RATIO (0.01%) of its span.",
 )
 def golden_gap_ratio(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
-    day, exchange, symbol = partition_date_market(context)
+    day, _, _, market = partition_of(context)
     threshold = rlx.settings().max_gap_ratio
-    return gap_ratio_check_result(rlx.layout(), market_key(exchange, symbol), day, threshold)
+    return gap_ratio_check_result(rlx.layout(), market, day, threshold)
 
 
 def gap_ratio_check_result(layout: DataLayout, market: str, day: dt.date, threshold: float):

@@ -3,9 +3,8 @@
 import dagster as dg
 
 from rlx_assets.defs.acquisition.assets import RAW_TABLES, raw_book, raw_book_delta_v2, raw_trades
-from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_date_market
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
-from rlx_assets.lake.markets import market_key
 from rlx_assets.validation.certificate import build_certificate, certificate_path
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import (
@@ -27,8 +26,7 @@ from rlx_assets.validation.zones import (
 def validated_partition(
     context: dg.AssetExecutionContext, rlx: RlxEnvironment
 ) -> dg.MaterializeResult:
-    day, exchange, symbol = partition_date_market(context)
-    market = market_key(exchange, symbol)
+    day, _, _, market = partition_of(context)
     layout = rlx.layout()
     metadata: dict = {}
     for table in RAW_TABLES:
@@ -62,8 +60,7 @@ def validated_partition(
 def readiness_certificate(
     context: dg.AssetExecutionContext, rlx: RlxEnvironment
 ) -> dg.MaterializeResult:
-    day, exchange, symbol = partition_date_market(context)
-    market = market_key(exchange, symbol)
+    day, _, _, market = partition_of(context)
     layout = rlx.layout()
     try:
         certificate = build_certificate(layout, market, day)

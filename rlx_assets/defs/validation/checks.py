@@ -10,10 +10,9 @@ from typing import Any
 import dagster as dg
 
 from rlx_assets.defs.acquisition.assets import RAW_TABLES
-from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_date_market
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.defs.validation.assets import readiness_certificate
-from rlx_assets.lake.markets import market_key
 from rlx_assets.staging import DataLayout, utc_now_iso
 from rlx_assets.validation.certificate import (
     certificate_path,
@@ -108,8 +107,7 @@ def build_gate_checks(table: str) -> dg.AssetChecksDefinition:
 
     @dg.multi_asset_check(specs=specs, name=f"raw_{table}_gates")
     def raw_gates(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
-        day, exchange, symbol = partition_date_market(context)
-        market = market_key(exchange, symbol)
+        day, _, _, market = partition_of(context)
         profile, thresholds = active_profile(rlx.settings())
         results, _ = evaluate_gates(
             rlx.layout(), table, market, day, profile, thresholds, context.run.run_id
@@ -141,8 +139,8 @@ raw_trades_gates, raw_book_gates, raw_book_delta_v2_gates = (
     description="Re-verifies the certificate against the ready files: every checksum, every gate.",
 )
 def certificate_valid(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
-    day, exchange, symbol = partition_date_market(context)
-    return certificate_check_result(rlx.layout(), market_key(exchange, symbol), day)
+    day, _, _, market = partition_of(context)
+    return certificate_check_result(rlx.layout(), market, day)
 
 
 def certificate_check_result(layout: DataLayout, market: str, day: dt.date) -> dg.AssetCheckResult:
