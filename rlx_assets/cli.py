@@ -66,5 +66,55 @@ def build_sample_lake() -> None:
 
 main.add_command(capture_command)
 
+
+@main.group()
+def bench() -> None:
+    """Benchmarks (synthetic scaling of real data; never evidence of fidelity)."""
+
+
+@bench.command("reconstruct")
+@click.option(
+    "--events",
+    type=click.IntRange(min=1),
+    default=30_000_000,
+    show_default=True,
+    help="Events (trades + book delta rows) in the tiled day.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to put the temporary input and output files (default: the system temp dir).",
+)
+def bench_reconstruct(events: int, as_json: bool, workdir: Path | None) -> None:
+    """Throughput of the book kernel and of the partition reconstruction on a day built by
+    tiling the real sample capture, peak RSS, and the speed ratio to the pure-Python book."""
+    import json
+
+    from rlx_assets.book.bench import run_benchmark
+
+    def log(message: str) -> None:
+        click.echo(message, err=True)
+
+    result = run_benchmark(events=events, workdir=workdir, log=log)
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    click.echo(
+        f"events {result['events']:,} ({result['trades']:,} trades, "
+        f"{result['book_updates']:,} book updates, {result['tiles']} tiles)\n"
+        f"kernel:     {result['kernel_events_per_s'] / 1e6:8.1f} M book updates/s "
+        f"(best after every row; {result['kernel_diff_events_per_s'] / 1e6:.1f} M/s "
+        "with one event per diff)\n"
+        f"end to end: {result['end_to_end_events_per_s'] / 1e6:8.2f} M events/s "
+        f"({result['end_to_end_seconds']:.1f} s wall, "
+        f"{result['end_to_end_cpu_seconds']:.1f} s CPU)\n"
+        f"peak RSS:   {result['peak_rss_mb']:8.0f} MB\n"
+        f"reference:  {result['reference_events_per_s'] / 1e6:8.2f} M updates/s (pure Python); "
+        f"kernel is {result['kernel_vs_reference']:.0f}x faster"
+    )
+
+
 if __name__ == "__main__":
     main()

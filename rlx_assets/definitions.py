@@ -8,7 +8,11 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_trades  # noqa: E402
+from rlx_assets.defs.fidelity.assets import fidelity_report  # noqa: E402
 from rlx_assets.defs.golden.assets import golden_gap_ratio, golden_samples  # noqa: E402
+from rlx_assets.defs.reconstruction.assets import reconstructed_stream  # noqa: E402
+from rlx_assets.defs.reconstruction.checks import vendor_book_agreement_check  # noqa: E402
+from rlx_assets.defs.reconstruction.sensors import reconstruction_sensor  # noqa: E402
 from rlx_assets.defs.resources import RlxEnvironment  # noqa: E402
 from rlx_assets.defs.schedules import build_daily_schedule  # noqa: E402
 from rlx_assets.defs.validation.assets import readiness_certificate, validated_partition  # noqa: E402
@@ -22,8 +26,8 @@ from rlx_assets.defs.validation.checks import (  # noqa: E402
 # The main job: the whole chain for one date x market partition (grows with each stage).
 daily_chain = dg.define_asset_job(
     "daily_chain",
-    selection=dg.AssetSelection.groups("acquisition", "validation"),
-    description="Acquire, gate, promote and certify one day of one market.",
+    selection=dg.AssetSelection.groups("acquisition", "validation", "reconstruction", "fidelity"),
+    description="Acquire, gate, promote, certify, reconstruct and report on one day of a market.",
 )
 
 # Golden samples exist only for days we recorded, so they have their own job.
@@ -40,16 +44,20 @@ defs = dg.Definitions(
         raw_book_delta_v2,
         validated_partition,
         readiness_certificate,
+        reconstructed_stream,
         golden_samples,
+        fidelity_report,
     ],
     asset_checks=[
         raw_trades_gates,
         raw_book_gates,
         raw_book_delta_v2_gates,
         certificate_valid,
+        vendor_book_agreement_check,
         golden_gap_ratio,
     ],
     jobs=[daily_chain, golden_job],
     schedules=[build_daily_schedule(daily_chain)],
+    sensors=[reconstruction_sensor],
     resources={"rlx": RlxEnvironment()},
 )

@@ -14,7 +14,7 @@ for partition in \
     "2024-08-08|BINANCE.BTC-USDT" \
     "2024-08-09|BINANCE.BTC-USDT" \
     "2024-08-08|BINANCE_FUTURES.BTC-USDT-PERP"; do
-  for job in daily_chain golden_job; do
+  for job in golden_job daily_chain; do
     log="${log_dir}/${job}_${partition//[|]/_}.log"
     echo "== ${job} ${partition} (log: ${log})"
     if ! dagster job execute -m rlx_assets.definitions -j "${job}" \

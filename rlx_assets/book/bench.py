@@ -1,0 +1,384 @@
+"""``rlx bench reconstruct``: throughput of the book kernel and of ``reconstruct_partition``.
+
+Input: a day-sized partition made by tiling the real sample partition (Binance spot BTCUSDT,
+2024-08-08, from ``data/sample/captures``) in time, sequence number and trade id. Tiling is
+synthetic and used only here, for scale, never as evidence of fidelity. Each tile after the
+first starts with one synthetic "resync" diff that turns the book left by the previous tile
+back into the tile's seed book (the seed's levels, then deletes of every other level), so every
+tile replays the real 6 minutes from the same state (no stale levels piling up into a crossed
+book); the tiled vendor ``book`` rows therefore still describe the book as on the real day.
+
+Measured:
+
+* kernel: ``apply_levels`` alone over in-memory arrays of every applied row: rows/s with the
+  best bid/ask emitted after every row (how the reconstruction calls it), and with one event
+  per diff;
+* end to end: ``reconstruct_partition`` from the vendor Parquet files to all outputs, in a child
+  process (after a warm-up on one tile, so JIT compilation is excluded) whose peak RSS
+  (``VmHWM``) is reported;
+* the pure-Python ``ReferenceBook`` on a slice of the same rows, for the speed ratio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rlx_assets.book.kernel import DenseBook, TopOfBook, new_state
+from rlx_assets.book.reconstruct import (
+    END_BOOK_FILE,
+    ReconstructionResult,
+    reconstruct_partition,
+    units,
+)
+from rlx_assets.book.reference import ReferenceBook
+from rlx_assets.lake.schemas import VENDOR_SCHEMAS
+from rlx_assets.staging import lake_relative_path
+
+DEFAULT_EVENTS = 30_000_000
+SOURCE_EXCHANGE = "BINANCE"
+SOURCE_SYMBOL = "BTC-USDT"
+SOURCE_DAY = "2024-08-08"
+NS_PER_DAY = 86_400 * 10**9
+ROW_GROUP_ROWS = 1 << 20  # what pyarrow writes by default: the vendor files' likely layout
+KERNEL_CHUNK = 1 << 21
+TABLES = ("trades", "book_delta_v2", "book")
+
+
+def _partition_paths(lake: Path) -> dict[str, Path]:
+    """The source partition's files below a lake root (the tiled day uses the same layout)."""
+    day = dt.date.fromisoformat(SOURCE_DAY)
+    return {t: lake / lake_relative_path(t, SOURCE_EXCHANGE, SOURCE_SYMBOL, day) for t in TABLES}
+
+
+@dataclass
+class TiledPartition:
+    paths: dict[str, Path]
+    tiles: int
+    events: int  # trade rows + delta rows
+    trades: int
+    book_updates: int
+    book_rows: int
+    # every delta row as the book applies it (sides, ticks, lots), one tile incl. its resync
+    tile_sides: np.ndarray
+    tile_ticks: np.ndarray
+    tile_lots: np.ndarray
+    tile_diff_starts: np.ndarray  # True where a row starts a new diff
+    tile0_rows: int  # rows of the first tile (no resync diff)
+
+
+def build_tiled_partition(
+    source_lake: Path, out_dir: Path, events: int, log=lambda _m: None
+) -> TiledPartition:
+    """Write vendor files (trades, book_delta_v2, book) of at least ``events`` events below
+    ``out_dir`` by tiling the sample partition."""
+    src = _partition_paths(source_lake)
+    trades = pq.read_table(src["trades"])
+    deltas = pq.read_table(src["book_delta_v2"])
+    book = pq.read_table(src["book"])
+    seed_seq = int(book.column("sequence_number")[0].as_py())
+    seed_time = int(book.column("timestamp")[0].as_py())
+    seed_recv = int(book.column("receipt_timestamp")[0].as_py())
+    d_seq = deltas.column("sequence_number").to_numpy()
+    deltas = deltas.filter(pa.array(d_seq > seed_seq))  # older rows are inside the seed
+    d_seq_kept = deltas.column("sequence_number").to_numpy()
+
+    # The book one tile leaves behind, and the seed it must return to: one real run of tile 0.
+    with tempfile.TemporaryDirectory() as tmp:
+        res = reconstruct_partition(
+            src["trades"], src["book_delta_v2"], src["book"], Path(tmp), None
+        )
+        end = pq.read_table(Path(tmp) / END_BOOK_FILE)
+    ps, ss = res.price_scale, res.size_scale
+    seed_bid_ticks, seed_bid_lots, seed_ask_ticks, seed_ask_lots = _seed_levels(book, ps, ss)
+    end_bid = end.column("side").to_numpy(zero_copy_only=False) == "bid"
+    end_ticks = end.column("price_ticks").to_numpy()
+    resync_bid, resync_ticks, resync_lots = _resync_rows(
+        end_bid, end_ticks, seed_bid_ticks, seed_bid_lots, seed_ask_ticks, seed_ask_lots
+    )
+
+    # in-memory rows for the kernel benchmark: tile 0's applied rows, then resync + rows
+    rows_bid = deltas.column("side_is_bid").to_numpy(zero_copy_only=False)
+    rows_ticks = units(deltas.column("price").to_numpy(), ps, "price")
+    rows_lots = units(deltas.column("size").to_numpy(), ss, "size")
+
+    per_tile = trades.num_rows + deltas.num_rows + resync_ticks.size
+    tiles = max(1, math.ceil((events - trades.num_rows - deltas.num_rows) / per_tile) + 1)
+    all_times = np.concatenate(
+        [trades.column("timestamp").to_numpy(), deltas.column("timestamp").to_numpy(),
+         book.column("timestamp").to_numpy()]
+    )  # fmt: skip
+    t_min, t_max = int(all_times.min()), int(all_times.max())
+    time_span = t_max - t_min + 1_000_000
+    day_start = t_min // NS_PER_DAY * NS_PER_DAY
+    base_shift = day_start - t_min  # the first tile starts at midnight
+    seq_span = max(int(d_seq.max()), int(book.column("sequence_number").to_numpy().max())) + 1
+    seq_span -= seed_seq
+    t_ids = trades.column("id").to_numpy()
+    id_span = int(t_ids.max() - t_ids.min()) + 1
+
+    resync_tbl = pa.table(
+        {
+            "timestamp": np.full(resync_ticks.size, seed_time, np.int64),
+            "receipt_timestamp": np.full(resync_ticks.size, seed_recv, np.int64),
+            "sequence_number": np.full(resync_ticks.size, seed_seq, np.int64),
+            "side_is_bid": resync_bid,
+            "price": resync_ticks / 10.0**ps,
+            "size": resync_lots / 10.0**ss,
+        },
+        schema=VENDOR_SCHEMAS["book_delta_v2"],
+    )
+    paths = _partition_paths(out_dir)
+    sources = {"trades": trades, "book_delta_v2": deltas, "book": book}
+    shift_cols = {
+        "trades": {"timestamp": "t", "receipt_timestamp": "t", "id": "id"},
+        "book_delta_v2": {"timestamp": "t", "receipt_timestamp": "t", "sequence_number": "seq"},
+        "book": {"timestamp": "t", "receipt_timestamp": "t", "sequence_number": "seq"},
+    }
+    for table, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        schema = VENDOR_SCHEMAS[table]
+        with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+            pending: list[pa.Table] = []
+            pending_rows = 0
+            for k in range(tiles):
+                shifts = {"t": base_shift + k * time_span, "seq": k * seq_span, "id": k * id_span}
+                parts = [sources[table]]
+                if table == "book_delta_v2" and k > 0:
+                    parts = [resync_tbl, sources[table]]
+                for part in parts:
+                    cols = []
+                    for field in schema:
+                        col = part.column(field.name)
+                        key = shift_cols[table].get(field.name)
+                        if key is not None:
+                            col = pa.array(col.to_numpy() + shifts[key], pa.int64())
+                        cols.append(col)
+                    pending.append(pa.Table.from_arrays(cols, schema=schema))
+                    pending_rows += part.num_rows
+                if pending_rows >= ROW_GROUP_ROWS or k == tiles - 1:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
+                    pending, pending_rows = [], 0
+        log(f"wrote {table}: {pq.read_metadata(path).num_rows} rows")
+    n_trades = tiles * trades.num_rows
+    n_deltas = tiles * deltas.num_rows + (tiles - 1) * resync_ticks.size
+    return TiledPartition(
+        paths=paths,
+        tiles=tiles,
+        events=n_trades + n_deltas,
+        trades=n_trades,
+        book_updates=n_deltas,
+        book_rows=tiles * book.num_rows,
+        tile_sides=np.concatenate([resync_bid, rows_bid]),
+        tile_ticks=np.concatenate([resync_ticks, rows_ticks]),
+        tile_lots=np.concatenate([resync_lots, rows_lots]),
+        tile_diff_starts=np.concatenate(
+            [np.arange(resync_ticks.size) == 0, np.diff(d_seq_kept, prepend=-1) != 0]
+        ),
+        tile0_rows=rows_ticks.size,
+    )
+
+
+def _resync_rows(end_bid, end_ticks, bid_ticks, bid_lots, ask_ticks, ask_lots):
+    """One diff turning the end book into the seed: per side the seed's levels first, then
+    deletes of the end book's other levels, best first. Inserting first keeps each side
+    non-empty, so no delete has to scan the dense array for a new best level."""
+    sides, ticks, lots = [], [], []
+    for is_bid, seed_ticks, seed_lots in (
+        (True, bid_ticks, bid_lots),
+        (False, ask_ticks, ask_lots),
+    ):
+        old = end_ticks[end_bid == is_bid]
+        old = old[~np.isin(old, seed_ticks)]
+        sides.append(np.full(seed_ticks.size + old.size, is_bid))
+        ticks += [seed_ticks, old]
+        lots += [seed_lots, np.zeros(old.size, np.int64)]
+    return np.concatenate(sides), np.concatenate(ticks), np.concatenate(lots)
+
+
+def _seed_levels(book: pa.Table, ps: int, ss: int) -> tuple[np.ndarray, ...]:
+    out = []
+    for side in ("bid", "ask"):
+        prices = np.array([book.column(f"{side}_{i}_price")[0].as_py() for i in range(20)], float)
+        sizes = np.array([book.column(f"{side}_{i}_size")[0].as_py() for i in range(20)], float)
+        present = ~np.isnan(prices)
+        out += [units(prices[present], ps, "seed"), units(sizes[present], ss, "seed")]
+    return tuple(out)
+
+
+# --- measurements -------------------------------------------------------------------------------
+def kernel_throughput(part: TiledPartition) -> dict:
+    """``apply_levels`` over every applied delta row of the tiled day, in memory, on a book whose
+    pages are already resident (first touches are a property of the machine, not the kernel):
+
+    * ``kernel_events_per_s``: rows/s with every row an event and the best bid/ask emitted
+      after each, as ``reconstruct_partition`` uses it;
+    * ``kernel_diff_events_per_s``: rows/s with one event per diff (best bid/ask after each)."""
+    tile = part.tile_ticks.size
+    skip = tile - part.tile0_rows  # the first tile has no resync diff
+    n = part.tile0_rows + (part.tiles - 1) * tile
+    sides = np.tile(part.tile_sides, part.tiles)[skip:]
+    ticks = np.tile(part.tile_ticks, part.tiles)[skip:]
+    lots = np.tile(part.tile_lots, part.tiles)[skip:]
+    diff_starts = np.tile(part.tile_diff_starts, part.tiles)[skip:]
+    lo, hi = int(ticks.min()), int(ticks.max())
+    chunk = min(KERNEL_CHUNK, n)
+    book = DenseBook(lo, hi - lo + 1)
+    out = TopOfBook.empty(chunk, 1)
+
+    def run(per_row: bool) -> float:
+        book.bid_sizes[:] = 0
+        book.ask_sizes[:] = 0
+        book.state[:] = new_state(lo)
+        seconds = 0.0
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            if per_row:
+                ends = np.arange(1, b - a + 1, dtype=np.int64)
+            else:  # a chunk ends on a diff boundary or mid-diff: either way every row applies
+                ends = np.append(np.flatnonzero(diff_starts[a + 1 : b]) + 1, b - a)
+            t0 = time.perf_counter()
+            book.apply(sides[a:b], ticks[a:b], lots[a:b], ends, depth=1, out=out)
+            seconds += time.perf_counter() - t0
+        return seconds
+
+    run(True)  # compile, make every page resident
+    run(False)
+    per_row = min(run(True) for _ in range(3))
+    per_diff = min(run(False) for _ in range(3))
+    return {
+        "kernel_rows": n,
+        "kernel_seconds": per_row,
+        "kernel_events_per_s": n / per_row,
+        "kernel_diff_events_per_s": n / per_diff,
+    }
+
+
+def reference_throughput(part: TiledPartition, rows: int) -> dict:
+    """The pure-Python book on the first ``rows`` rows, best bid/ask read after every row."""
+    rows = min(rows, part.tile0_rows)
+    sides = part.tile_sides[-part.tile0_rows :][:rows].tolist()
+    ticks = part.tile_ticks[-part.tile0_rows :][:rows].tolist()
+    lots = part.tile_lots[-part.tile0_rows :][:rows].tolist()
+    book = ReferenceBook()
+    t0 = time.perf_counter()
+    for s, t, q in zip(sides, ticks, lots, strict=True):
+        book.apply(s, t, q)
+        book.best_bid()
+        book.best_ask()
+    seconds = time.perf_counter() - t0
+    return {"reference_rows": rows, "reference_events_per_s": rows / seconds}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. On Linux ``ru_maxrss`` survives fork + exec (a child reports at
+    least its parent's RSS at spawn), so the memory map's own high-water mark is read."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def end_to_end(part: TiledPartition, source_lake: Path, out_dir: Path) -> dict:
+    """``reconstruct_partition`` on the tiled files in a fresh process (its own peak RSS)."""
+    args = {
+        "paths": {k: str(v) for k, v in part.paths.items()},
+        "warmup": {k: str(v) for k, v in _partition_paths(source_lake).items()},
+        "out": str(out_dir),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", "from rlx_assets.book.bench import _child; _child()"],
+        input=json.dumps(args),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _child() -> None:
+    args = json.loads(sys.stdin.read())
+    out = Path(args["out"])
+    w = args["warmup"]
+    reconstruct_partition(
+        Path(w["trades"]), Path(w["book_delta_v2"]), Path(w["book"]), out / "warmup", None
+    )
+    p = args["paths"]
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    result: ReconstructionResult = reconstruct_partition(
+        Path(p["trades"]), Path(p["book_delta_v2"]), Path(p["book"]), out / "day", None
+    )
+    seconds = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    size = sum(f.stat().st_size for f in (out / "day").iterdir())
+    print(
+        json.dumps(
+            {
+                "end_to_end_seconds": seconds,
+                "end_to_end_cpu_seconds": cpu,
+                "end_to_end_events_per_s": result.events / seconds,
+                "end_to_end_events_per_cpu_s": result.events / cpu if cpu else None,
+                "peak_rss_mb": _peak_rss_mb(),
+                "output_mb": size / 1e6,
+                "result_events": result.events,
+                "vendor_book_rows_compared": result.vendor_book_rows_compared,
+                "vendor_book_rows_equal": result.vendor_book_rows_equal,
+                "anomalies": result.anomalies,
+            }
+        )
+    )
+
+
+def run_benchmark(
+    events: int = DEFAULT_EVENTS,
+    workdir: Path | None = None,
+    reference_rows: int = 200_000,
+    log=lambda _m: None,
+) -> dict:
+    from rlx_assets.lake.sources import ensure_sample_lake
+
+    source_lake = ensure_sample_lake()
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="rlx-bench-") as tmp:
+        tmp_path = Path(tmp)
+        t0 = time.perf_counter()
+        part = build_tiled_partition(source_lake, tmp_path / "lake", events, log)
+        log(f"built {part.events} events in {part.tiles} tiles ({time.perf_counter() - t0:.1f}s)")
+        input_mb = sum(p.stat().st_size for p in part.paths.values()) / 1e6
+        kernel = kernel_throughput(part)
+        log(f"kernel: {kernel['kernel_events_per_s'] / 1e6:.1f}M book updates/s")
+        reference = reference_throughput(part, reference_rows)
+        del part.tile_sides, part.tile_ticks, part.tile_lots, part.tile_diff_starts
+        e2e = end_to_end(part, source_lake, tmp_path / "out")
+        log(f"end to end: {e2e['end_to_end_events_per_s'] / 1e6:.2f}M events/s")
+    return {
+        "events": part.events,
+        "trades": part.trades,
+        "book_updates": part.book_updates,
+        "vendor_book_rows": part.book_rows,
+        "tiles": part.tiles,
+        "input_mb": input_mb,
+        **kernel,
+        **reference,
+        "kernel_vs_reference": kernel["kernel_events_per_s"] / reference["reference_events_per_s"],
+        **e2e,
+        "cpus": os.cpu_count(),
+    }

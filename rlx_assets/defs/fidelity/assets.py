@@ -1,0 +1,152 @@
+"""The fidelity report: how faithful the reconstruction is, against the vendor and our recording."""
+
+import base64
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+
+from rlx_assets.book.store import reconstruction_dir
+from rlx_assets.defs.golden.assets import golden_report_path, golden_samples
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
+from rlx_assets.defs.reconstruction.assets import reconstructed_stream
+from rlx_assets.defs.resources import RlxEnvironment
+from rlx_assets.fidelity.report import build_fidelity_report
+from rlx_assets.fidelity.thresholds import load_thresholds
+from rlx_assets.staging import DataLayout
+from rlx_assets.validation.certificate import certified_inputs
+from rlx_assets.validation.zones import CertificateError, read_json
+
+# Blocking: the stream must not be used. Warnings: distributional drift and integrity notes.
+FIDELITY_CHECKS = {
+    "book_agreement": ("Reconstructed top-20 equals the vendor's book rows.", True),
+    "top_of_book_agreement": ("Best bid/ask equals our recording's bookTicker.", True),
+    "distribution_drift": ("K-S tests and tail exponents: reconstruction vs golden.", False),
+    "stream_integrity": ("Trade agreement, sequence gaps and origin-time validity.", False),
+}
+
+
+def report_dir(layout: DataLayout, market: str, day: dt.date) -> Path:
+    return layout.root / "reports" / market / day.isoformat()
+
+
+def golden_inputs(layout: DataLayout, capture_root: Path, market: str, day: dt.date):
+    """Golden lake files and capture files of the partition, if golden_samples ran for it."""
+    path = golden_report_path(layout, market, day)
+    if not path.is_file():
+        return None, None
+    report = read_json(path)
+    files = {table: layout.root / rel for table, rel in report.get("lake_files", {}).items()}
+    captures = [capture_root / name for name in report.get("files", {})]
+    return files, [c for c in captures if c.is_file()]
+
+
+def check_results(report: dict) -> list[dg.AssetCheckResult]:
+    """Fold the report's per-metric verdicts into the four checks a user reads."""
+    checks = report["checks"]
+    not_computed = {n["metric"]: n["reason"] for n in report["not_computed"]}
+    groups = {
+        "book_agreement": ["book_agreement"],
+        "top_of_book_agreement": ["top_of_book_agreement"],
+        "distribution_drift": [k for k in checks if k.startswith(("ks.", "tail."))],
+        "stream_integrity": [
+            k for k in checks if k.startswith(("origin_time", "sequence_gaps", "trade", "aggtrade"))
+        ],
+    }
+    results = []
+    for name, members in groups.items():
+        _, blocking = FIDELITY_CHECKS[name]
+        evaluated = {m: checks[m] for m in members if m in checks}
+        missing = {m: r for m, r in not_computed.items() if m in members or m.startswith(name)}
+        failed = [m for m, c in evaluated.items() if not c["passed"]]
+        computable = bool(evaluated)
+        passed = computable and not failed
+        # A blocking metric that cannot be computed is reported, not hidden: it fails as a
+        # warning (nothing wrong was measured, but nothing was shown either).
+        severity = (
+            dg.AssetCheckSeverity.ERROR if blocking and computable else dg.AssetCheckSeverity.WARN
+        )
+        summary = (
+            f"failed: {', '.join(failed)}"
+            if failed
+            else "all within thresholds"
+            if computable
+            else f"not computed: {'; '.join(sorted(set(missing.values())))}"
+        )
+        results.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=passed,
+                severity=severity,
+                metadata={
+                    "summary": dg.MetadataValue.text(summary),
+                    "metrics": dg.MetadataValue.json(evaluated),
+                    "not_computed": dg.MetadataValue.json(missing),
+                },
+            )
+        )
+    return results
+
+
+def markdown_with_plots(directory: Path) -> str:
+    """fidelity.md with its PNG links inlined, so the Dagster UI shows the plots."""
+    text = (directory / "fidelity.md").read_text()
+    for png in sorted(directory.glob("*.png")):
+        encoded = base64.b64encode(png.read_bytes()).decode()
+        text = text.replace(f"({png.name})", f"(data:image/png;base64,{encoded})")
+    return text
+
+
+@dg.asset(
+    group_name="fidelity",
+    partitions_def=DATE_MARKET_PARTITIONS,
+    deps=[reconstructed_stream, golden_samples],
+    kinds={"json", "markdown"},
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="fidelity_report", blocking=blocking, description=text)
+        for name, (text, blocking) in FIDELITY_CHECKS.items()
+    ],
+    description=(
+        "How faithful the reconstruction is: book and top-of-book agreement, trade agreement, "
+        "K-S tests, tail exponents, gaps — `$RLX_DATA_DIR/reports/{market}/{date}/`."
+    ),
+)
+def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg.MaterializeResult:
+    day, _, _, market = partition_of(context)
+    layout = rlx.layout()
+    reconstruction = reconstruction_dir(layout, market, day)
+    if not (reconstruction / "summary.json").is_file():
+        raise dg.Failure(f"{market} {day}: no reconstruction; materialise reconstructed_stream")
+    try:
+        vendor_files = certified_inputs(layout, market, day)
+    except CertificateError as error:
+        raise dg.Failure(str(error)) from None
+    golden_files, captures = golden_inputs(layout, rlx.settings().capture_root, market, day)
+    if golden_files is None:
+        context.log.warning(f"{market} {day}: no golden samples; lake-internal metrics only")
+    out = report_dir(layout, market, day)
+    report = build_fidelity_report(
+        market=market,
+        day=day,
+        reconstruction_dir=reconstruction,
+        vendor_files=vendor_files,
+        golden_files=golden_files,
+        golden_captures=captures,
+        out_dir=out,
+        thresholds=load_thresholds(),
+    )
+    return dg.MaterializeResult(
+        check_results=check_results(report),
+        metadata={
+            "report": dg.MetadataValue.path(str(out.relative_to(layout.root))),
+            "summary": dg.MetadataValue.md(markdown_with_plots(out)),
+            "book_agreement": _fraction(report["book_agreement"]),
+            "top_of_book_agreement": _fraction(report["top_of_book_agreement"]),
+            "trade_agreement": _fraction(report.get("trade_agreement")),
+            "not_computed": dg.MetadataValue.json(report["not_computed"]),
+        },
+    )
+
+
+def _fraction(value: float | None) -> dg.MetadataValue:
+    return dg.MetadataValue.float(float("nan") if value is None else float(value))
