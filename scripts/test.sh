@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/install_system_deps.sh  # Debian chromium + PostgreSQL for the slow UI tests
 python3 -m ruff check .
 python3 -m ruff format --check .
 python3 -m pytest "$@"

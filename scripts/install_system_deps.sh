@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# What the slow end-to-end tests need beyond the Python project (idempotent; quick when present):
+#   * Debian's `chromium` (+ fonts) for the browser test, driven by Playwright through
+#     /usr/bin/chromium. Playwright never downloads a browser here: PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD
+#     is set and `playwright install` is never called.
+#   * Debian's PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb, pg_ctl, postgres) and
+#     psql; the tests start their own server in a temporary directory, none is left running.
+#   * From PyPI, pinned: the playwright package, dagster-postgres (0.29.x is the release paired
+#     with dagster 1.13.x) and psycopg2-binary. Keep these pins equal to pyproject's dev extras.
+# Runs non-interactively as root (CI); as another user it uses sudo for apt-get when it can.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+
+PYTHON="${PYTHON:-python3}"
+PY_PINS=(
+  "playwright==1.65.2"
+  "dagster-postgres==0.29.27"
+  "psycopg2-binary==2.9.13"
+)
+DEB_PACKAGES=(chromium fonts-liberation postgresql postgresql-client)
+
+if [[ "$(id -u)" -eq 0 ]]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo -n)
+else
+  as_root=()
+fi
+
+deb_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+missing_debs=()
+for package in "${DEB_PACKAGES[@]}"; do
+  deb_installed "${package}" || missing_debs+=("${package}")
+done
+if ((${#missing_debs[@]})); then
+  echo "install_system_deps: apt-get install ${missing_debs[*]}"
+  "${as_root[@]}" apt-get update -q
+  "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing_debs[@]}"
+fi
+# The Debian postgresql package may start a cluster of its own through its service scripts in
+# environments that have an init system; the tests never use it (they run their own server).
+
+# The binaries the tests use, found the way the tests find them.
+test -x /usr/bin/chromium || { echo "install_system_deps: /usr/bin/chromium missing" >&2; exit 1; }
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null ||
+  { echo "install_system_deps: no /usr/lib/postgresql/*/bin/initdb" >&2; exit 1; }
+
+missing_pins=()
+for pin in "${PY_PINS[@]}"; do
+  name="${pin%%==*}" version="${pin##*==}"
+  installed="$("${PYTHON}" - "${name}" <<'EOF' 2>/dev/null || true
+import importlib.metadata, sys
+print(importlib.metadata.version(sys.argv[1]))
+EOF
+)"
+  [[ "${installed}" == "${version}" ]] || missing_pins+=("${pin}")
+done
+if ((${#missing_pins[@]})); then
+  echo "install_system_deps: pip install ${missing_pins[*]}"
+  "${PYTHON}" -m pip install --disable-pip-version-check -q "${missing_pins[@]}"
+fi
+
+postgres_bin="$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -1)"
+echo "install_system_deps: ok ($(/usr/bin/chromium --version 2>/dev/null | head -1);" \
+  "$("${postgres_bin}" --version))"
