@@ -48,3 +48,12 @@ def _split_key(key: str) -> dict[str, str]:
     if not sep:
         raise ValueError(f"partition key {key!r} is not of the form DATE|EXCHANGE.SYMBOL")
     return {"date": date, "market": market}
+
+
+def missing_evidence(summary: str) -> dg.AssetCheckResult:
+    """A blocking check whose evidence (report, certificate, reconstruction) is absent fails."""
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"summary": dg.MetadataValue.text(summary)},
+    )

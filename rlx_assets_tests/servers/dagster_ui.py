@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +21,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from rlx_assets_tests.servers import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CODE_MODULE = "rlx_assets.definitions"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class DagsterUI:

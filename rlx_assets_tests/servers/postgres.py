@@ -13,11 +13,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from rlx_assets_tests.servers import free_port
 
 SERVER_USER = "postgres"  # created by Debian's postgresql-common
 
@@ -33,12 +34,6 @@ def postgres_bin_dir() -> Path:
             "no /usr/lib/postgresql/*/bin/initdb: run `bash scripts/install_system_deps.sh`"
         )
     return found[-1]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LocalPostgres:

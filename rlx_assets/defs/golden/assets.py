@@ -14,7 +14,7 @@ from rlx_assets.capture.golden import (
     select_capture_files,
     verify_checksums,
 )
-from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, missing_evidence, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.from_capture import convert_captures
 from rlx_assets.lake.markets import binance_instrument
@@ -122,11 +122,7 @@ def golden_gap_ratio(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment
 def gap_ratio_check_result(layout: DataLayout, market: str, day: dt.date, threshold: float):
     path = golden_report_path(layout, market, day)
     if not path.is_file():
-        return dg.AssetCheckResult(
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"summary": dg.MetadataValue.text(f"no golden report at {path}")},
-        )
+        return missing_evidence(f"no golden report at {path}")
     report = read_json(path)
     passed = report["gap_ratio"] <= threshold
     return dg.AssetCheckResult(

@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 
 from rlx_assets.book.store import reconstruction_dir
-from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, missing_evidence, partition_of
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.fidelity.report import vendor_book_agreement
@@ -29,11 +29,7 @@ def vendor_book_check_result(
         book = certified_inputs(layout, market, day)["book"]
         figures = vendor_book_agreement(directory, book, thresholds)
     except (CertificateError, FileNotFoundError, ValueError) as error:
-        return dg.AssetCheckResult(
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"summary": dg.MetadataValue.text(f"{market} {day}: {error}")},
-        )
+        return missing_evidence(f"{market} {day}: {error}")
     compared, agreement = figures["rows_compared"], figures["agreement"] or 0.0
     verdict = "meets" if figures["passed"] else "is below"
     return dg.AssetCheckResult(
