@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,12 @@ class RlxSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RLX_", extra="ignore")
 
-    data_dir: Path = Path("data")
+    # A directory, or s3://bucket/prefix: then the stages work in a local copy (RLX_WORK_DIR)
+    # and every file lives in the bucket (rlx_assets/remote.py).
+    data_dir: str = "data"
+    work_dir: Path | None = None
+    data_s3_endpoint_url: str | None = None  # unset: AWS, or AWS_ENDPOINT_URL_S3
+    data_s3_profile: str | None = None  # unset: the default AWS credential chain
     # Unset: the bundled sample lake; a path: a local lake; s3://bucket/prefix: Crypto Lake.
     lake_uri: str | None = None
     markets: Annotated[tuple[str, ...], NoDecode] = DEFAULT_MARKETS
@@ -53,9 +59,21 @@ class RlxSettings(BaseSettings):
     def _blank_lake_uri_means_sample(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, Path) else value
+
     @property
     def data_root(self) -> Path:
-        return self.data_dir.expanduser().resolve()
+        """The local data root: `RLX_DATA_DIR`, or the working copy of an `s3://` one."""
+        if not self.data_dir.startswith("s3://"):
+            return Path(self.data_dir).expanduser().resolve()
+        if self.work_dir is not None:
+            return self.work_dir.expanduser().resolve()
+        bucket_and_prefix = self.data_dir.removeprefix("s3://").strip("/")
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return (cache / "rlx-assets" / "work" / bucket_and_prefix).resolve()
 
     @property
     def capture_root(self) -> Path:

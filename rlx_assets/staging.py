@@ -1,4 +1,10 @@
-"""The data root's zones, atomic file writes, checksums and the append-only JSON-lines logs."""
+"""The data root's zones, atomic file writes, checksums and the append-only JSON-lines logs.
+
+When `RLX_DATA_DIR` is an `s3://` URI the data root is a local working copy bound to the
+bucket (`rlx_assets.remote`): `atomic_write` uploads before it commits, the logs become one
+object per record, and readers call `fetch` / `fetch_tree` before reading. With a local data
+root these are plain filesystem operations.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,17 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from rlx_assets.remote import bind, is_remote_uri, remote_of
+
+if TYPE_CHECKING:
+    from rlx_assets.config import RlxSettings
 
 ZONES = ("raw", "validating", "ready", "quarantine")
 _CHUNK = 1 << 20
@@ -53,6 +65,14 @@ class DataLayout:
         for name in ZONES:
             self.zone(name).mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
+
+
+def open_layout(settings: RlxSettings) -> DataLayout:
+    """The data root of the settings; an `s3://` one is bound to its working copy first."""
+    root = settings.data_root
+    if is_remote_uri(settings.data_dir):
+        bind(root, settings.data_dir, settings.data_s3_endpoint_url, settings.data_s3_profile)
+    return DataLayout(root)
 
 
 def lake_relative_path(table: str, exchange: str, symbol: str, day: dt.date) -> Path:
@@ -98,9 +118,64 @@ def atomic_write(
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; published files are readable by all
         if before_commit is not None:
             before_commit(tmp)
-        os.replace(tmp, dest)
+        commit_file(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def commit_file(source: Path, dest: Path) -> None:
+    """Rename a finished file onto `dest`; on object storage it is uploaded first, so a failed
+    upload leaves the bucket and the working copy as they were."""
+    remote = remote_of(dest)
+    if remote is not None:
+        remote.upload(source, dest)
+    os.replace(source, dest)
+
+
+def fetch(path: Path) -> bool:
+    """Whether the data-root file exists, after bringing the working copy up to date."""
+    remote = remote_of(path)
+    return remote.fetch(path) if remote is not None else path.is_file()
+
+
+def fetch_tree(directory: Path) -> bool:
+    """Whether a published directory exists, after bringing the working copy up to date."""
+    remote = remote_of(directory)
+    if remote is not None:
+        return remote.fetch_tree(directory)
+    return directory.is_dir() and any(directory.iterdir())
+
+
+def publish_tree(building: Path, final: Path) -> None:
+    """Replace the directory `final` by the finished `building`; readers never see a mix."""
+    remote = remote_of(final)
+    if remote is not None:
+        remote.publish_tree(building, final)
+    retired = final.with_name(f".{final.name}.retired-{building.name.rsplit('-', 1)[-1]}")
+    if final.exists():
+        os.rename(final, retired)
+    os.rename(building, final)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def remove_tree(directory: Path) -> bool:
+    """Delete a data-root directory (and its objects); whether there was anything."""
+    remote = remote_of(directory)
+    if remote is not None:
+        return remote.delete_tree(directory) > 0
+    existed = directory.exists()
+    shutil.rmtree(directory, ignore_errors=True)
+    return existed
+
+
+def list_files(directory: Path, suffix: str) -> list[Path]:
+    """Files below a data-root directory whose name ends with `suffix` (nothing downloaded)."""
+    remote = remote_of(directory)
+    if remote is not None:
+        return [p for p in remote.list(directory) if p.name.endswith(suffix)]
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.rglob(f"*{suffix}") if p.is_file())
 
 
 def atomic_write_bytes(dest: Path, data: bytes) -> None:
@@ -110,8 +185,12 @@ def atomic_write_bytes(dest: Path, data: bytes) -> None:
 
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON object as a line; O_APPEND keeps concurrent writers' lines whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    remote = remote_of(path)
+    if remote is not None:
+        remote.append_record(path, line)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         os.write(fd, line)
@@ -120,6 +199,9 @@ def append_json_line(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    remote = remote_of(path)
+    if remote is not None:
+        return [json.loads(line) for line in remote.records(path)]
     if not path.exists():
         return []
     with open(path, encoding="utf-8") as handle:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from rlx_assets.staging import DataLayout, atomic_write_bytes
+from rlx_assets.staging import DataLayout, atomic_write_bytes, fetch, publish_tree
 
 SUMMARY_NAME = "summary.json"
 END_BOOK_NAME = "end_book.parquet"
@@ -23,7 +22,7 @@ def reconstruction_dir(layout: DataLayout, market: str, day: dt.date) -> Path:
 def previous_end_book(layout: DataLayout, market: str, day: dt.date) -> Path | None:
     """The end-of-day book of the previous date of the same market, if it was reconstructed."""
     path = reconstruction_dir(layout, market, day - dt.timedelta(days=1)) / END_BOOK_NAME
-    return path if path.is_file() else None
+    return path if fetch(path) else None
 
 
 def building_dir(layout: DataLayout, market: str, day: dt.date, run_id: str) -> Path:
@@ -36,11 +35,7 @@ def building_dir(layout: DataLayout, market: str, day: dt.date, run_id: str) -> 
 
 def publish(building: Path, final: Path) -> None:
     """Replace `final` by the finished `building` directory; readers never see a mix."""
-    retired = final.with_name(f".{final.name}.retired-{building.name.rsplit('-', 1)[-1]}")
-    if final.exists():
-        os.rename(final, retired)
-    os.rename(building, final)
-    shutil.rmtree(retired, ignore_errors=True)
+    publish_tree(building, final)
 
 
 def write_summary(directory: Path, summary: dict[str, Any]) -> Path:
@@ -51,7 +46,7 @@ def write_summary(directory: Path, summary: dict[str, Any]) -> Path:
 
 def read_summary(layout: DataLayout, market: str, day: dt.date) -> dict[str, Any] | None:
     path = reconstruction_dir(layout, market, day) / SUMMARY_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
+    return json.loads(path.read_text()) if fetch(path) else None
 
 
 def result_as_dict(result: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import dagster as dg
 from rlx_assets.config import RlxSettings, load_settings
 from rlx_assets.lake.acquire import RetryPolicy
 from rlx_assets.lake.sources import LakeSource, source_from_settings
-from rlx_assets.staging import DataLayout
+from rlx_assets.staging import DataLayout, open_layout
 
 
 class RlxEnvironment(dg.ConfigurableResource):
@@ -33,7 +33,7 @@ class RlxEnvironment(dg.ConfigurableResource):
         )
 
     def layout(self) -> DataLayout:
-        return DataLayout(self.settings().data_root)
+        return open_layout(self.settings())
 
     def lake_source(self) -> LakeSource:
         return source_from_settings(self.settings())

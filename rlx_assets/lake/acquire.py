@@ -24,6 +24,7 @@ from rlx_assets.staging import (
     DataLayout,
     append_json_line,
     atomic_write,
+    fetch,
     lake_relative_path,
     read_json_lines,
     sha256_file,
@@ -128,7 +129,7 @@ def stored_copy_is_current(layout: DataLayout, dest: Path, relative: str, obj: L
     """The raw file is the one the manifest recorded for this exact source version."""
     entry = latest_manifest_entry(layout, relative)
     return (
-        dest.is_file()
+        fetch(dest)
         and entry is not None
         and entry["source_version"] == obj.version
         and entry["size"] == dest.stat().st_size

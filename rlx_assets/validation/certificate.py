@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rlx_assets.config import PROJECT_ROOT
-from rlx_assets.staging import DataLayout, sha256_file, utc_now_iso
+from rlx_assets.staging import DataLayout, fetch, sha256_file, utc_now_iso
 from rlx_assets.validation.zones import (
     REQUIRED_TABLES,
     CertificateError,
@@ -49,10 +49,10 @@ def build_certificate(layout: DataLayout, market: str, day: dt.date) -> dict[str
     for table in REQUIRED_TABLES:
         report_file = gate_report_path(layout, table, market, day)
         ready = ready_path(layout, table, market, day)
-        if not report_file.is_file() or not ready.is_file():
-            problems.append(
-                f"{table}: {'no gate report' if not report_file.is_file() else 'not in ready zone'}"
-            )
+        has_report, is_ready = fetch(report_file), fetch(ready)
+        if not has_report or not is_ready:
+            missing = "no gate report" if not has_report else "not in ready zone"
+            problems.append(f"{table}: {missing}")
             continue
         report = read_json(report_file)
         failed = [g["gate"] for g in report["gates"] if not g["passed"]]
@@ -97,7 +97,7 @@ def certificate_problems(layout: DataLayout, certificate: dict[str, Any]) -> lis
             problems.append(f"{table}: missing from the certificate")
             continue
         path = layout.root / entry["path"]
-        if not path.is_file():
+        if not fetch(path):
             problems.append(f"{table}: certified file {path} is missing")
         elif sha256_file(path) != entry["sha256"]:
             problems.append(f"{table}: {path} changed after certification (SHA-256 differs)")
@@ -109,7 +109,7 @@ def certificate_problems(layout: DataLayout, certificate: dict[str, Any]) -> lis
 
 def load_certificate(layout: DataLayout, market: str, day: dt.date) -> dict[str, Any]:
     path = certificate_path(layout, market, day)
-    if not path.is_file():
+    if not fetch(path):
         raise CertificateError(f"{market} {day}: no readiness certificate at {path}")
     return read_json(path)
 
@@ -130,7 +130,7 @@ def trailing_row_counts(
     counts = []
     for back in range(1, days + 1):
         path = certificate_path(layout, market, day - dt.timedelta(days=back))
-        if path.is_file():
+        if fetch(path):
             entry = read_json(path)["tables"].get(table)
             if entry:
                 counts.append(int(entry["rows"]))

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rlx_assets.lake.markets import market_key
-from rlx_assets.staging import DataLayout, utc_now_iso
+from rlx_assets.staging import DataLayout, list_files, utc_now_iso
 from rlx_assets.validation.zones import REQUIRED_TABLES, write_json
 
 STATES = ("raw", "ready", "quarantined", "certified")
@@ -17,9 +17,9 @@ _LAYOUT = re.compile(
 )
 
 
-def _partitions_with_files(zone: Path, name: str) -> dict[tuple[str, str], set[str]]:
+def _partitions_with_files(zone: Path, suffix: str) -> dict[tuple[str, str], set[str]]:
     found: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for path in zone.rglob(name) if zone.is_dir() else ():
+    for path in list_files(zone, suffix):
         match = _LAYOUT.match(path.relative_to(zone).as_posix())
         if match:
             found[(match["dt"], market_key(match["ex"], match["sym"]))].add(match["table"])
@@ -27,10 +27,10 @@ def _partitions_with_files(zone: Path, name: str) -> dict[tuple[str, str], set[s
 
 
 def compute_status(layout: DataLayout) -> dict[str, Any]:
-    raw = _partitions_with_files(layout.zone("raw"), "*.parquet")
-    ready = _partitions_with_files(layout.zone("ready"), "*.parquet")
+    raw = _partitions_with_files(layout.zone("raw"), ".parquet")
+    ready = _partitions_with_files(layout.zone("ready"), ".parquet")
     quarantined = _partitions_with_files(layout.zone("quarantine"), "report.json")
-    certified = {(p.stem, p.parent.name) for p in (layout.root / "certificates").glob("*/*.json")}
+    certified = {(p.stem, p.parent.name) for p in list_files(layout.root / "certificates", ".json")}
     partitions: dict[str, dict[str, Any]] = {}
     for date, market in sorted(set(raw) | set(ready) | set(quarantined) | certified):
         if (date, market) in quarantined:

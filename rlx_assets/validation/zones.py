@@ -19,8 +19,10 @@ from rlx_assets.staging import (
     append_json_line,
     atomic_write,
     atomic_write_bytes,
+    fetch,
     lake_relative_path,
     read_json_lines,
+    remove_tree,
     sha256_file,
     utc_now_iso,
 )
@@ -93,7 +95,7 @@ def quarantine(layout: DataLayout, table: str, market: str, day: dt.date, report
     """Copy the failing raw file and its gate report into quarantine; ready stays untouched."""
     target = quarantine_dir(layout, table, market, day)
     source = raw_path(layout, table, market, day)
-    if source.is_file():
+    if fetch(source):
         with atomic_write(target / source.name) as handle, open(source, "rb") as raw:
             shutil.copyfileobj(raw, handle)
     write_json(target / "report.json", report)
@@ -104,10 +106,8 @@ def quarantine(layout: DataLayout, table: str, market: str, day: dt.date, report
 
 def release_from_quarantine(layout: DataLayout, table: str, market: str, day: dt.date) -> bool:
     """A re-fetched file that passed every gate leaves quarantine (the log keeps the history)."""
-    target = quarantine_dir(layout, table, market, day)
-    if not target.exists():
+    if not remove_tree(quarantine_dir(layout, table, market, day)):
         return False
-    shutil.rmtree(target)
     log_quarantine_event(layout, "released", table, market, day)
     return True
 
@@ -118,6 +118,8 @@ def promote_to_ready(
     """Copy the gated raw file into the ready zone atomically, verifying it is the gated one."""
     source = raw_path(layout, table, market, day)
     dest = ready_path(layout, table, market, day)
+    if not fetch(source):
+        raise CertificateError(f"{source} is missing; materialise raw_{table} again")
 
     def same_as_gated(candidate: Path) -> None:
         if sha256_file(candidate) != sha256:

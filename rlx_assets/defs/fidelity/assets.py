@@ -13,7 +13,7 @@ from rlx_assets.defs.reconstruction.assets import reconstructed_stream
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import load_thresholds
-from rlx_assets.staging import DataLayout
+from rlx_assets.staging import DataLayout, fetch, fetch_tree
 from rlx_assets.validation.certificate import certified_inputs
 from rlx_assets.validation.zones import CertificateError, read_json
 
@@ -33,10 +33,11 @@ def report_dir(layout: DataLayout, market: str, day: dt.date) -> Path:
 def golden_inputs(layout: DataLayout, capture_root: Path, market: str, day: dt.date):
     """Golden lake files and capture files of the partition, if golden_samples ran for it."""
     path = golden_report_path(layout, market, day)
-    if not path.is_file():
+    if not fetch(path):
         return None, None
     report = read_json(path)
     files = {table: layout.root / rel for table, rel in report.get("lake_files", {}).items()}
+    files = {table: file for table, file in files.items() if fetch(file)}
     captures = [capture_root / name for name in report.get("files", {})]
     return files, [c for c in captures if c.is_file()]
 
@@ -101,6 +102,7 @@ def markdown_with_plots(directory: Path) -> str:
     group_name="fidelity",
     partitions_def=DATE_MARKET_PARTITIONS,
     deps=[reconstructed_stream, golden_samples],
+    pool="fidelity",
     kinds={"json", "markdown"},
     check_specs=[
         dg.AssetCheckSpec(name, asset="fidelity_report", blocking=blocking, description=text)
@@ -115,7 +117,7 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
     day, _, _, market = partition_of(context)
     layout = rlx.layout()
     reconstruction = reconstruction_dir(layout, market, day)
-    if not (reconstruction / "summary.json").is_file():
+    if not fetch_tree(reconstruction) or not (reconstruction / "summary.json").is_file():
         raise dg.Failure(f"{market} {day}: no reconstruction; materialise reconstructed_stream")
     try:
         vendor_files = certified_inputs(layout, market, day)

@@ -1,7 +1,6 @@
 """Golden samples: our own Binance recording of a day, in the Crypto Lake schema."""
 
 import datetime as dt
-import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.from_capture import convert_captures
 from rlx_assets.lake.markets import binance_instrument
 from rlx_assets.lake.schemas import LAKE_TABLES
-from rlx_assets.staging import DataLayout, lake_relative_path, utc_now_iso
+from rlx_assets.staging import DataLayout, commit_file, fetch, lake_relative_path, utc_now_iso
 from rlx_assets.validation.zones import read_json, write_json
 
 
@@ -52,6 +51,7 @@ def golden_report(day_data: GoldenDay, market: str, day: dt.date, checksums: dic
 @dg.asset(
     group_name="golden",
     partitions_def=DATE_MARKET_PARTITIONS,
+    pool="golden",
     kinds={"parquet"},
     description=(
         "One UTC day of our own Binance recording (RLX_CAPTURE_DIR): checksums verified, "
@@ -86,7 +86,7 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg
             if (building / relative).is_file():
                 target = golden_lake_root(layout) / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(building / relative, target)
+                commit_file(building / relative, target)
                 written[table] = str(target.relative_to(layout.root))
     finally:
         shutil.rmtree(building, ignore_errors=True)
@@ -121,7 +121,7 @@ def golden_gap_ratio(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment
 
 def gap_ratio_check_result(layout: DataLayout, market: str, day: dt.date, threshold: float):
     path = golden_report_path(layout, market, day)
-    if not path.is_file():
+    if not fetch(path):
         return missing_evidence(f"no golden report at {path}")
     report = read_json(path)
     passed = report["gap_ratio"] <= threshold

@@ -10,7 +10,7 @@ from rlx_assets.defs.reconstruction.assets import reconstructed_stream
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.fidelity.report import vendor_book_agreement
 from rlx_assets.fidelity.thresholds import FidelityThresholds, load_thresholds
-from rlx_assets.staging import DataLayout
+from rlx_assets.staging import DataLayout, fetch_tree
 from rlx_assets.validation.certificate import certified_inputs
 from rlx_assets.validation.zones import CertificateError
 
@@ -25,6 +25,7 @@ def vendor_book_check_result(
     us, but every level we hold must be in the vendor's row with the same size.
     """
     directory = reconstruction_dir(layout, market, day)
+    fetch_tree(directory)
     try:
         book = certified_inputs(layout, market, day)["book"]
         figures = vendor_book_agreement(directory, book, thresholds)
@@ -56,6 +57,7 @@ def vendor_book_check_result(
     asset=reconstructed_stream,
     name="vendor_book_agreement",
     blocking=True,
+    pool="reconstruction",
     partitions_def=DATE_MARKET_PARTITIONS,
     description=(
         "Our top-20 agrees with the vendor's `book` row at the same sequence number for at "

@@ -5,6 +5,7 @@ import dagster as dg
 from rlx_assets.defs.acquisition.assets import RAW_TABLES, raw_book, raw_book_delta_v2, raw_trades
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
+from rlx_assets.staging import fetch
 from rlx_assets.validation.certificate import build_certificate, certificate_path
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import (
@@ -20,6 +21,7 @@ from rlx_assets.validation.zones import (
     group_name="validation",
     partitions_def=DATE_MARKET_PARTITIONS,
     deps=[raw_trades, raw_book, raw_book_delta_v2],
+    pool="validation",
     kinds={"parquet"},
     description="The partition's three gated files, promoted atomically to `staging/ready/`.",
 )
@@ -31,7 +33,7 @@ def validated_partition(
     metadata: dict = {}
     for table in RAW_TABLES:
         report_file = gate_report_path(layout, table, market, day)
-        if not report_file.is_file():
+        if not fetch(report_file):
             raise dg.Failure(
                 f"{table} {market} {day}: no gate report; materialise raw_{table} first"
             )
@@ -54,6 +56,7 @@ def validated_partition(
     group_name="validation",
     partitions_def=DATE_MARKET_PARTITIONS,
     deps=[validated_partition],
+    pool="validation",
     kinds={"json"},
     description="JSON certificate: tables, coverage, volumes, checksums, gates, code version.",
 )

@@ -13,7 +13,7 @@ from rlx_assets.defs.acquisition.assets import RAW_TABLES
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.defs.validation.assets import readiness_certificate
-from rlx_assets.staging import DataLayout, utc_now_iso
+from rlx_assets.staging import DataLayout, fetch, utc_now_iso
 from rlx_assets.validation.certificate import (
     certificate_path,
     certificate_problems,
@@ -58,10 +58,12 @@ def evaluate_gates(
 ) -> tuple[list[GateResult], dict[str, Any]]:  # fmt: skip
     """Run every gate on the raw file, record the report, quarantine or release the file."""
     entry = manifest_entry(layout, table, market, day) or {}
+    raw = raw_path(layout, table, market, day)
+    fetch(raw)
     results = run_gates(
         GateInput(
             table=table,
-            path=raw_path(layout, table, market, day),
+            path=raw,
             day=day,
             expected_sha256=entry.get("sha256"),
             expected_size=entry.get("size"),
@@ -105,7 +107,7 @@ def build_gate_checks(table: str) -> dg.AssetChecksDefinition:
         for gate in GATES
     ]
 
-    @dg.multi_asset_check(specs=specs, name=f"raw_{table}_gates")
+    @dg.multi_asset_check(specs=specs, name=f"raw_{table}_gates", pool="validation")
     def raw_gates(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
         day, _, _, market = partition_of(context)
         profile, thresholds = active_profile(rlx.settings())
@@ -135,6 +137,7 @@ raw_trades_gates, raw_book_gates, raw_book_delta_v2_gates = (
     asset=readiness_certificate,
     name="certificate_valid",
     blocking=True,
+    pool="validation",
     partitions_def=DATE_MARKET_PARTITIONS,
     description="Re-verifies the certificate against the ready files: every checksum, every gate.",
 )
@@ -145,7 +148,7 @@ def certificate_valid(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironmen
 
 def certificate_check_result(layout: DataLayout, market: str, day: dt.date) -> dg.AssetCheckResult:
     path = certificate_path(layout, market, day)
-    if not path.is_file():
+    if not fetch(path):
         problems = [f"no certificate at {path}"]
     else:
         problems = certificate_problems(layout, read_json(path))

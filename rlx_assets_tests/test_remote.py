@@ -1,0 +1,134 @@
+"""The data root on object storage, against a real S3 server on 127.0.0.1 (moto)."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+
+from rlx_assets.remote import RemoteDataError, bind
+from rlx_assets.staging import (
+    append_json_line,
+    atomic_write_bytes,
+    fetch,
+    fetch_tree,
+    list_files,
+    publish_tree,
+    read_json_lines,
+    remove_tree,
+)
+from rlx_assets_tests.conftest import TEST_SECRET
+from rlx_assets_tests.servers.s3 import Fault
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def bucket(s3_server, monkeypatch):
+    """An empty bucket; credentials in the environment, the endpoint given only to `bind`."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIARLXTESTKEY000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    name = f"rlx-data-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name=REGION)
+    client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3_server.app.faults.clear()
+    yield {"name": name, "client": client, "uri": f"s3://{name}/data"}
+    s3_server.app.faults.clear()
+
+
+def worker(tmp_path, bucket, s3_server, name: str):
+    """A working copy of the bucket, as one machine of a deployment has it."""
+    return bind(tmp_path / name, bucket["uri"], s3_server.endpoint_url, None).root
+
+
+def stored(bucket, key: str) -> bytes | None:
+    try:
+        return bucket["client"].get_object(Bucket=bucket["name"], Key=key)["Body"].read()
+    except bucket["client"].exceptions.NoSuchKey:
+        return None
+
+
+def test_a_committed_file_is_in_the_bucket_and_another_worker_reads_the_latest(
+    tmp_path, bucket, s3_server
+):
+    a, b = (worker(tmp_path, bucket, s3_server, n) for n in ("a", "b"))
+    atomic_write_bytes(a / "certificates" / "M" / "d.json", b"first")
+    assert stored(bucket, "data/certificates/M/d.json") == b"first"
+    assert fetch(b / "certificates" / "M" / "d.json")
+    assert (b / "certificates" / "M" / "d.json").read_bytes() == b"first"
+
+    atomic_write_bytes(a / "certificates" / "M" / "d.json", b"second")
+    assert fetch(b / "certificates" / "M" / "d.json")
+    assert (b / "certificates" / "M" / "d.json").read_bytes() == b"second"
+    assert not fetch(b / "certificates" / "M" / "other.json")
+    assert list_files(b / "certificates", ".json") == [b / "certificates" / "M" / "d.json"]
+
+
+def test_a_failed_upload_changes_neither_the_bucket_nor_the_working_copy(
+    tmp_path, bucket, s3_server
+):
+    a = worker(tmp_path, bucket, s3_server, "a")
+    path = a / "staging" / "ready" / "t.parquet"
+    atomic_write_bytes(path, b"good")
+    s3_server.inject(Fault("PUT", "ready/t.parquet", 500, times=20))
+    with pytest.raises(RemoteDataError, match="staging/ready/t.parquet") as raised:
+        atomic_write_bytes(path, b"new but never stored")
+    assert TEST_SECRET not in str(raised.value)
+    assert path.read_bytes() == b"good"
+    assert stored(bucket, "data/staging/ready/t.parquet") == b"good"
+    assert [p.name for p in path.parent.iterdir()] == ["t.parquet"]  # no temp file left
+
+
+def test_a_directory_is_replaced_whole_and_deleted_objects_leave_every_worker(
+    tmp_path, bucket, s3_server
+):
+    a, b = (worker(tmp_path, bucket, s3_server, n) for n in ("a", "b"))
+    final_a = a / "reconstruction" / "M" / "2024-08-08"
+    for version, files in (
+        ("v1", {"stream.parquet": b"s1", "old.png": b"p1", "summary.json": b"{1}"}),
+        ("v2", {"stream.parquet": b"s2", "summary.json": b"{2}"}),
+    ):
+        building = a / "reconstruction" / "M" / f".2024-08-08.building-{version}"
+        building.mkdir(parents=True)
+        for name, data in files.items():
+            (building / name).write_bytes(data)
+        publish_tree(building, final_a)
+    final_b = b / "reconstruction" / "M" / "2024-08-08"
+    assert fetch_tree(final_b)
+    assert {p.name: p.read_bytes() for p in final_b.iterdir()} == {
+        "stream.parquet": b"s2",
+        "summary.json": b"{2}",
+    }
+    assert stored(bucket, "data/reconstruction/M/2024-08-08/old.png") is None
+
+    assert remove_tree(final_a)
+    assert not fetch_tree(final_b)
+    assert not any(final_b.glob("*"))  # the stale local copy went with the objects
+
+
+def test_logs_keep_every_record_of_every_worker_in_time_order(tmp_path, bucket, s3_server):
+    a, b = (worker(tmp_path, bucket, s3_server, n) for n in ("a", "b"))
+    log = "logs/manifest/raw.jsonl"
+    append_json_line(a / log, {"n": 1})
+    append_json_line(b / log, {"n": 2})
+    append_json_line(a / log, {"n": 3})
+    assert read_json_lines(a / log) == read_json_lines(b / log) == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+def test_no_credentials_or_a_denied_bucket_fail_clearly_without_the_secret(
+    tmp_path, bucket, s3_server, monkeypatch
+):
+    s3_server.inject(Fault("HEAD", bucket["name"], 403, times=20, code="AccessDenied"))
+    with pytest.raises(RemoteDataError, match=f"s3://{bucket['name']}/data.*403") as denied:
+        bind(tmp_path / "denied", bucket["uri"], s3_server.endpoint_url, None)
+    assert TEST_SECRET not in str(denied.value)
+    s3_server.app.faults.clear()
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(RemoteDataError, match="no credentials.*AWS_ACCESS_KEY_ID"):
+        bind(tmp_path / "anonymous", bucket["uri"], s3_server.endpoint_url, None)
+    with pytest.raises(RemoteDataError, match="not of the form"):
+        bind(tmp_path / "bad", "s3://", s3_server.endpoint_url, None)
