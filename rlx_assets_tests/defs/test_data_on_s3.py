@@ -37,7 +37,6 @@ def deployment(s3_server, sample_lake, tmp_path, monkeypatch):
         "RLX_DATA_S3_ENDPOINT_URL": s3_server.endpoint_url,
         "AWS_ACCESS_KEY_ID": "AKIARLXTESTKEY000001",
         "AWS_SECRET_ACCESS_KEY": TEST_SECRET,
-        "AWS_DEFAULT_REGION": REGION,
         "RLX_LAKE_URI": str(sample_lake),
         "RLX_GATE_PROFILE": "sample",
     }
