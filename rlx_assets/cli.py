@@ -2,19 +2,59 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import click
 
 from rlx_assets.capture.commands import capture_command
 
+EXIT_STATUS = "Exit status: 0 done; 1 failed (one line on stderr, no traceback); 2 usage error."
 
-@click.group()
+
+class Progress:
+    """Progress lines on stderr: each message with the seconds since the start, and a
+    "still working" line whenever a step has been silent for `heartbeat` seconds."""
+
+    def __init__(self, heartbeat: float = 15.0):
+        self.heartbeat = heartbeat
+        self.started = self.last = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beats = threading.Thread(target=self._beat, name="rlx-progress", daemon=True)
+
+    def __call__(self, message: str) -> None:
+        with self._lock:
+            self.last = time.monotonic()
+            click.echo(f"[{self.last - self.started:7.1f} s] {message}", err=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, self.heartbeat)):
+            if time.monotonic() - self.last >= self.heartbeat:
+                self("still working")
+
+    def __enter__(self) -> Progress:
+        self._beats.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._beats.join()
+
+
+@click.group(epilog=EXIT_STATUS)
 def main() -> None:
-    """rlx-assets: Crypto Lake data, Binance captures and order-book reconstruction."""
+    """rlx-assets command line: Binance captures to the Crypto Lake layout, the bundled sample
+    lake, live capture of golden samples, and the reconstruction benchmark.
+
+    The Dagster pipeline itself runs with `dagster` (see README.md); these commands do not read
+    the RLX_* settings of the assets. Progress and log lines go to stderr, results to the files
+    named or to stdout. `rlx COMMAND --help` describes each command.
+    """
 
 
-@main.command("lake-from-capture")
+@main.command("lake-from-capture", epilog=EXIT_STATUS)
 @click.argument(
     "captures",
     nargs=-1,
@@ -26,35 +66,50 @@ def main() -> None:
     "out_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Lake root to write {table}/exchange=../symbol=../dt=../1.snappy.parquet below.",
+    help="Lake root to write {table}/exchange=../symbol=../dt=../1.snappy.parquet below "
+    "(created when missing; a day file already there is replaced atomically).",
 )
 @click.option(
     "--market",
     type=click.Choice(["auto", "spot", "usdm"]),
     default="auto",
     show_default=True,
-    help="Binance market of the captures; auto detects it from the messages.",
+    help="Binance market of the captures (spot, or usdm for USD-M futures); auto detects it "
+    "per file from the messages.",
 )
 def lake_from_capture(captures: tuple[Path, ...], out_dir: Path, market: str) -> None:
-    """Convert Binance capture files (gzip, one message per line) into Crypto Lake's raw
-    layout: trades, book (top 20), book_delta_v2 and level_1, split into UTC days by exchange
-    time. Files of one market may be given in any order; they are merged by receive time."""
+    """Convert Binance capture files into Crypto Lake's raw layout.
+
+    CAPTURES: one or more gzip files with one message per line, as `rlx capture` writes them
+    (e.g. data/sample/captures/*.gz). Files of one market may be given in any order; they are
+    merged by receive time, and one file may hold several symbols.
+
+    Writes trades, book (top 20, rebuilt from the REST snapshot and the depth diffs),
+    book_delta_v2 and level_1 (bookTicker) Parquet files with the vendor's columns, one per
+    table, market and UTC day of exchange time. Progress on stderr: each file as it is read
+    (with lines and lines/s, and every few seconds during a long file), each file written, and
+    the count at the end. Reads no environment variables.
+    """
     from rlx_assets.lake.from_capture import convert_captures
 
-    def log(message: str) -> None:
-        click.echo(message, err=True)
-
-    try:
-        written = convert_captures(list(captures), out_dir, market=market, log=log)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"{len(written)} files written below {out_dir}", err=True)
+    with Progress() as log:
+        try:
+            written = convert_captures(list(captures), out_dir, market=market, log=log)
+        except (ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        log(f"{len(written)} files written below {out_dir}")
 
 
-@main.command("build-sample-lake")
+@main.command("build-sample-lake", epilog=EXIT_STATUS)
 def build_sample_lake() -> None:
-    """Build the bundled sample lake (data/sample/lake) from the real captures in
-    data/sample/captures, once; the raw assets read it when RLX_LAKE_URI is unset."""
+    """Build the bundled sample lake data/sample/lake from the real captures in
+    data/sample/captures (paths inside the checkout; no arguments or options).
+
+    Does nothing when the lake is up to date with the captures and the converter (its BUILT
+    stamp); otherwise rebuilds it beside its place and swaps it in. The raw assets read this
+    lake when RLX_LAKE_URI is unset; the command itself reads no environment variables. Prints
+    the lake's path on stderr.
+    """
     from rlx_assets.lake.sources import LakeError, ensure_sample_lake
 
     try:
@@ -67,37 +122,54 @@ def build_sample_lake() -> None:
 main.add_command(capture_command)
 
 
-@main.group()
+@main.group(epilog=EXIT_STATUS)
 def bench() -> None:
-    """Benchmarks (synthetic scaling of real data; never evidence of fidelity)."""
+    """Benchmarks on synthetic scalings of the real sample data (never evidence of fidelity)."""
 
 
-@bench.command("reconstruct")
+@bench.command("reconstruct", epilog=EXIT_STATUS)
 @click.option(
     "--events",
     type=click.IntRange(min=1),
     default=30_000_000,
     show_default=True,
-    help="Events (trades + book delta rows) in the tiled day.",
+    help="Events (trades + book delta rows) in the tiled, day-sized input.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object on stdout (events, kernel_events_per_s, "
+    "end_to_end_events_per_s, peak_rss_mb, ...) instead of the text summary.",
+)
 @click.option(
     "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="Where to put the temporary input and output files (default: the system temp dir).",
+    help="Existing directory for the temporary input and output files, removed at the end "
+    "(default: the system temp dir, $TMPDIR or /tmp).",
 )
 def bench_reconstruct(events: int, as_json: bool, workdir: Path | None) -> None:
-    """Throughput of the book kernel and of the partition reconstruction on a day built by
-    tiling the real sample capture, peak RSS, and the speed ratio to the pure-Python book."""
+    """Throughput of the order-book reconstruction on a day built by tiling the real sample
+    capture (data/sample; the sample lake is built first if missing).
+
+    Measures the numba book kernel (book updates/s), the whole partition reconstruction as the
+    reconstructed_stream asset runs it (events/s, wall and CPU seconds), the peak RSS, and the
+    speed ratio to the pure-Python reference book. Progress on stderr (each phase with the
+    seconds since the start, and a line every 15 s while a phase runs); the summary, or the
+    JSON object, on stdout. Reads no environment variables besides TMPDIR.
+    """
     import json
 
     from rlx_assets.book.bench import run_benchmark
+    from rlx_assets.lake.sources import LakeError
 
-    def log(message: str) -> None:
-        click.echo(message, err=True)
-
-    result = run_benchmark(events=events, workdir=workdir, log=log)
+    with Progress() as log:
+        log(f"building a day of {events:,} events by tiling the sample capture")
+        try:
+            result = run_benchmark(events=events, workdir=workdir, log=log)
+        except (LakeError, ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return

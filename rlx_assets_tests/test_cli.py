@@ -1,14 +1,19 @@
 import gzip
+import json
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import click
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from rlx_assets.cli import main
+from rlx_assets.cli import Progress, main
+from rlx_assets.lake import from_capture
 
 CAPTURES = Path(__file__).parents[1] / "data" / "sample" / "captures"
 
@@ -84,3 +89,108 @@ def test_rlx_console_script(small_capture, tmp_path):
     proc = subprocess.run([rlx, "lake-from-capture", "--out", str(out), str(tmp_path / "x.gz")],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+# --- progress and help -------------------------------------------------------------------------
+STAMPED = re.compile(r"^\[\s*(\d+\.\d) s\] (.*)$")
+
+
+def stamped_messages(stderr: str) -> list[str]:
+    """The messages of progress lines, after checking each has a non-decreasing time stamp."""
+    matches = [STAMPED.match(line) for line in stderr.splitlines()]
+    assert all(matches), stderr
+    stamps = [float(m.group(1)) for m in matches]
+    assert stamps == sorted(stamps)
+    return [m.group(2) for m in matches]
+
+
+def test_lake_from_capture_shows_progress_on_the_real_captures(tmp_path, monkeypatch):
+    monkeypatch.setattr(from_capture, "PROGRESS_SECONDS", 0.0)  # a line every 8,192 messages
+    captures = sorted(CAPTURES.glob("*.gz"))
+    out = tmp_path / "lake"
+    result = CliRunner().invoke(main, ["lake-from-capture", *map(str, captures), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    messages = stamped_messages(result.stderr)
+    assert [m for m in messages if m.startswith("reading ")] == [
+        "reading 1/3 spot_btcusdt_20240808.gz (1.3 MB)",
+        "reading 2/3 spot_btcusdt_20240809.gz (1.8 MB)",
+        "reading 3/3 usdm_btcusdt_20240808.gz (3.6 MB)",
+    ]
+    periodic = [
+        re.fullmatch(r"usdm_btcusdt_20240808\.gz: ([\d,]+) lines read \(([\d,]+) lines/s\)", m)
+        for m in messages
+        if m.startswith("usdm_btcusdt_20240808.gz: ")
+    ]
+    assert [int(m.group(1).replace(",", "")) for m in periodic] == [
+        8_192 * k
+        for k in range(1, 12)  # the file has 93,954 lines
+    ]
+    assert all(int(m.group(2).replace(",", "")) > 0 for m in periodic)
+    done = next(m for m in messages if m.startswith("read usdm_btcusdt_20240808.gz: "))
+    assert re.search(r": 93954 lines, 93954 messages .* in \d+\.\d s \([\d,]+ lines/s\)$", done)
+    assert messages[-1] == f"15 files written below {out}"
+    assert len(list(out.rglob("*.parquet"))) == 15
+
+
+def test_progress_says_it_is_still_working_during_a_silent_step(capsys):
+    with Progress(heartbeat=0.2) as log:
+        log("step one")
+        time.sleep(1.5)
+    messages = stamped_messages(capsys.readouterr().err)
+    assert messages[0] == "step one"
+    assert messages[1:] and set(messages[1:]) == {"still working"}
+
+
+def test_bench_reconstruct_shows_progress_on_stderr_and_json_on_stdout(tmp_path):
+    args = ["bench", "reconstruct", "--events", "100000", "--json", "--workdir", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    messages = stamped_messages(result.stderr)
+    assert messages[0] == "building a day of 100,000 events by tiling the sample capture"
+    assert any(m.startswith("kernel: ") for m in messages)
+    assert any(m.startswith("end to end: ") for m in messages)
+    assert json.loads(result.stdout)["events"] >= 100_000
+    assert list(tmp_path.iterdir()) == []  # its temporary files are gone
+
+
+def test_bench_workdir_must_exist(tmp_path):
+    result = CliRunner().invoke(
+        main, ["bench", "reconstruct", "--workdir", str(tmp_path / "missing")]
+    )
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+COMMANDS = [
+    [],
+    ["lake-from-capture"],
+    ["build-sample-lake"],
+    ["capture"],
+    ["bench"],
+    ["bench", "reconstruct"],
+]
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(["rlx", *p]))
+def test_help_describes_every_argument_option_default_and_the_exit_status(path):
+    command: click.Command = main
+    for name in path:
+        command = command.commands[name]
+    result = CliRunner().invoke(main, [*path, "--help"], prog_name="rlx")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # unwrapped
+    assert f"Usage: rlx {' '.join(path)}".rstrip() in text
+    assert "Exit status: 0" in text and "2 usage error" in text
+    for param in command.params:
+        if isinstance(param, click.Argument):  # click lists no help for arguments
+            assert f"{param.human_readable_name}:" in command.help
+            continue
+        assert param.help, f"{param.opts[0]} has no help"
+        assert param.opts[0] in text
+        if not (param.is_flag or param.required or param.default is None):
+            assert param.show_default or "default" in param.help, param.opts[0]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            assert name in text and sub.help
+    else:
+        assert "environment" in command.help  # which variables it reads, if any
+        assert "stderr" in command.help  # where its progress or log lines go

@@ -77,14 +77,24 @@ def _split_list(_ctx: click.Context, _param: click.Parameter, value: str) -> tup
     return items
 
 
-@click.command("capture")
+@click.command(
+    "capture",
+    epilog="Exit status: 0 after a clean stop (SIGINT/SIGTERM); 1 when the files could not be "
+    "written; 2 usage error.",
+)
 @click.option(
     "--symbols",
     required=True,
     callback=_split_list,
     help="Comma-separated symbols, e.g. btcusdt,ethusdt.",
 )
-@click.option("--market", type=click.Choice(sorted(MARKETS)), default="spot", show_default=True)
+@click.option(
+    "--market",
+    type=click.Choice(sorted(MARKETS)),
+    default="spot",
+    show_default=True,
+    help="Binance spot, or usdm (USD-M futures); picks the default endpoints.",
+)
 @click.option(
     "--streams",
     default=",".join(DEFAULT_STREAMS),
@@ -97,10 +107,18 @@ def _split_list(_ctx: click.Context, _param: click.Parameter, value: str) -> tup
     "out_dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Directory of the capture files.",
+    help="Directory of the capture files (created when missing).",
 )
-@click.option("--ws-url", default=None, help="Combined-stream base URL (default: the market's).")
-@click.option("--rest-url", default=None, help="REST depth URL (default: the market's).")
+@click.option(
+    "--ws-url",
+    default=None,
+    help="Combined-stream base URL, ws:// or wss:// (default: the market's Binance endpoint).",
+)
+@click.option(
+    "--rest-url",
+    default=None,
+    help="REST depth URL, http:// or https:// (default: the market's Binance endpoint).",
+)
 @click.option(
     "--snapshot-limit",
     type=click.IntRange(min=1),
@@ -137,8 +155,22 @@ def _split_list(_ctx: click.Context, _param: click.Parameter, value: str) -> tup
     show_default=True,
     help="Memory bound of lines waiting for the disk.",
 )
-@click.option("--backoff-base", "backoff_base_s", type=click.FloatRange(min=0.0), default=0.5)
-@click.option("--backoff-cap", "backoff_cap_s", type=click.FloatRange(min=0.0), default=30.0)
+@click.option(
+    "--backoff-base",
+    "backoff_base_s",
+    type=click.FloatRange(min=0.0),
+    default=0.5,
+    show_default=True,
+    help="Seconds before the first reconnect; doubles per failed attempt, with jitter.",
+)
+@click.option(
+    "--backoff-cap",
+    "backoff_cap_s",
+    type=click.FloatRange(min=0.0),
+    default=30.0,
+    show_default=True,
+    help="Longest wait in seconds between reconnects (at least --backoff-base).",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -175,6 +207,10 @@ def capture_command(
     per symbol after every (re)connect; gzip files rotated every --rotate-seconds and finished
     with a .sha256 sidecar; gap markers for every interruption. SIGINT/SIGTERM finish the
     current file and exit 0.
+
+    Writes --out/{market}_{symbols}_{UTC period}.jsonl.gz (e.g. spot_btcusdt_20240808T23.jsonl.gz;
+    `.partial` while being written) and its `.sha256`. Log and status lines go to stderr. Reads
+    only the proxy variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) from the environment.
     """
     try:
         config = RecorderConfig(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ MARKETS = ("auto", "spot", "usdm")
 NS_PER_MS = 1_000_000
 NS_PER_DAY = 86_400 * 1_000_000_000
 _MAX_EXACT = 2**53  # integers up to here convert to float64 exactly
+# A day of one busy symbol is millions of lines: say how far the read is at most this often.
+PROGRESS_SECONDS = 5.0
 
 
 class ConversionError(ValueError):
@@ -215,8 +218,11 @@ class _CaptureFile:
 _TRADE_CHANNELS = {"trade": "t", "aggTrade": "a"}  # channel -> id field
 
 
-def _read_file(path: Path, market_arg: str) -> _CaptureFile:
+def _read_file(
+    path: Path, market_arg: str, log: Callable[[str], None] = lambda _m: None
+) -> _CaptureFile:
     stats = CaptureStats()
+    started = last_report = time.monotonic()
     symbols: dict[str, _Columns] = {}
     votes: Counter[str] = Counter()
     ignored: Counter[str] = Counter()
@@ -224,6 +230,10 @@ def _read_file(path: Path, market_arg: str) -> _CaptureFile:
     for rec in iter_capture(path, stats):
         if first_ns is None:
             first_ns = rec.capture_ns
+        if not stats.messages % 8192 and time.monotonic() - last_report >= PROGRESS_SECONDS:
+            last_report = time.monotonic()
+            rate = stats.lines / (last_report - started)
+            log(f"{path.name}: {stats.lines:,} lines read ({rate:,.0f} lines/s)")
         channel = stream_channel(rec.stream)
         d = rec.data
         cols = symbols.get(stream_symbol(rec.stream))
@@ -558,8 +568,9 @@ def convert_captures(
     same market and symbol, in any order, form one stream. Returns the written files. Raises
     ``CaptureFormatError`` / ``ConversionError`` (both ValueError) with messages naming the
     file, ``FileNotFoundError`` for missing inputs and ValueError for unknown symbols.
-    ``log`` receives one progress line per input file and per written file (the CLI prints
-    them to stderr).
+    ``log`` receives progress lines (the CLI prints them to stderr): one as each input file
+    starts and ends (lines, messages, rate), one every ``PROGRESS_SECONDS`` while a file is
+    read, and one per written file.
     """
     log = log or (lambda _message: None)
     if market not in MARKETS:
@@ -575,8 +586,11 @@ def convert_captures(
 
     groups: dict[tuple[str, str], list[_CaptureFile]] = {}
     markets: dict[tuple[str, str], LakeMarket] = {}
-    for path in unique:
-        capture = _read_file(path, market)
+    for number, path in enumerate(unique, 1):
+        log(f"reading {number}/{len(unique)} {path.name} ({path.stat().st_size / 1e6:.1f} MB)")
+        started = time.monotonic()
+        capture = _read_file(path, market, log)
+        seconds = time.monotonic() - started
         names = []
         for symbol in capture.symbols:
             gkey = (capture.market, symbol)
@@ -586,7 +600,11 @@ def convert_captures(
             names.append(markets[gkey].key)
         extra = f"; ignored {dict(capture.ignored)}" if capture.ignored else ""
         summary = capture.stats.describe()
-        log(f"read {path.name}: {capture.market} {', '.join(names)}: {summary}{extra}")
+        rate = f"{capture.stats.lines / seconds:,.0f} lines/s" if seconds > 0 else "-"
+        log(
+            f"read {path.name}: {capture.market} {', '.join(names)}: {summary}{extra} "
+            f"in {seconds:.1f} s ({rate})"
+        )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -594,6 +612,7 @@ def convert_captures(
     for gkey, files in groups.items():
         files.sort(key=lambda f: (f.first_capture_ns, f.path.name))
         lake = markets[gkey]
+        log(f"building the tables of {lake.key} from {len(files)} file(s)")
         cols = [f.symbols[gkey[1]] for f in files]
         metadata = {
             "rlx.converter": CONVERTER,

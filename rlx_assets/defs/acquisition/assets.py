@@ -10,7 +10,8 @@ from rlx_assets.validation.status import refresh_status
 
 RAW_TABLES = ("trades", "book", "book_delta_v2")
 # Bounds parallel downloads across all runs (a year's backfill must not open hundreds);
-# the limit is the instance's pool limit (dagster.yaml `concurrency.pools.default_limit`).
+# the limit (4) is the instance's: `dagster instance concurrency set crypto_lake_download 4`,
+# else dagster.yaml `concurrency.pools.default_limit`.
 DOWNLOAD_POOL = "crypto_lake_download"
 
 
