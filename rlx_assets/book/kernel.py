@@ -90,81 +90,107 @@ def apply_levels(
     """Apply events to the book; after each ``FLAG_EMIT`` event write the top-N levels (N =
     ``out_bid_tick.shape[1]``) into the next output row: ticks (-1 = no level) and sizes
     (0 = no level), best first. Returns the number of output rows written."""
+    # The state vector lives in locals for the whole call (an int64 array the compiler must
+    # assume aliases the book's arrays, so every access would be a memory round trip) and is
+    # stored back before a reset and at the end.
     n = bid_sizes.shape[0]
     base = state[BASE_TICK]
     depth = out_bid_tick.shape[1]
+    best_bid = state[BEST_BID]
+    best_ask = state[BEST_ASK]
+    bid_lo = state[BID_LO]
+    bid_hi = state[BID_HI]
+    ask_lo = state[ASK_LO]
+    ask_hi = state[ASK_HI]
+    n_crossed = 0
+    n_delete_unknown = 0
+    n_out_of_range = 0
     row = 0
     start = 0
-    for e in range(event_ends.shape[0]):
+    n_events = event_ends.shape[0]
+    for e in range(n_events):
         end = event_ends[e]
         flags = event_flags[e]
         if flags & FLAG_RESET:
+            state[BID_LO] = bid_lo
+            state[BID_HI] = bid_hi
+            state[ASK_LO] = ask_lo
+            state[ASK_HI] = ask_hi
             _clear(bid_sizes, ask_sizes, state)
             state[N_RESETS] += 1
-        best_bid = state[BEST_BID]
-        best_ask = state[BEST_ASK]
+            best_bid = state[BEST_BID]
+            best_ask = state[BEST_ASK]
+            bid_lo = state[BID_LO]
+            bid_hi = state[BID_HI]
+            ask_lo = state[ASK_LO]
+            ask_hi = state[ASK_HI]
         rescan_bid = False
         rescan_ask = False
         for j in range(start, end):
             i = ticks[j] - base
             if i < 0 or i >= n:
-                state[N_OUT_OF_RANGE] += 1
+                n_out_of_range += 1
                 continue
             s = sizes[j]
             if sides[j]:
                 if s == 0:
                     if bid_sizes[i] == 0:
-                        state[N_DELETE_UNKNOWN] += 1
+                        n_delete_unknown += 1
                     else:
                         bid_sizes[i] = 0
-                        rescan_bid = rescan_bid or i == best_bid
+                        rescan_bid |= i == best_bid
                 else:
                     bid_sizes[i] = s
                     if i > best_bid:
                         best_bid = i
-                    if i < state[BID_LO]:
-                        state[BID_LO] = i
-                    if i > state[BID_HI]:
-                        state[BID_HI] = i
+                    if i < bid_lo:
+                        bid_lo = i
+                    if i > bid_hi:
+                        bid_hi = i
             else:
                 if s == 0:
                     if ask_sizes[i] == 0:
-                        state[N_DELETE_UNKNOWN] += 1
+                        n_delete_unknown += 1
                     else:
                         ask_sizes[i] = 0
-                        rescan_ask = rescan_ask or i == best_ask
+                        rescan_ask |= i == best_ask
                 else:
                     ask_sizes[i] = s
                     if best_ask < 0 or i < best_ask:
                         best_ask = i
-                    if i < state[ASK_LO]:
-                        state[ASK_LO] = i
-                    if i > state[ASK_HI]:
-                        state[ASK_HI] = i
+                    if i < ask_lo:
+                        ask_lo = i
+                    if i > ask_hi:
+                        ask_hi = i
         # Every level is <= best_bid (>= best_ask), so one scan from the old best finds the new.
         if rescan_bid:
-            lo = state[BID_LO]
-            while best_bid >= lo and bid_sizes[best_bid] == 0:
+            while best_bid >= bid_lo and bid_sizes[best_bid] == 0:
                 best_bid -= 1
-            if best_bid < lo:
+            if best_bid < bid_lo:
                 best_bid = -1
         if rescan_ask:
-            hi = state[ASK_HI]
-            while best_ask <= hi and ask_sizes[best_ask] == 0:
+            while best_ask <= ask_hi and ask_sizes[best_ask] == 0:
                 best_ask += 1
-            if best_ask > hi:
+            if best_ask > ask_hi:
                 best_ask = -1
-        state[BEST_BID] = best_bid
-        state[BEST_ASK] = best_ask
-        state[N_EVENTS] += 1
-        state[N_LEVELS] += end - start
         if best_bid >= 0 and best_ask >= 0 and best_bid >= best_ask:
-            state[N_CROSSED] += 1
+            n_crossed += 1
         if flags & FLAG_EMIT:
+            # depth 1 (the best bid/ask after every row): the walk below reduces to the best
+            # levels, which are held (size != 0) or -1; anything else takes the walk
+            bid_size = bid_sizes[best_bid] if best_bid >= 0 else 0
+            ask_size = ask_sizes[best_ask] if best_ask >= 0 else 0
+            if depth == 1 and (bid_size != 0 or best_bid < 0) and (ask_size != 0 or best_ask < 0):
+                out_bid_tick[row, 0] = best_bid + base if best_bid >= 0 else -1
+                out_bid_size[row, 0] = bid_size
+                out_ask_tick[row, 0] = best_ask + base if best_ask >= 0 else -1
+                out_ask_size[row, 0] = ask_size
+                row += 1
+                start = end
+                continue
             k = 0
             i = best_bid
-            lo = state[BID_LO]
-            while k < depth and i >= 0 and i >= lo:
+            while k < depth and i >= 0 and i >= bid_lo:
                 if bid_sizes[i] != 0:
                     out_bid_tick[row, k] = i + base
                     out_bid_size[row, k] = bid_sizes[i]
@@ -176,8 +202,7 @@ def apply_levels(
                 k += 1
             k = 0
             i = best_ask
-            hi = state[ASK_HI]
-            while k < depth and i >= 0 and i <= hi:
+            while k < depth and i >= 0 and i <= ask_hi:
                 if ask_sizes[i] != 0:
                     out_ask_tick[row, k] = i + base
                     out_ask_size[row, k] = ask_sizes[i]
@@ -189,6 +214,18 @@ def apply_levels(
                 k += 1
             row += 1
         start = end
+    state[BEST_BID] = best_bid
+    state[BEST_ASK] = best_ask
+    state[BID_LO] = bid_lo
+    state[BID_HI] = bid_hi
+    state[ASK_LO] = ask_lo
+    state[ASK_HI] = ask_hi
+    state[N_EVENTS] += n_events
+    if n_events:  # the events' rows are 0 .. the last end
+        state[N_LEVELS] += event_ends[n_events - 1]
+    state[N_CROSSED] += n_crossed
+    state[N_DELETE_UNKNOWN] += n_delete_unknown
+    state[N_OUT_OF_RANGE] += n_out_of_range
     return row
 
 

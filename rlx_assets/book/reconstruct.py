@@ -67,7 +67,9 @@ whose untouched pages never become resident, plus an occupancy bitmap for fast t
 Peak RSS is about 0.6 GB at the default ``chunk_rows`` plus up to 16 bytes per tick of the
 day's price range, whatever the number of rows (0.8-0.9 GB measured for 30M- and 60M-event
 BTC-USDT days). Hot loops are compiled; Parquet pages are encoded by a background thread while
-the next window is replayed (two sets of output buffers alternate).
+the next window is replayed (two sets of output buffers alternate). The stream's ``price`` and
+``size`` pages are DELTA_BINARY_PACKED (smaller than plain, and unlike BYTE_STREAM_SPLIT on
+integers, readable by every Parquet 2 reader).
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ MAX_DENSE_TICKS = 1 << 26  # per side; 16 bytes per touched tick at most (untouc
 MAX_FIRST_MISMATCHES = 10
 SEED_RANGE_FACTOR = 5  # without Parquet statistics: ticks within seed mid / 5 .. mid * 5 first
 WRITE_IN_BACKGROUND = True
+SNAPSHOT_1S_ROW_GROUP = 1 << 16  # rows of 1 s snapshots written together (a day: 86,400)
 EVENT_TYPES = ("book", "trade")
 SIDES = ("bid", "ask", "buy", "sell")  # codes 0..3
 _I64_MIN = int(np.iinfo(np.int64).min)
@@ -123,11 +126,25 @@ _I64_MAX = int(np.iinfo(np.int64).max)
 _MAX_UNITS = float(2**52)  # below this a float is the nearest to at most one decimal per scale
 _POW10 = np.array([10.0**i for i in range(MAX_SCALE + 1)])
 # Decimals are written from zero-copy decimal64 arrays as Parquet INT64 DECIMAL(18, s); without
-# the stored Arrow schema every reader sees decimal128, plain strings and UTC timestamps.
-_WRITE_OPTIONS = {"compression": "lz4", "store_decimal_as_integer": True, "store_schema": False}
+# the stored Arrow schema every reader sees decimal128, plain strings and UTC timestamps. The
+# encoder takes 64k values at a time (not 1k: fewer passes through its per-batch overhead).
+_WRITE_OPTIONS = {
+    "compression": "lz4",
+    "store_decimal_as_integer": True,
+    "store_schema": False,
+    "write_batch_size": 1 << 16,
+}
+# A row's price and size vary in their low bytes only: split into byte streams they compress
+# better and faster than plain (a third of the stream's encoding time went to them); trade ids
+# only ever step up.
 _STREAM_OPTIONS = {
     **_WRITE_OPTIONS,
     "use_dictionary": ["event_type", "side"],
+    "column_encoding": {
+        "price": "DELTA_BINARY_PACKED",
+        "size": "DELTA_BINARY_PACKED",
+        "trade_id": "DELTA_BINARY_PACKED",
+    },
     "write_statistics": ["event_time", "sequence_number"],
 }
 _SNAPSHOT_OPTIONS = {
@@ -698,11 +715,11 @@ OD_PRICE, OD_SIZE, OD_BB_P, OD_BB_S, OD_BA_P, OD_BA_S = range(6)
 
 @njit(cache=True, nogil=True)
 def _top_levels(bid_sizes, ask_sizes, bid_bits, ask_bits, state, out, row):
-    """The book's top ``out.shape[2]`` levels into ``out[row, 0..3]``: bid ticks, bid lots,
-    ask ticks, ask lots, best first; tick -1 / lots 0 = no level. (Row-major: one snapshot is
-    one contiguous block; ``_levels_major`` turns a window's snapshots into columns.)"""
+    """The book's top ``out.shape[1]`` levels into ``out[0..3, :, row]``: bid ticks, bid lots,
+    ask ticks, ask lots, best first; tick -1 / lots 0 = no level. (Level-major: a window's
+    snapshots ``out[q, level, :n]`` are the output columns as they are, without a transpose.)"""
     base = state[BASE_TICK]
-    depth = out.shape[2]
+    depth = out.shape[1]
     k = 0
     i = state[BEST_BID]
     lo = state[BID_LO]
@@ -710,13 +727,13 @@ def _top_levels(bid_sizes, ask_sizes, bid_bits, ask_bits, state, out, row):
         i = _next_below(bid_bits, i, lo)
         if i < 0:
             break
-        out[row, 0, k] = i + base
-        out[row, 1, k] = bid_sizes[i]
+        out[0, k, row] = i + base
+        out[1, k, row] = bid_sizes[i]
         k += 1
         i -= 1
     while k < depth:
-        out[row, 0, k] = -1
-        out[row, 1, k] = 0
+        out[0, k, row] = -1
+        out[1, k, row] = 0
         k += 1
     k = 0
     i = state[BEST_ASK]
@@ -725,13 +742,13 @@ def _top_levels(bid_sizes, ask_sizes, bid_bits, ask_bits, state, out, row):
         i = _next_above(ask_bits, i, hi)
         if i < 0:
             break
-        out[row, 2, k] = i + base
-        out[row, 3, k] = ask_sizes[i]
+        out[2, k, row] = i + base
+        out[3, k, row] = ask_sizes[i]
         k += 1
         i += 1
     while k < depth:
-        out[row, 2, k] = -1
-        out[row, 3, k] = 0
+        out[2, k, row] = -1
+        out[3, k, row] = 0
         k += 1
 
 
@@ -761,6 +778,14 @@ def _replay(
     n_trig = 0
     v_ptr = 0
     n_s = 0
+    # ctrl slots used per row live in locals (stored back below): ctrl is an int64 array the
+    # compiler must assume aliases the output arrays, so each access would be a memory round trip
+    seed_seq = ctrl[C_SEED_SEQ]
+    seed_time = ctrl[C_SEED_TIME]
+    next_boundary = ctrl[C_NEXT_BOUNDARY]
+    last_seq = ctrl[C_LAST_SEQ]
+    n_regressions = 0
+    n_before_seed = 0
     # phase A: merge order, stream columns, which rows are applied, where snapshots fall
     while i < nd or j < nt:
         take_delta = j >= nt or (
@@ -769,20 +794,20 @@ def _replay(
         )
         t = d_time[i] if take_delta else t_time[j]
         if not known:  # cold start: known from the first applied delta or the seed's time
-            known = d_seq[i] > ctrl[C_SEED_SEQ] if take_delta else t >= ctrl[C_SEED_TIME]
+            known = d_seq[i] > seed_seq if take_delta else t >= seed_time
         if known:
-            if ctrl[C_NEXT_BOUNDARY] == _I64_MIN:
-                base = ctrl[C_SEED_TIME] if ctrl[C_SEED_TIME] != _I64_MIN else t
-                ctrl[C_NEXT_BOUNDARY] = (base // step + 1) * step
-            while ctrl[C_NEXT_BOUNDARY] <= t:
+            if next_boundary == _I64_MIN:
+                base = seed_time if seed_time != _I64_MIN else t
+                next_boundary = (base // step + 1) * step
+            while next_boundary <= t:
                 trig_pos[n_trig] = n_ap
                 trig_kind[n_trig] = 1
                 trig_ref[n_trig] = n_s
                 n_trig += 1
-                s_time[n_s] = ctrl[C_NEXT_BOUNDARY]
-                s_seq[n_s] = ctrl[C_LAST_SEQ]
+                s_time[n_s] = next_boundary
+                s_seq[n_s] = last_seq
                 n_s += 1
-                ctrl[C_NEXT_BOUNDARY] += step
+                next_boundary += step
         oi[OI_TIME, r] = t
         if take_delta:
             s = d_seq[i]
@@ -794,9 +819,9 @@ def _replay(
             ob[OB_COMPLETE, r] = i + 1 >= nd or d_seq[i + 1] != s
             od[OD_PRICE, r] = d_tick[i]
             od[OD_SIZE, r] = d_lots[i]
-            if s > ctrl[C_SEED_SEQ]:
-                if s < ctrl[C_LAST_SEQ]:
-                    ctrl[C_SEQ_REGRESSIONS] += 1
+            if s > seed_seq:
+                if s < last_seq:
+                    n_regressions += 1
                 while v_ptr < nv and v_seq[v_ptr] < s:
                     trig_pos[n_trig] = n_ap
                     trig_kind[n_trig] = 0
@@ -808,11 +833,11 @@ def _replay(
                 ap_lots[n_ap] = d_lots[i]
                 row_ap[r] = n_ap
                 n_ap += 1
-                ctrl[C_LAST_SEQ] = s
+                last_seq = s
             else:
-                ctrl[C_BEFORE_SEED] += 1
+                n_before_seed += 1
                 row_ap[r] = -1
-                if s == ctrl[C_SEED_SEQ] and ob[OB_COMPLETE, r]:
+                if s == seed_seq and ob[OB_COMPLETE, r]:
                     known = True  # the vendor row seeding the book is the state after this diff
             i += 1
         else:
@@ -828,6 +853,10 @@ def _replay(
             j += 1
         ob[OB_BID_VALID, r] = known  # phase C turns this into the validity of the best bid/ask
         r += 1
+    ctrl[C_NEXT_BOUNDARY] = next_boundary
+    ctrl[C_LAST_SEQ] = last_seq
+    ctrl[C_SEQ_REGRESSIONS] += n_regressions
+    ctrl[C_BEFORE_SEED] += n_before_seed
     if final:
         while v_ptr < nv:
             trig_pos[n_trig] = n_ap
@@ -888,9 +917,9 @@ def _replay(
 
 
 def _levels_major(snap: np.ndarray, n: int) -> np.ndarray:
-    """Row-major snapshots (n, 4, 20) -> a level-major copy (4, 20, n): one contiguous array
-    per price/size column."""
-    return np.ascontiguousarray(snap[:n].transpose(1, 2, 0))
+    """The first ``n`` snapshots (4, 20, n) of a buffer written by ``_top_levels``: a view whose
+    price/size columns ``[q, level]`` are contiguous."""
+    return snap[:, :, :n]
 
 
 class _Buffers:
@@ -915,10 +944,10 @@ class _Buffers:
             self.od = _lazy_zeros(6 * n).reshape(6, n)
         if vendor > self.vendor:
             self.vendor = max(vendor, self.vendor * 5 // 4)
-            self.vsnap = np.empty((self.vendor, 4, BOOK_DEPTH), dtype=np.int64)
+            self.vsnap = np.empty((4, BOOK_DEPTH, self.vendor), dtype=np.int64)
         if seconds > self.seconds:
             self.seconds = max(seconds, self.seconds * 5 // 4)
-            self.ssnap = np.empty((self.seconds, 4, BOOK_DEPTH), dtype=np.int64)
+            self.ssnap = np.empty((4, BOOK_DEPTH, self.seconds), dtype=np.int64)
             self.s_time = np.empty(self.seconds, dtype=np.int64)
             self.s_seq = np.empty(self.seconds, dtype=np.int64)
         if vendor + seconds > self.triggers:
@@ -1265,6 +1294,44 @@ def _snapshot_batch(
 
 
 # --- fidelity vs the vendor's book rows ---------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _compare_levels(
+    obt, obs, oat, oas, vbt, vbs, vat, vas, bid_floor, ask_ceiling,
+    compared, level_equal, row_eq, depth_known, known_eq,
+):  # fmt: skip
+    """Our levels against the vendor's, ``[level, row]`` (ticks -1 = no level). Per row: every
+    level equal (price and size, both sides), every level of ours inside the known depth (bids
+    >= ``bid_floor``, asks <= ``ask_ceiling``; ``_I64_MIN`` / ``_I64_MAX``: the whole side), and
+    equal wherever either book puts a level inside the known depth (there both are exact);
+    ``level_equal[i]`` counts the ``compared`` rows whose level i is equal on both sides."""
+    depth, n = obt.shape
+    whole_bids = bid_floor == _I64_MIN
+    whole_asks = ask_ceiling == _I64_MAX
+    row_eq[:] = True
+    depth_known[:] = True
+    known_eq[:] = True
+    for level in range(depth):  # level-major, as the arrays are laid out
+        equal = 0
+        for r in range(n):
+            bid_eq = obt[level, r] == vbt[level, r] and obs[level, r] == vbs[level, r]
+            ask_eq = oat[level, r] == vat[level, r] and oas[level, r] == vas[level, r]
+            o_bid_in = whole_bids or obt[level, r] >= bid_floor
+            v_bid_in = whole_bids or vbt[level, r] >= bid_floor
+            o_ask_in = whole_asks or (oat[level, r] >= 0 and oat[level, r] <= ask_ceiling)
+            v_ask_in = whole_asks or (vat[level, r] >= 0 and vat[level, r] <= ask_ceiling)
+            if not (bid_eq and ask_eq):
+                row_eq[r] = False
+            elif compared[r]:
+                equal += 1
+            if not (o_bid_in and o_ask_in):
+                depth_known[r] = False
+            bid_ok = bid_eq or not (o_bid_in or v_bid_in)
+            ask_ok = ask_eq or not (o_ask_in or v_ask_in)
+            if not (bid_ok and ask_ok):
+                known_eq[r] = False
+        level_equal[level] += equal
+
+
 @dataclass
 class _Fidelity:
     bid_floor: int
@@ -1281,18 +1348,6 @@ class _Fidelity:
     level_equal: np.ndarray = field(default_factory=lambda: np.zeros(BOOK_DEPTH, dtype=np.int64))
     first_mismatches: list[dict] = field(default_factory=list)
 
-    def _known(self, bid_t: np.ndarray, ask_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Which reported levels lie where the book is complete."""
-        if self.bid_floor == _I64_MIN:
-            bid_in = np.ones(bid_t.shape, dtype=bool)
-        else:
-            bid_in = bid_t >= self.bid_floor
-        if self.ask_ceiling == _I64_MAX:
-            ask_in = np.ones(ask_t.shape, dtype=bool)
-        else:
-            ask_in = (ask_t >= 0) & (ask_t <= self.ask_ceiling)
-        return bid_in, ask_in
-
     def compare(
         self, ours: np.ndarray, vendor: dict[str, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1304,24 +1359,17 @@ class _Fidelity:
         # row at the seed's own sequence number is a real check of the carried-over book.
         compared = seq > self.seed_sequence if self.cold else seq >= self.seed_sequence
         self.before_seed += int((seq < self.seed_sequence).sum())
-        bid_eq = (obt == vbt) & (obs == vbs)
-        ask_eq = (oat == vat) & (oas == vas)
-        level_eq = bid_eq & ask_eq
-        row_eq = level_eq.all(axis=0)
-        o_bid_in, o_ask_in = self._known(obt, oat)
-        v_bid_in, v_ask_in = self._known(vbt, vat)
-        depth_known = o_bid_in.all(axis=0) & o_ask_in.all(axis=0)
-        # inside the known depth both books are exact: a level either of them puts there must
-        # be the same in both
-        known_eq = (bid_eq | ~(o_bid_in | v_bid_in)).all(axis=0) & (
-            ask_eq | ~(o_ask_in | v_ask_in)
-        ).all(axis=0)
+        n = seq.shape[0]
+        row_eq, depth_known, known_eq = (np.empty(n, dtype=np.bool_) for _ in range(3))
+        _compare_levels(
+            obt, obs, oat, oas, vbt, vbs, vat, vas, self.bid_floor, self.ask_ceiling,
+            compared, self.level_equal, row_eq, depth_known, known_eq,
+        )  # fmt: skip
         c = compared
         self.compared += int(c.sum())
         self.equal += int((row_eq & c).sum())
         self.unknown_depth += int((~depth_known & c).sum())
         self.equal_known += int((known_eq & c).sum())
-        self.level_equal += level_eq[:, c].sum(axis=1)
         room = MAX_FIRST_MISMATCHES - len(self.first_mismatches)
         for r in np.flatnonzero(c & ~row_eq)[: max(room, 0)]:
             self.first_mismatches.append(
@@ -1427,15 +1475,46 @@ def _seed_book(dense: _Book, seed: _Seed) -> None:
 def end_book_levels(dense: DenseBook) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(bid ticks best first, bid lots, ask ticks best first, ask lots) of the whole book."""
     s = dense.state
+    bits = (dense.bid_bits, dense.ask_bits) if isinstance(dense, _Book) else (None, None)
     out: list[np.ndarray] = []
-    for sizes, lo, hi, best_first in ((dense.bid_sizes, s[BID_LO], s[BID_HI], -1),
-                                      (dense.ask_sizes, s[ASK_LO], s[ASK_HI], 1)):  # fmt: skip
+    for sizes, side_bits, lo, hi, best_first in (
+        (dense.bid_sizes, bits[0], s[BID_LO], s[BID_HI], -1),
+        (dense.ask_sizes, bits[1], s[ASK_LO], s[ASK_HI], 1),
+    ):
         if lo > hi:
             out += [np.zeros(0, np.int64), np.zeros(0, np.int64)]
             continue
-        idx = (np.flatnonzero(sizes[lo : hi + 1]) + lo)[::best_first]
+        if side_bits is None:
+            idx = np.flatnonzero(sizes[lo : hi + 1]) + lo
+        else:  # the occupancy bits: 1/64 of the memory (and no untouched page mapped in)
+            idx = _set_bits(side_bits, int(lo), int(hi))
+        idx = idx[::best_first]
         out += [idx + dense.base_tick, sizes[idx]]
     return out[0], out[1], out[2], out[3]
+
+
+@njit(cache=True, nogil=True)
+def _set_bits(bits, lo, hi):
+    """Indices in ``[lo, hi]`` whose bit is set, ascending."""
+    n = 0
+    for w in range(lo >> 6, (hi >> 6) + 1):
+        word = bits[w]
+        while word:
+            i = (w << 6) + np.int64(_cttz(word))
+            if lo <= i <= hi:
+                n += 1
+            word &= word - np.uint64(1)
+    out = np.empty(n, dtype=np.int64)
+    n = 0
+    for w in range(lo >> 6, (hi >> 6) + 1):
+        word = bits[w]
+        while word:
+            i = (w << 6) + np.int64(_cttz(word))
+            if lo <= i <= hi:
+                out[n] = i
+                n += 1
+            word &= word - np.uint64(1)
+    return out
 
 
 class _Reconstruction:
@@ -1462,11 +1541,11 @@ class _Reconstruction:
         ctrl[C_LAST_SEQ] = seed.sequence
         ctrl[C_NEXT_BOUNDARY] = _I64_MIN
         ctrl[C_STEP] = self.step
-        top = np.empty((1, 4, 1), dtype=np.int64)
+        top = np.empty((4, 1, 1), dtype=np.int64)
         _top_levels(
             dense.bid_sizes, dense.ask_sizes, dense.bid_bits, dense.ask_bits, dense.state, top, 0
         )
-        ctrl[C_BB_T], ctrl[C_BB_S], ctrl[C_BA_T], ctrl[C_BA_S] = top[0, :, 0]
+        ctrl[C_BB_T], ctrl[C_BB_S], ctrl[C_BA_T], ctrl[C_BA_S] = top[:, 0, 0]
         self.fidelity = _Fidelity(
             seed.bid_floor, seed.ask_ceiling, seed.sequence, seed.time_ns is not None, ps, ss
         )
@@ -1474,6 +1553,7 @@ class _Reconstruction:
         self.trades = _Input("trades", self.trades_path, plan, dense, self.rows)
         self.vendor = _VendorBook(self.book_path, max(1, self.rows // 32), plan)
         self.counts = {"events": 0, "trades": 0, "deltas": 0, "snap_1s": 0}
+        self.pending_1s: list[pa.RecordBatch] = []  # 1 s snapshots not yet written (copies)
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.meta = {
@@ -1537,12 +1617,13 @@ class _Reconstruction:
             for job in jobs:
                 job.result()
 
-    def _submit(self, name: str, batch: pa.RecordBatch) -> Future:
+    def _submit(self, name: str, data: pa.RecordBatch | pa.Table) -> Future:
         writer = self.writers[name][0]
+        write = writer.write_table if isinstance(data, pa.Table) else writer.write_batch
         if WRITE_IN_BACKGROUND:
-            return self.executor.submit(writer.write_batch, batch)
+            return self.executor.submit(write, data)
         future: Future = Future()
-        writer.write_batch(batch)
+        write(data)
         future.set_result(None)
         return future
 
@@ -1603,12 +1684,21 @@ class _Reconstruction:
             batch = _snapshot_batch(ours, time, seq, schema, ps, ss, extra)
             jobs.append(self._submit(SNAPSHOTS_VENDOR_FILE, batch))
         if n_s:
+            # A window holds few 1 s snapshots; one row group each would cost three times the
+            # encoding time (and size) of row groups of SNAPSHOT_1S_ROW_GROUP rows: they are
+            # copied out of the window's buffers and written together.
             schema = self.writers[SNAPSHOTS_1S_FILE][1]
             batch = _snapshot_batch(
-                _levels_major(buf.ssnap, n_s), buf.s_time[:n_s], buf.s_seq[:n_s], schema, ps, ss
-            )
-            jobs.append(self._submit(SNAPSHOTS_1S_FILE, batch))
+                np.array(_levels_major(buf.ssnap, n_s)), buf.s_time[:n_s].copy(),
+                buf.s_seq[:n_s].copy(), schema, ps, ss,
+            )  # fmt: skip
+            self.pending_1s.append(batch)
             self.counts["snap_1s"] += n_s
+        pending = sum(b.num_rows for b in self.pending_1s)
+        if pending and (final or pending >= SNAPSHOT_1S_ROW_GROUP):
+            table = pa.Table.from_batches(self.pending_1s)
+            jobs.append(self._submit(SNAPSHOTS_1S_FILE, table))
+            self.pending_1s = []
         return jobs
 
     def _write_end_book(self) -> None:

@@ -223,3 +223,31 @@ def test_chunks_with_reused_output_buffers_equal_one_pass():
     assert book.best_bid == whole.bid_ticks[-1, 0] and book.best_ask == whole.ask_ticks[-1, 0]
     with pytest.raises(ValueError, match="1 rows, 2 needed"):
         book.apply(sides[:2], ticks[:2], sizes[:2], np.array([1, 2]), out=TopOfBook.empty(1, 5))
+
+
+def test_depth_one_is_the_first_level_of_the_walk_and_counters_add_up():
+    """The best bid/ask after every row (depth 1, its own code path) equals level 0 of a deeper
+    walk, through deletes of the best, empty sides, resets and out-of-range rows; the counters
+    (kept in locals during a call) equal those of one call per event."""
+    rng = np.random.default_rng(11)
+    n = 5_000
+    sides = rng.random(n) < 0.5
+    ticks = np.where(sides, 1_000 - rng.integers(0, 30, n), 1_000 + rng.integers(0, 30, n))
+    ticks[rng.random(n) < 0.01] = 5_000  # out of range
+    sizes = rng.integers(0, 3, n) * rng.integers(1, 50, n)  # a third are deletes
+    ends = np.arange(1, n + 1)
+    flags = np.full(n, FLAG_EMIT, dtype=np.uint8)
+    flags[::700] |= FLAG_RESET
+    one = DenseBook(900, 200)
+    top1 = one.apply(sides, ticks, sizes, ends, flags, depth=1)
+    deep = DenseBook(900, 200)
+    top5 = deep.apply(sides, ticks, sizes, ends, flags, depth=5)
+    for a, b in zip(top1, top5, strict=True):
+        assert np.array_equal(a[:, 0], b[:, 0])
+    assert (top1.bid_ticks == -1).any() and (top1.ask_ticks == -1).any()  # empty sides seen
+    each = DenseBook(900, 200)
+    for e in range(n):
+        each.apply(sides[e : e + 1], ticks[e : e + 1], sizes[e : e + 1], [1], flags[e : e + 1], 1)
+    assert one.counters() == deep.counters() == each.counters()
+    assert one.counters()["levels"] == n and one.counters()["resets"] == len(flags[::700])
+    assert np.array_equal(one.state, each.state)

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from rlx_assets.book.kernel import DenseBook
 from rlx_assets.book.reconstruct import (
     END_BOOK_FILE,
     SNAPSHOTS_1S_FILE,
@@ -40,6 +41,8 @@ from rlx_assets.book.reconstruct import (
     STREAM_FILE,
     ReconstructionError,
     ReconstructionResult,
+    _Book,
+    end_book_levels,
     end_book_schema,
     reconstruct_partition,
     snapshot_schema,
@@ -470,3 +473,23 @@ def test_trades_may_be_missing(runs, tmp_path):
     assert r.trades == 0 and r.book_updates == runs["futures08"].result.book_updates
     assert r.vendor_book_rows_equal == runs["futures08"].result.vendor_book_rows_equal
     shutil.rmtree(tmp_path / "out")
+
+
+def test_end_book_from_the_occupancy_bits_equals_a_scan_of_the_sizes():
+    """The end book is read from the dense book's occupancy bits: the same levels as a scan of
+    the size arrays, across word boundaries and after deletes emptied whole words."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    sides = rng.random(n) < 0.5
+    ticks = np.where(sides, 5_000 - rng.integers(0, 3_000, n), 5_000 + rng.integers(0, 3_000, n))
+    lots = rng.integers(0, 2, n) * rng.integers(1, 1_000, n)  # half of the rows are deletes
+    lots[-2_000:] = 0  # the last rows only delete
+    ends = np.arange(1, n + 1)
+    flags = np.zeros(n, dtype=np.uint8)
+    with_bits, plain = _Book(1_000, 8_000), DenseBook(1_000, 8_000)
+    for book in (with_bits, plain):
+        book.apply(sides, ticks, lots, ends, flags, depth=1)
+    got, want = end_book_levels(with_bits), end_book_levels(plain)
+    assert want[0].size and want[2].size
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)
