@@ -4,6 +4,7 @@ days, and each sees only what the bucket holds."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -18,7 +19,9 @@ import pytest
 
 from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.resources import RlxEnvironment
+from rlx_assets.staging import lake_relative_path
 from rlx_assets_tests.conftest import REPO_ROOT, SAMPLE_CAPTURES, TEST_SECRET
+from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.servers.s3 import Fault
 
 SPOT = "BINANCE.BTC-USDT"
@@ -175,3 +178,41 @@ def test_a_failed_upload_fails_the_step_and_keeps_the_bucket_as_it_was(
     assert fault.hits >= 1
     assert read_json(deployment, certificate) == before
     s3_server.app.faults.clear()
+
+
+def test_a_damaged_day_is_quarantined_in_the_bucket_and_released_once_fixed(
+    deployment, tmp_path, monkeypatch
+):
+    lake = shutil.copytree(deployment["lake"], tmp_path / "lake")
+    monkeypatch.setenv("RLX_LAKE_URI", str(lake))
+    book = lake / lake_relative_path("book", "BINANCE", "BTC-USDT", dt.date(2024, 8, 8))
+    original = book.read_bytes()
+    rewrite_parquet(book, book, set_value("bid_0_price", 5, 1e9))  # one crossed book row
+    chain = dg.AssetSelection.groups("acquisition", "validation")
+    partition = f"2024-08-08|{SPOT}"
+    quarantined = "staging/quarantine/book/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-08/"
+
+    damaged = materialize_in_process(tmp_path / "w1", monkeypatch, chain, partition)
+    assert not damaged.success
+    stored = keys(deployment)
+    assert {quarantined + "report.json", quarantined + "1.snappy.parquet"} <= stored
+    report = read_json(deployment, quarantined + "report.json")
+    assert [g["gate"] for g in report["gates"] if not g["passed"]] == ["quality"]
+    assert not any(k.startswith(("staging/ready/book/", "certificates/")) for k in stored)
+
+    book.write_bytes(original)  # the vendor fixed the file
+    fixed = materialize_in_process(tmp_path / "w2", monkeypatch, chain, partition)
+    assert fixed.success
+    stored = keys(deployment)
+    assert not any(k.startswith(quarantined) for k in stored)
+    assert f"certificates/{SPOT}/2024-08-08.json" in stored
+    events = [
+        json.loads(body)
+        for body in (
+            deployment["client"]
+            .get_object(Bucket=deployment["bucket"], Key=f"{PREFIX}/{key}")["Body"]
+            .read()
+            for key in sorted(k for k in stored if k.startswith("logs/quarantine.jsonl.d/"))
+        )
+    ]
+    assert [e["event"] for e in events] == ["quarantined", "released"]
