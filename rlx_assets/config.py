@@ -10,6 +10,8 @@ from typing import Annotated
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rlx_assets.remote import is_remote_uri
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAPTURES_DIR = PROJECT_ROOT / "data" / "sample" / "captures"
 SAMPLE_LAKE_DIR = PROJECT_ROOT / "data" / "sample" / "lake"
@@ -67,7 +69,7 @@ class RlxSettings(BaseSettings):
     @property
     def data_root(self) -> Path:
         """The local data root: `RLX_DATA_DIR`, or the working copy of an `s3://` one."""
-        if not self.data_dir.startswith("s3://"):
+        if not is_remote_uri(self.data_dir):
             return Path(self.data_dir).expanduser().resolve()
         if self.work_dir is not None:
             return self.work_dir.expanduser().resolve()

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rlx_assets.staging import DataLayout, atomic_write_bytes, fetch, publish_tree
+from rlx_assets.staging import DataLayout, atomic_write_bytes, fetch
 
 SUMMARY_NAME = "summary.json"
 END_BOOK_NAME = "end_book.parquet"
@@ -31,11 +31,6 @@ def building_dir(layout: DataLayout, market: str, day: dt.date, run_id: str) -> 
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     return building
-
-
-def publish(building: Path, final: Path) -> None:
-    """Replace `final` by the finished `building` directory; readers never see a mix."""
-    publish_tree(building, final)
 
 
 def write_summary(directory: Path, summary: dict[str, Any]) -> Path:

@@ -8,7 +8,6 @@ from rlx_assets.book.reconstruct import reconstruct_partition
 from rlx_assets.book.store import (
     building_dir,
     previous_end_book,
-    publish,
     reconstruction_dir,
     result_as_dict,
     write_summary,
@@ -16,7 +15,7 @@ from rlx_assets.book.store import (
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.defs.validation.assets import readiness_certificate
-from rlx_assets.staging import utc_now_iso
+from rlx_assets.staging import publish_tree, utc_now_iso
 from rlx_assets.validation.certificate import certified_inputs, load_certificate
 from rlx_assets.validation.zones import CertificateError
 
@@ -103,7 +102,7 @@ def reconstructed_stream(
     }
     write_summary(building, summary)
     final = reconstruction_dir(layout, market, day)
-    publish(building, final)
+    publish_tree(building, final)
     if result.started_cold:
         context.log.warning(
             f"{market} {day}: no reconstructed previous day; started cold from the vendor's first "
