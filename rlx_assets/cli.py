@@ -154,8 +154,10 @@ def bench_reconstruct(events: int, as_json: bool, workdir: Path | None) -> None:
     capture (data/sample; the sample lake is built first if missing).
 
     Measures the numba book kernel (book updates/s), the whole partition reconstruction as the
-    reconstructed_stream asset runs it (events/s, wall and CPU seconds), the peak RSS, and the
-    speed ratio to the pure-Python reference book. Progress on stderr (each phase with the
+    reconstructed_stream asset runs it (events/s, wall and CPU seconds), the peak RSS, the
+    Parquet I/O floor (pyarrow alone on one core reading the same inputs and writing the same
+    stream rows: no reconstruction on one core can be faster), and the speed ratio to the
+    pure-Python reference book. Progress on stderr (each phase with the
     seconds since the start, and a line every 15 s while a phase runs); the summary, or the
     JSON object, on stdout. Reads no environment variables besides TMPDIR.
     """
@@ -182,6 +184,9 @@ def bench_reconstruct(events: int, as_json: bool, workdir: Path | None) -> None:
         f"end to end: {result['end_to_end_events_per_s'] / 1e6:8.2f} M events/s "
         f"({result['end_to_end_seconds']:.1f} s wall, "
         f"{result['end_to_end_cpu_seconds']:.1f} s CPU)\n"
+        f"I/O floor:  {result['io_floor_events_per_s'] / 1e6:8.2f} M events/s on one core "
+        f"(pyarrow alone: read {result['io_floor_read_ns_per_event']:.0f} + write "
+        f"{result['io_floor_write_ns_per_event']:.0f} ns/event)\n"
         f"peak RSS:   {result['peak_rss_mb']:8.0f} MB\n"
         f"reference:  {result['reference_events_per_s'] / 1e6:8.2f} M updates/s (pure Python); "
         f"kernel is {result['kernel_vs_reference']:.0f}x faster"

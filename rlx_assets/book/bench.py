@@ -16,6 +16,9 @@ Measured:
 * end to end: ``reconstruct_partition`` from the vendor Parquet files to all outputs, in a child
   process (after a warm-up on one tile, so JIT compilation is excluded) whose peak RSS
   (``VmHWM``) is reported;
+* the Parquet I/O floor: pyarrow alone on one thread reading the columns reconstruction reads
+  and writing stream rows again with the stream's own options, CPU per event. Reconstruction
+  does both and more, so on one core it cannot be faster than this;
 * the pure-Python ``ReferenceBook`` on a slice of the same rows, for the speed ratio.
 """
 
@@ -40,9 +43,16 @@ import pyarrow.parquet as pq
 
 from rlx_assets.book.kernel import DenseBook, TopOfBook, new_state
 from rlx_assets.book.reconstruct import (
+    DELTA_COLUMNS,
     END_BOOK_FILE,
+    STREAM_FILE,
+    STREAM_WRITE_OPTIONS,
+    TRADE_COLUMNS,
     ReconstructionResult,
+    input_batch_rows,
+    input_batches,
     reconstruct_partition,
+    stream_schema,
     units,
 )
 from rlx_assets.book.reference import ReferenceBook
@@ -56,6 +66,7 @@ SOURCE_DAY = "2024-08-08"
 NS_PER_DAY = 86_400 * 10**9
 ROW_GROUP_ROWS = 1 << 20  # what pyarrow writes by default: the vendor files' likely layout
 KERNEL_CHUNK = 1 << 21
+FLOOR_WRITE_ROWS = 4_000_000  # stream rows written again for the I/O floor
 TABLES = ("trades", "book_delta_v2", "book")
 
 
@@ -313,6 +324,43 @@ def end_to_end(part: TiledPartition, source_lake: Path, out_dir: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def parquet_io_floor(paths: dict[str, Path], stream: Path, scratch: Path) -> dict:
+    """CPU per event of pyarrow alone on this thread (no pool threads, no reconstruction):
+    reading the input columns reconstruction reads, and writing the first ``FLOOR_WRITE_ROWS``
+    rows of ``stream`` again, row group by row group, with the stream's writer options."""
+    events = 0
+    t0 = time.thread_time()
+    for table, columns in (("book_delta_v2", DELTA_COLUMNS), ("trades", TRADE_COLUMNS)):
+        for batch in input_batches(paths[table], columns, input_batch_rows(), use_threads=False):
+            events += batch.num_rows
+    read_ns = (time.thread_time() - t0) * 1e9 / events
+
+    handle = pq.ParquetFile(stream, read_dictionary=["event_type", "side"])
+    meta = handle.schema_arrow.metadata
+    schema = stream_schema(int(meta[b"rlx.price_scale"]), int(meta[b"rlx.size_scale"]), True)
+    groups, rows = [], 0
+    for i in range(handle.num_row_groups):
+        if rows >= FLOOR_WRITE_ROWS:
+            break
+        groups.append(handle.read_row_group(i, use_threads=False).cast(schema))
+        rows += groups[-1].num_rows
+    t0 = time.thread_time()
+    with pq.ParquetWriter(scratch, schema, **STREAM_WRITE_OPTIONS) as writer:
+        for group in groups:
+            writer.write_table(group)
+    write_ns = (time.thread_time() - t0) * 1e9 / rows
+    return {
+        "io_floor_read_ns_per_event": read_ns,
+        "io_floor_write_ns_per_event": write_ns,
+        "io_floor_events_per_s": 1e9 / (read_ns + write_ns),
+    }
+
+
 def _child() -> None:
     args = json.loads(sys.stdin.read())
     out = Path(args["out"])
@@ -321,15 +369,17 @@ def _child() -> None:
         Path(w["trades"]), Path(w["book_delta_v2"]), Path(w["book"]), out / "warmup", None
     )
     p = args["paths"]
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     result: ReconstructionResult = reconstruct_partition(
         Path(p["trades"]), Path(p["book_delta_v2"]), Path(p["book"]), out / "day", None
     )
     seconds = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    cpu = _cpu_seconds() - cpu0
+    peak_rss_mb = _peak_rss_mb()  # before the floor holds its stream rows in memory
     size = sum(f.stat().st_size for f in (out / "day").iterdir())
+    paths = {k: Path(v) for k, v in p.items()}
+    floor = parquet_io_floor(paths, out / "day" / STREAM_FILE, out / "floor.parquet")
     print(
         json.dumps(
             {
@@ -337,7 +387,8 @@ def _child() -> None:
                 "end_to_end_cpu_seconds": cpu,
                 "end_to_end_events_per_s": result.events / seconds,
                 "end_to_end_events_per_cpu_s": result.events / cpu if cpu else None,
-                "peak_rss_mb": _peak_rss_mb(),
+                **floor,
+                "peak_rss_mb": peak_rss_mb,
                 "output_mb": size / 1e6,
                 "result_events": result.events,
                 "vendor_book_rows_compared": result.vendor_book_rows_compared,
@@ -368,7 +419,11 @@ def run_benchmark(
         reference = reference_throughput(part, reference_rows)
         del part.tile_sides, part.tile_ticks, part.tile_lots, part.tile_diff_starts
         e2e = end_to_end(part, source_lake, tmp_path / "out")
-        log(f"end to end: {e2e['end_to_end_events_per_s'] / 1e6:.2f}M events/s")
+        log(
+            f"end to end: {e2e['end_to_end_events_per_s'] / 1e6:.2f}M events/s "
+            f"({e2e['end_to_end_events_per_cpu_s'] / 1e6:.2f}M per CPU second); Parquet I/O "
+            f"alone on one core: {e2e['io_floor_events_per_s'] / 1e6:.2f}M events/s"
+        )
     return {
         "events": part.events,
         "trades": part.trades,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 import rlx_assets.lake.sources as sources
@@ -28,4 +29,10 @@ def test_bench_reconstruct_prints_one_json_object(sample_lake, tmp_path, monkeyp
     # the tiles replay the same real day, so the book agrees with the tiled vendor rows as often
     # as on the real day (a cold start: see test_reconstruct)
     assert report["vendor_book_rows_compared"] == report["vendor_book_rows"] - 1
+    # reconstruction reads the same inputs and writes the same stream, and does more: per CPU
+    # second it is slower than pyarrow's reading and writing alone
+    floor = report["io_floor_events_per_s"]
+    assert 0 < report["end_to_end_events_per_cpu_s"] < floor
+    read, write = report["io_floor_read_ns_per_event"], report["io_floor_write_ns_per_event"]
+    assert read > 0 and write > 0 and floor == pytest.approx(1e9 / (read + write))
     assert list(tmp_path.iterdir()) == []  # temporary files removed
