@@ -329,10 +329,13 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def parquet_io_floor(paths: dict[str, Path], stream: Path, scratch: Path) -> dict:
+def parquet_io_floor(
+    paths: dict[str, Path], stream: Path, schema: pa.Schema, scratch: Path
+) -> dict:
     """CPU per event of pyarrow alone on this thread (no pool threads, no reconstruction):
     reading the input columns reconstruction reads, and writing the first ``FLOOR_WRITE_ROWS``
-    rows of ``stream`` again, row group by row group, with the stream's writer options."""
+    rows of ``stream`` (written as ``schema``) again, row group by row group, with the stream's
+    writer options."""
     events = 0
     t0 = time.thread_time()
     for table, columns in (("book_delta_v2", DELTA_COLUMNS), ("trades", TRADE_COLUMNS)):
@@ -341,8 +344,6 @@ def parquet_io_floor(paths: dict[str, Path], stream: Path, scratch: Path) -> dic
     read_ns = (time.thread_time() - t0) * 1e9 / events
 
     handle = pq.ParquetFile(stream, read_dictionary=["event_type", "side"])
-    meta = handle.schema_arrow.metadata
-    schema = stream_schema(int(meta[b"rlx.price_scale"]), int(meta[b"rlx.size_scale"]), True)
     groups, rows = [], 0
     for i in range(handle.num_row_groups):
         if rows >= FLOOR_WRITE_ROWS:
@@ -379,7 +380,8 @@ def _child() -> None:
     peak_rss_mb = _peak_rss_mb()  # before the floor holds its stream rows in memory
     size = sum(f.stat().st_size for f in (out / "day").iterdir())
     paths = {k: Path(v) for k, v in p.items()}
-    floor = parquet_io_floor(paths, out / "day" / STREAM_FILE, out / "floor.parquet")
+    schema = stream_schema(result.price_scale, result.size_scale, written=True)
+    floor = parquet_io_floor(paths, out / "day" / STREAM_FILE, schema, out / "floor.parquet")
     print(
         json.dumps(
             {
