@@ -50,6 +50,11 @@ class DataLayout:
         return self.staging / ".incoming"
 
     @property
+    def versions(self) -> Path:
+        """Every replaced raw or ready file, content-addressed, so nothing certified is lost."""
+        return self.staging / "versions"
+
+    @property
     def manifest_dir(self) -> Path:
         return self.root / "logs" / "manifest"
 
@@ -99,16 +104,20 @@ def atomic_write(
     dest: Path,
     tmp_dir: Path | None = None,
     before_commit: Callable[[Path], None] | None = None,
+    label: str | None = None,
 ) -> Iterator[IO[bytes]]:
     """Yield a temp file; on success fsync, run `before_commit(tmp)` and rename it onto `dest`.
 
     On any error (including one raised by `before_commit`) the temp file is removed and `dest`
-    keeps its previous content, so readers never see a partial or unverified file.
+    keeps its previous content, so readers never see a partial or unverified file. `label`
+    names the temp file (`.{label}.pid{PID}.*.part`) so a file left by a killed process says
+    what it was and `remove_orphan_partials` can clear it.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     directory = tmp_dir or dest.parent
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=directory)
+    prefix = f".{label}.pid{os.getpid()}." if label else f".{dest.name}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=directory)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -121,6 +130,47 @@ def atomic_write(
         commit_file(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def remove_orphan_partials(directory: Path, label: str) -> list[Path]:
+    """Delete `atomic_write` temp files of `label` whose writing process no longer exists
+    (killed mid-write); a live writer's file is left alone. Returns what was removed."""
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for path in sorted(directory.glob(f".{label}.pid*.part")):
+        pid_part = path.name[len(label) + 2 :].split(".", 1)[0]
+        if pid_part.startswith("pid") and pid_part[3:].isdigit():
+            pid = int(pid_part[3:])
+            if _pid_alive(pid):
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def keep_version(layout: DataLayout, path: Path) -> Path | None:
+    """Copy a data-root file into `staging/versions/<its path>/<sha256><suffix>` before it is
+    replaced (content-addressed: keeping the same bytes twice is a no-op). Returns the kept
+    copy, or None when there is no file to keep."""
+    if not fetch(path):
+        return None
+    digest = sha256_file(path)
+    kept = layout.versions / path.relative_to(layout.root) / f"{digest}{path.suffix}"
+    if not fetch(kept):
+        with atomic_write(kept) as handle, open(path, "rb") as source:
+            shutil.copyfileobj(source, handle)
+    return kept
 
 
 def commit_file(source: Path, dest: Path) -> None:
