@@ -33,3 +33,43 @@ def set_value(column: str, row: int, value: object) -> Callable[[pl.DataFrame], 
         ).to_arrow()
 
     return change
+
+
+def cast_column(column: str, dtype: pl.DataType) -> Callable[[pl.DataFrame], pa.Table]:
+    """A change that stores `column` with another dtype, as a drifting vendor writer might."""
+
+    def change(frame: pl.DataFrame) -> pa.Table:
+        return frame.with_columns(pl.col(column).cast(dtype)).to_arrow()
+
+    return change
+
+
+def shuffle_rows(seed: int = 8) -> Callable[[pl.DataFrame], pa.Table]:
+    """A change that keeps every row but loses the vendor's order."""
+
+    def change(frame: pl.DataFrame) -> pa.Table:
+        return frame.sample(fraction=1.0, shuffle=True, seed=seed).to_arrow()
+
+    return change
+
+
+def repeat_row_with(row: int, column: str, value: object) -> Callable[[pl.DataFrame], pa.Table]:
+    """A change that inserts a copy of `row` right after it, differing only in `column`: the
+    same event told twice, two ways."""
+
+    def change(frame: pl.DataFrame) -> pa.Table:
+        twin = frame.slice(row, 1).with_columns(
+            pl.lit(value, dtype=frame.schema[column]).alias(column)
+        )
+        return pl.concat([frame.head(row + 1), twin, frame.slice(row + 1)]).to_arrow()
+
+    return change
+
+
+def keep_rows(count: int) -> Callable[[pl.DataFrame], pa.Table]:
+    """A change that keeps only the first `count` rows (a file cut short upstream)."""
+
+    def change(frame: pl.DataFrame) -> pa.Table:
+        return frame.head(count).to_arrow()
+
+    return change

@@ -2,7 +2,9 @@
 
 Each gate measures, compares with its thresholds and returns a `GateResult` carrying the
 measurements, the thresholds that applied and example offending rows, so a failure explains
-itself. Pure code: polars and pyarrow only.
+itself. A gate never raises: a column whose dtype drifted is a schema failure and is skipped
+(and named) by the gates that would read it, and a gate that hits an unexpected error fails with
+the error's text, so every file gets a report. Pure code: polars and pyarrow only.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,15 @@ CRITICAL_COLUMNS = {
     "book": ("timestamp", "sequence_number", "bid_0_price", "ask_0_price"),
     "book_delta_v2": ("timestamp", "sequence_number", "side_is_bid", "price", "size"),
 }
+# Rows with one key but different content: the same event told twice, two different ways.
+CONFLICT_KEYS = {
+    "trades": ("conflicting_trade_ids", ("id",), ("price", "amount", "side", "timestamp")),
+    "book_delta_v2": (
+        "conflicting_level_updates",
+        ("sequence_number", "side_is_bid", "price"),
+        ("size",),
+    ),
+}
 
 
 @dataclass
@@ -43,14 +55,16 @@ class GateResult:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "gate": self.gate,
-            "passed": self.passed,
-            "summary": self.summary,
-            "measured": self.measured,
-            "thresholds": self.thresholds,
-            "examples": self.examples,
-        }
+        return _json_safe(
+            {
+                "gate": self.gate,
+                "passed": self.passed,
+                "summary": self.summary,
+                "measured": self.measured,
+                "thresholds": self.thresholds,
+                "examples": self.examples,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -71,27 +85,90 @@ def examples_of(frame: pl.DataFrame, mask: pl.Expr) -> list[dict[str, Any]]:
 
 
 def _json_safe(value: Any) -> Any:
+    """Values a JSON report and Dagster metadata can hold; anything else becomes its text."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    return value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def vendor_dtypes(table: str) -> dict[str, pl.DataType]:
+    """The vendor's columns as polars reads them."""
+    return dict(pl.from_arrow(VENDOR_SCHEMAS[table].empty_table()).schema)
+
+
+def usable_columns(table: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
+    """`frame` without the vendor columns whose dtype drifted, and those columns with
+    "found X, expected Y": the gates after the schema gate only read what they can trust."""
+    expected = vendor_dtypes(table)
+    drifted = {
+        name: f"found {dtype}, expected {expected[name]}"
+        for name, dtype in frame.schema.items()
+        if name in expected and dtype != expected[name]
+    }
+    return frame.drop(list(drifted)), drifted
+
+
+def skipped_problems(drifted: dict[str, str], needed: tuple[str, ...]) -> list[str]:
+    """A gate that could not read a column it checks says so, and does not pass."""
+    return [
+        f"{name} not evaluated ({drifted[name]}; see the schema gate)"
+        for name in needed
+        if name in drifted
+    ]
+
+
+def gates_not_evaluated(reason: str) -> list[GateResult]:
+    """Every gate failed with one reason: what a caller reports when the gates cannot run."""
+    return [GateResult(g, False, f"gate not evaluated: {reason}") for g in GATES]
+
+
+def guarded(gate: str, evaluate: Callable[[], GateResult]) -> GateResult:
+    """Run one gate; an unexpected error fails that gate with the error's text."""
+    try:
+        return evaluate()
+    except Exception as error:  # noqa: BLE001 - a crash would leave the file without a report
+        return GateResult(
+            gate, False, f"gate raised {type(error).__name__}: {error}", {"error": str(error)}
+        )
 
 
 def run_gates(spec: GateInput) -> list[GateResult]:
-    """All five gates; a file that cannot be read fails every gate with the reason."""
-    integrity = file_integrity_gate(spec)
+    """All five gates, always: a file that cannot be read fails every gate it stops with the
+    reason, and an error inside one gate fails only that gate."""
+    integrity = guarded("file_integrity", lambda: file_integrity_gate(spec))
     try:
-        frame = pl.read_parquet(spec.path)
         schema = pq.read_schema(spec.path)
     except Exception as error:  # noqa: BLE001 - any reader failure means the same to a user
         reason = f"file unreadable, gate not evaluated: {error}"
         return [integrity] + [GateResult(g, False, reason) for g in GATES[1:]]
+    try:
+        frame = pl.read_parquet(spec.path)
+    except Exception as error:  # noqa: BLE001
+        reason = f"file unreadable, gate not evaluated: {error}"
+        schema_only = guarded("schema", lambda: schema_gate(spec.table, schema, None))
+        return [integrity, schema_only] + [GateResult(g, False, reason) for g in GATES[2:]]
     return [
         integrity,
-        schema_gate(spec.table, schema, frame),
-        quality_gate(spec.table, frame, spec.thresholds),
-        temporal_gate(spec.table, frame, spec.day, spec.thresholds),
-        volume_gate(frame.height, spec.trailing_rows, spec.thresholds),
+        guarded("schema", lambda: schema_gate(spec.table, schema, frame)),
+        guarded("quality", lambda: quality_gate(spec.table, frame, spec.thresholds)),
+        guarded("temporal", lambda: temporal_gate(spec.table, frame, spec.day, spec.thresholds)),
+        guarded("volume", lambda: volume_gate(frame.height, spec.trailing_rows, spec.thresholds)),
     ]
+
+
+def run_gates_safely(make_input: Callable[[], GateInput]) -> list[GateResult]:
+    """`run_gates` on the input `make_input` builds; if even that fails, every gate fails with
+    the error, so the caller can still write a report and quarantine the file."""
+    try:
+        return run_gates(make_input())
+    except Exception as error:  # noqa: BLE001
+        return gates_not_evaluated(f"{type(error).__name__}: {error}")
 
 
 def file_integrity_gate(spec: GateInput) -> GateResult:
@@ -120,8 +197,11 @@ def file_integrity_gate(spec: GateInput) -> GateResult:
     return GateResult("file_integrity", not problems, summary, measured, expected)
 
 
-def schema_gate(table: str, schema: Any, frame: pl.DataFrame) -> GateResult:
+def schema_gate(table: str, schema: Any, frame: pl.DataFrame | None) -> GateResult:
+    """Names, order and dtypes against the vendor's; a drifted dtype is reported as
+    "table.column: dtype <found>, expected <vendor's>"."""
     mismatches = schema_mismatches(table, schema)
+    frame = frame if frame is not None else pl.DataFrame()
     all_null = [
         c
         for c in CRITICAL_COLUMNS[table]
@@ -178,13 +258,51 @@ def quality_problems(table: str, frame: pl.DataFrame) -> dict[str, pl.Expr]:
     return checks
 
 
+def quality_columns(table: str) -> tuple[str, ...]:
+    """The columns the quality gate reads."""
+    if table == "book":
+        return tuple(f.name for f in VENDOR_SCHEMAS["book"] if f.name.startswith(("bid_", "ask_")))
+    conflicts = CONFLICT_KEYS.get(table, ("", (), ()))
+    return tuple(dict.fromkeys(("side", "price", "amount", "size", *conflicts[1], *conflicts[2])))
+
+
+def conflicting_rows(frame: pl.DataFrame, key: tuple[str, ...], content: tuple[str, ...]):
+    """Rows (with their row number) whose key repeats on rows of different content."""
+    if not set(key) | set(content) <= set(frame.columns) or frame.height == 0:
+        return None
+    repeated = frame.with_row_index("row").filter(pl.len().over(key) > 1)
+    differing = repeated.filter(pl.struct(content).n_unique().over(key) > 1)
+    return repeated, differing.sort([*key, "row"])
+
+
+def conflict_examples(problem: str, rows: pl.DataFrame, key: tuple[str, ...]) -> list[dict]:
+    """One example per key (the first few keys), holding the rows that claim it."""
+    first_keys = rows.select(key).unique(maintain_order=True).head(MAX_EXAMPLES)
+    chosen = rows.join(first_keys, on=list(key), how="semi", nulls_equal=True)
+    return [
+        {"problem": problem, "rows": _json_safe(group.head(MAX_EXAMPLES).to_dicts())}
+        for _, group in chosen.group_by(key, maintain_order=True)
+    ]
+
+
 def quality_gate(table: str, frame: pl.DataFrame, thresholds: GateThresholds) -> GateResult:
+    # Whole-row duplicates compare every column, whatever its dtype.
+    duplicates = frame.height - frame.unique().height if frame.height else 0
+    all_columns = frame
+    frame, drifted = usable_columns(table, frame)
+    problems = skipped_problems(drifted, quality_columns(table))
     checks = quality_problems(table, frame)
     counts = {name: int(frame.select(expr.sum()).item() or 0) for name, expr in checks.items()}
-    duplicates = frame.height - frame.unique().height if frame.height else 0
     duplicate_fraction = duplicates / frame.height if frame.height else 0.0
-    measured = {**counts, "duplicate_rows": duplicates, "duplicate_fraction": duplicate_fraction}
-    problems = [f"{n} rows with {name.replace('_', ' ')}" for name, n in counts.items() if n]
+    measured: dict[str, Any] = {
+        **counts,
+        "duplicate_rows": duplicates,
+        "duplicate_fraction": duplicate_fraction,
+    }
+    if drifted:
+        measured["skipped_columns"] = drifted
+    limits: dict[str, Any] = {"max_duplicate_fraction": thresholds.max_duplicate_fraction}
+    problems += [f"{n} rows with {name.replace('_', ' ')}" for name, n in counts.items() if n]
     if duplicate_fraction > thresholds.max_duplicate_fraction:
         problems.append(f"{duplicates} duplicate rows ({duplicate_fraction:.4%})")
     examples = []
@@ -193,53 +311,120 @@ def quality_gate(table: str, frame: pl.DataFrame, thresholds: GateThresholds) ->
             examples += [{"problem": name, **row} for row in examples_of(frame, expr)]
     if duplicate_fraction > thresholds.max_duplicate_fraction:
         examples += [
-            {"problem": "duplicate", **r} for r in examples_of(frame, frame.is_duplicated())
+            {"problem": "duplicate", **r}
+            for r in examples_of(all_columns, all_columns.is_duplicated())
         ]
+    conflict_examples_ = []
+    if table in CONFLICT_KEYS:
+        name, key, content = CONFLICT_KEYS[table]
+        limit = getattr(thresholds, f"max_{name}")
+        limits[f"max_{name}"] = limit
+        found = conflicting_rows(frame, key, content)
+        if found is not None:
+            repeated, differing = found
+            conflicts = differing.select(key).n_unique() if differing.height else 0
+            measured[f"repeated_{'trade_ids' if table == 'trades' else 'level_keys'}"] = (
+                repeated.select(key).n_unique() if repeated.height else 0
+            )
+            measured[name] = conflicts
+            if conflicts > limit:
+                what = "trade ids" if table == "trades" else "(sequence_number, side, price)"
+                problems.append(
+                    f"{conflicts} {what} on rows that differ in {'/'.join(content)} (> {limit})"
+                )
+                conflict_examples_ = conflict_examples(name.rstrip("s"), differing, key)
     return GateResult(
         "quality",
         not problems,
-        "; ".join(problems) or "no NaN/inf/negative values, no crossed book, no duplicates",
+        "; ".join(problems)
+        or "no NaN/inf/negative values, no crossed book, no duplicates, no conflicting ids",
         measured,
-        {"max_duplicate_fraction": thresholds.max_duplicate_fraction},
-        examples[: 3 * MAX_EXAMPLES],
+        limits,
+        conflict_examples_ + examples[: 3 * MAX_EXAMPLES],
     )
+
+
+def order_violations(
+    frame: pl.DataFrame, column: str, tolerance: float, problem: str
+) -> tuple[int, float, list[dict[str, Any]]]:
+    """Rows whose `column` is more than `tolerance` below the previous row's: how many, the
+    largest step back, and examples carrying the step and the previous value."""
+    step_back = -pl.col(column).diff().fill_null(0)
+    flagged = frame.with_columns(
+        step_back.alias("step_back"), pl.col(column).shift(1).alias(f"previous_{column}")
+    )
+    mask = pl.col("step_back") > tolerance
+    count = int(flagged.select(mask.sum()).item() or 0)
+    largest = flagged["step_back"].max() if frame.height else 0
+    examples = [{"problem": problem, **r} for r in examples_of(flagged, mask)] if count else []
+    return count, max(float(largest or 0), 0.0), examples
 
 
 def temporal_gate(
     table: str, frame: pl.DataFrame, day: dt.date, thresholds: GateThresholds
 ) -> GateResult:
-    limits = {"min_coverage": thresholds.min_coverage, "max_silence_s": thresholds.max_silence_s}
-    if "timestamp" not in frame.columns or frame.height == 0:
-        return GateResult("temporal", False, "no timestamps to evaluate", {}, limits)
+    tolerance_s = (
+        thresholds.max_trades_time_regression_s
+        if table == "trades"
+        else thresholds.max_book_time_regression_s
+    )
+    limits = {
+        "min_coverage": thresholds.min_coverage,
+        "max_silence_s": thresholds.max_silence_s,
+        "max_time_regression_s": tolerance_s,
+        "max_time_regressions": thresholds.max_time_regressions,
+        "max_sequence_decreases": thresholds.max_sequence_decreases,
+    }
+    frame, drifted = usable_columns(table, frame)
+    problems = skipped_problems(drifted, ("timestamp", "sequence_number"))
+    measured: dict[str, Any] = {"skipped_columns": drifted} if drifted else {}
+    examples: list[dict[str, Any]] = []
+    if "sequence_number" in frame.columns:
+        count, _, found = order_violations(frame, "sequence_number", 0, "sequence_decrease")
+        measured["sequence_decreases"] = count
+        if count > thresholds.max_sequence_decreases:
+            problems.append(
+                f"sequence_number decreases {count} times (> {thresholds.max_sequence_decreases})"
+            )
+            examples += found
+    if "timestamp" not in frame.columns or frame["timestamp"].drop_nulls().len() == 0:
+        if "timestamp" not in drifted:
+            problems.append("no timestamps to evaluate")
+        return GateResult("temporal", False, "; ".join(problems), measured, limits, examples)
     start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 10**9
     outside = (pl.col("timestamp") < start) | (pl.col("timestamp") >= start + NS_PER_DAY)
     out_of_day = int(frame.select(outside.sum()).item())
-    stamps = frame["timestamp"].sort()
+    null_stamps = frame["timestamp"].null_count()
+    stamps = frame["timestamp"].drop_nulls().sort()
     gaps = stamps.diff().drop_nulls()
     longest_ns = int(gaps.max()) if gaps.len() else 0
     longest_at = int(stamps[int(gaps.arg_max()) if gaps.len() else 0])
     coverage = (int(stamps[-1]) - int(stamps[0])) / NS_PER_DAY
-    measured: dict[str, Any] = {
+    regressions, largest_ns, regression_examples = order_violations(
+        frame, "timestamp", tolerance_s * 1e9, "time_regression"
+    )
+    measured |= {
         "rows_outside_day": out_of_day,
+        "null_timestamps": null_stamps,
+        "time_regressions": regressions,
+        "largest_time_regression_s": largest_ns / 1e9,
         "first_timestamp": int(stamps[0]),
         "last_timestamp": int(stamps[-1]),
         "coverage": coverage,
         "longest_silence_s": longest_ns / 1e9,
         "longest_silence_starts_at": _iso(longest_at),
     }
-    problems, examples = [], []
     if out_of_day:
         problems.append(f"{out_of_day} rows outside {day.isoformat()} UTC")
         examples += [{"problem": "outside_day", **r} for r in examples_of(frame, outside)]
-    if table == "book_delta_v2" and "sequence_number" in frame.columns:
-        decreasing = pl.col("sequence_number").diff().fill_null(0) < 0
-        count = int(frame.select(decreasing.sum()).item())
-        measured["sequence_decreases"] = count
-        if count:
-            problems.append(f"sequence_number decreases {count} times")
-            examples += [
-                {"problem": "sequence_decrease", **r} for r in examples_of(frame, decreasing)
-            ]
+    if null_stamps:
+        problems.append(f"{null_stamps} rows without a timestamp")
+    if regressions > thresholds.max_time_regressions:
+        problems.append(
+            f"vendor order broken: timestamp goes back more than {tolerance_s}s {regressions} "
+            f"times (largest {largest_ns / 1e9:.3f}s; > {thresholds.max_time_regressions})"
+        )
+        examples += regression_examples
     if coverage < thresholds.min_coverage:
         problems.append(f"covers {coverage:.2%} of the day (< {thresholds.min_coverage:.2%})")
     if longest_ns / 1e9 > thresholds.max_silence_s:
@@ -248,7 +433,8 @@ def temporal_gate(
             f"(> {thresholds.max_silence_s}s)"
         )
     summary = "; ".join(problems) or (
-        f"all rows in the day; coverage {coverage:.2%}; longest silence {longest_ns / 1e9:.1f}s"
+        f"all rows in the day and in order; coverage {coverage:.2%}; "
+        f"longest silence {longest_ns / 1e9:.1f}s"
     )
     return GateResult("temporal", not problems, summary, measured, limits, examples)
 

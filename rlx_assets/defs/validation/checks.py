@@ -19,7 +19,7 @@ from rlx_assets.validation.certificate import (
     certificate_problems,
     trailing_row_counts,
 )
-from rlx_assets.validation.gates import GATES, GateInput, GateResult, run_gates
+from rlx_assets.validation.gates import GATES, GateInput, GateResult, run_gates_safely
 from rlx_assets.validation.profiles import GateThresholds, active_profile
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import (
@@ -33,9 +33,18 @@ from rlx_assets.validation.zones import (
 
 GATE_DESCRIPTIONS = {
     "file_integrity": "SHA-256 and size equal the manifest entry; the file is valid Parquet.",
-    "schema": "Exactly the vendor's columns and types; no critical column entirely null.",
-    "quality": "No NaN/inf/negative prices or sizes; book not crossed; duplicate rows counted.",
-    "temporal": "Every timestamp inside the UTC day; vendor order kept; coverage and silences.",
+    "schema": (
+        "Exactly the vendor's columns, order and types (a drifted type names column, found and "
+        "expected type; later gates skip that column); no critical column entirely null."
+    ),
+    "quality": (
+        "No NaN/inf/negative prices or sizes; book not crossed; whole-row duplicates counted; "
+        "no trade id (book_delta_v2: sequence, side, price) on rows that differ."
+    ),
+    "temporal": (
+        "Every timestamp inside the UTC day; vendor order kept in every table (timestamp within "
+        "tolerance, sequence_number never back); coverage and silences."
+    ),
     "volume": "Row count within bounds and not far below the trailing median of the market.",
 }
 
@@ -60,8 +69,9 @@ def evaluate_gates(
     entry = manifest_entry(layout, table, market, day) or {}
     raw = raw_path(layout, table, market, day)
     fetch(raw)
-    results = run_gates(
-        GateInput(
+    # The input is built inside, so even a failing look-up (trailing rows) yields a report.
+    results = run_gates_safely(
+        lambda: GateInput(
             table=table,
             path=raw,
             day=day,
