@@ -233,14 +233,16 @@ def quality_problems(table: str, frame: pl.DataFrame) -> dict[str, pl.Expr]:
         return set(names) <= columns
 
     checks: dict[str, pl.Expr] = {}
-    if table == "trades" and has("price", "amount", "side"):
+    # Each check only needs its own column: one drifted column does not hide the others.
+    if table in ("trades", "book_delta_v2") and has("price"):
         checks["bad_price"] = _bad_number("price", allow_zero=False)
+    if table == "trades" and has("amount"):
         checks["bad_amount"] = _bad_number("amount", allow_zero=False)
+    if table == "trades" and has("side"):
         checks["bad_side"] = ~pl.col("side").cast(pl.String).is_in(["buy", "sell"]).fill_null(False)
-    elif table == "book_delta_v2" and has("price", "size"):
-        checks["bad_price"] = _bad_number("price", allow_zero=False)
+    if table == "book_delta_v2" and has("size"):
         checks["bad_size"] = _bad_number("size", allow_zero=True)
-    elif table == "book" and has("bid_0_price", "ask_0_price"):
+    if table == "book" and has("bid_0_price", "ask_0_price"):
         levels = []
         for side in ("bid", "ask"):
             for i in range(BOOK_DEPTH):
@@ -345,7 +347,7 @@ def quality_gate(table: str, frame: pl.DataFrame, thresholds: GateThresholds) ->
 
 
 def order_violations(
-    frame: pl.DataFrame, column: str, tolerance: float, problem: str
+    frame: pl.DataFrame, column: str, tolerance: int, problem: str
 ) -> tuple[int, float, list[dict[str, Any]]]:
     """Rows whose `column` is more than `tolerance` below the previous row's: how many, the
     largest step back, and examples carrying the step and the previous value."""
@@ -401,7 +403,7 @@ def temporal_gate(
     longest_at = int(stamps[int(gaps.arg_max()) if gaps.len() else 0])
     coverage = (int(stamps[-1]) - int(stamps[0])) / NS_PER_DAY
     regressions, largest_ns, regression_examples = order_violations(
-        frame, "timestamp", tolerance_s * 1e9, "time_regression"
+        frame, "timestamp", round(tolerance_s * 1e9), "time_regression"
     )
     measured |= {
         "rows_outside_day": out_of_day,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from pathlib import Path
 
@@ -11,10 +12,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from rlx_assets.lake.schemas import VENDOR_SCHEMAS
 from rlx_assets.staging import lake_relative_path, sha256_file
+from rlx_assets.validation import gates
 from rlx_assets.validation.gates import GATES, GateInput, run_gates
 from rlx_assets.validation.profiles import PROFILES
-from rlx_assets_tests.damage import rewrite_parquet, set_value
+from rlx_assets_tests.damage import (
+    cast_column,
+    keep_rows,
+    repeat_row_with,
+    rewrite_parquet,
+    set_value,
+    shuffle_rows,
+)
 
 DAY = dt.date(2024, 8, 8)
 SAMPLE = PROFILES["sample"]
@@ -35,6 +45,10 @@ def gate_input(
 
 def verdicts(results) -> dict[str, bool]:
     return {r.gate: r.passed for r in results}
+
+
+def gate(results, name: str):
+    return next(r for r in results if r.gate == name)
 
 
 def damaged_copy(tmp_path: Path, source: Path, change) -> Path:
@@ -197,3 +211,192 @@ def test_entirely_null_critical_column_fails_the_schema_gate(sample_lake, tmp_pa
     )
     schema = next(r for r in run_gates(gate_input(damaged, "trades")) if r.gate == "schema")
     assert not schema.passed and "entirely null: ['id']" in schema.summary
+
+
+# --- dtype drift: a schema failure, never a crash ------------------------------------------------
+DRIFTS = [
+    ("trades", "price", pl.String, "quality"),
+    ("trades", "timestamp", pl.String, "temporal"),
+    ("trades", "id", pl.Float64, "quality"),
+    ("trades", "amount", pl.String, "quality"),
+    ("book", "sequence_number", pl.Float64, "temporal"),
+    ("book", "bid_0_price", pl.String, "quality"),
+    ("book", "timestamp", pl.Datetime("ns"), "temporal"),
+    ("book_delta_v2", "side_is_bid", pl.Int8, "quality"),
+    ("book_delta_v2", "size", pl.String, "quality"),
+    ("book_delta_v2", "sequence_number", pl.String, "temporal"),
+]
+
+
+@pytest.mark.parametrize("table,column,dtype,reader", DRIFTS)
+def test_drifted_dtype_fails_the_schema_gate_and_the_reader_skips_it(
+    sample_lake, tmp_path, table, column, dtype, reader
+):
+    damaged = damaged_copy(tmp_path, real_file(sample_lake, table), cast_column(column, dtype))
+    results = run_gates(gate_input(damaged, table))
+    assert [r.gate for r in results] == list(GATES)
+    found = pq.read_schema(damaged).field(column).type
+    expected = VENDOR_SCHEMAS[table].field(column).type
+    schema = gate(results, "schema")
+    assert not schema.passed
+    assert f"{table}.{column}: dtype {found}, expected {expected}" in schema.summary
+    # The gate that reads the column says it could not, and does not pass.
+    skipped = gate(results, reader)
+    assert not skipped.passed and f"{column} not evaluated" in skipped.summary
+    assert column in skipped.measured["skipped_columns"]
+    assert verdicts(results)["file_integrity"] and verdicts(results)["volume"]
+    json.dumps([r.to_json() for r in results], allow_nan=False)  # a report can be written
+
+
+def test_string_price_leaves_the_temporal_gate_evaluating_the_rest(sample_lake, tmp_path):
+    source = real_file(sample_lake, "trades")
+    damaged = damaged_copy(tmp_path, source, cast_column("price", pl.String))
+    results = run_gates(gate_input(damaged, "trades"))
+    assert verdicts(results) == {
+        **dict.fromkeys(GATES, True), "schema": False, "quality": False
+    }  # fmt: skip
+    quality = gate(results, "quality")
+    assert "price not evaluated (found String, expected Float64" in quality.summary
+    assert quality.measured["bad_side"] == 0  # the columns it can read are still checked
+
+
+def test_a_gate_that_raises_fails_alone_with_the_error(sample_lake, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("polars said no")
+
+    monkeypatch.setattr(gates, "temporal_gate", broken)
+    results = run_gates(gate_input(real_file(sample_lake, "trades"), "trades"))
+    assert verdicts(results) == {**dict.fromkeys(GATES, True), "temporal": False}
+    assert gate(results, "temporal").summary == "gate raised RuntimeError: polars said no"
+
+
+# --- quality: one trade id, two different trades ------------------------------------------------
+def test_conflicting_trade_id_fails_the_quality_gate_with_both_rows(sample_lake, tmp_path):
+    source = real_file(sample_lake, "trades")
+    frame = pl.read_parquet(source)
+    row = frame.height // 3
+    assert (
+        gate(run_gates(gate_input(source, "trades")), "quality").measured["conflicting_trade_ids"]
+        == 0
+    )
+    twin_price = frame["price"][row] + 5.0
+    damaged = damaged_copy(tmp_path, source, repeat_row_with(row, "price", twin_price))
+    quality = gate(run_gates(gate_input(damaged, "trades")), "quality")
+    assert not quality.passed and quality.measured["conflicting_trade_ids"] == 1
+    assert quality.measured["duplicate_rows"] == 0  # not a whole-row duplicate
+    example = next(e for e in quality.examples if e["problem"] == "conflicting_trade_id")
+    assert [r["row"] for r in example["rows"]] == [row, row + 1]
+    assert {r["id"] for r in example["rows"]} == {frame["id"][row]}
+    assert [r["price"] for r in example["rows"]] == [frame["price"][row], twin_price]
+    assert quality.thresholds["max_conflicting_trade_ids"] == 0
+
+
+def test_whole_row_duplicate_is_still_counted_and_is_no_conflict(sample_lake, tmp_path):
+    source = real_file(sample_lake, "trades")
+    frame = pl.read_parquet(source)
+    row = 10
+    damaged = damaged_copy(tmp_path, source, repeat_row_with(row, "price", frame["price"][row]))
+    quality = gate(run_gates(gate_input(damaged, "trades")), "quality")
+    assert not quality.passed
+    assert quality.measured["duplicate_rows"] == 1
+    assert quality.measured["conflicting_trade_ids"] == 0
+    assert quality.measured["repeated_trade_ids"] == 1
+
+
+def test_conflicting_level_update_fails_the_quality_gate(sample_lake, tmp_path):
+    source = real_file(sample_lake, "book_delta_v2")
+    frame = pl.read_parquet(source)
+    row = 500
+    damaged = damaged_copy(tmp_path, source, repeat_row_with(row, "size", frame["size"][row] + 1))
+    quality = gate(run_gates(gate_input(damaged, "book_delta_v2")), "quality")
+    assert not quality.passed and quality.measured["conflicting_level_updates"] == 1
+    example = next(e for e in quality.examples if e["problem"] == "conflicting_level_update")
+    assert [r["row"] for r in example["rows"]] == [row, row + 1]
+    real = gate(run_gates(gate_input(source, "book_delta_v2")), "quality")
+    assert real.passed and real.measured["conflicting_level_updates"] == 0
+
+
+# --- temporal: the vendor's order, in every table -----------------------------------------------
+def steps_back(values: list[int]) -> int:
+    return sum(later < earlier for earlier, later in zip(values, values[1:], strict=False))
+
+
+def test_shuffled_trades_fail_the_temporal_gate_naming_rows(sample_lake, tmp_path):
+    source = real_file(sample_lake, "trades")
+    real = gate(run_gates(gate_input(source, "trades")), "temporal")
+    assert real.passed and real.measured["time_regressions"] == 0
+    damaged = damaged_copy(tmp_path, source, shuffle_rows())
+    results = run_gates(gate_input(damaged, "trades"))
+    temporal = gate(results, "temporal")
+    stamps = pl.read_parquet(damaged)["timestamp"].to_list()
+    assert not temporal.passed and "vendor order broken" in temporal.summary
+    assert temporal.measured["time_regressions"] == steps_back(stamps) > 0
+    example = temporal.examples[0]
+    assert example["problem"] == "time_regression"
+    assert stamps[example["row"]] < stamps[example["row"] - 1] == example["previous_timestamp"]
+    assert verdicts(results)["quality"]  # every row is fine on its own
+
+
+@pytest.mark.parametrize("table", ["book", "book_delta_v2"])
+def test_shuffled_book_rows_fail_the_temporal_gate(sample_lake, tmp_path, table):
+    damaged = damaged_copy(tmp_path, real_file(sample_lake, table), shuffle_rows())
+    temporal = gate(run_gates(gate_input(damaged, table)), "temporal")
+    shuffled = pl.read_parquet(damaged)
+    assert not temporal.passed
+    assert temporal.measured["sequence_decreases"] == steps_back(
+        shuffled["sequence_number"].to_list()
+    )
+    assert temporal.measured["time_regressions"] == steps_back(shuffled["timestamp"].to_list())
+    assert temporal.measured["sequence_decreases"] > 0 and temporal.measured["time_regressions"] > 0
+    assert {e["problem"] for e in temporal.examples} >= {"sequence_decrease", "time_regression"}
+
+
+def test_trade_time_regression_within_tolerance_passes(sample_lake, tmp_path):
+    source = real_file(sample_lake, "trades")
+    stamps = pl.read_parquet(source)["timestamp"]
+    row = int((stamps.diff() > 0).arg_true()[5])  # a trade later than the one before it
+    step_s = (stamps[row] - stamps[row - 1]) / 1e9
+
+    def swap(frame: pl.DataFrame):
+        order = list(range(frame.height))
+        order[row - 1], order[row] = order[row], order[row - 1]
+        return frame[order].to_arrow()
+
+    damaged = damaged_copy(tmp_path, source, swap)
+    strict = gate(run_gates(gate_input(damaged, "trades")), "temporal")
+    assert not strict.passed and strict.measured["time_regressions"] == 1
+    assert (
+        strict.examples[0]["row"] == row
+        and strict.examples[0]["step_back"] == stamps[row] - stamps[row - 1]
+    )
+    tolerant = SAMPLE.model_copy(update={"max_trades_time_regression_s": step_s})
+    loose = gate(run_gates(gate_input(damaged, "trades", tolerant)), "temporal")
+    assert loose.passed and loose.measured["largest_time_regression_s"] == step_s
+
+
+# --- volume and file integrity on damaged copies ------------------------------------------------
+def test_file_cut_short_fails_the_volume_gate(sample_lake, tmp_path):
+    source = real_file(sample_lake, "trades")
+    rows = pq.read_metadata(source).num_rows
+    history = (rows, rows, rows)
+    production = PROFILES["production"].model_copy(update={"min_rows": 1, "min_coverage": 0.0})
+    real = gate(run_gates(gate_input(source, "trades", production, history)), "volume")
+    assert real.passed
+    damaged = damaged_copy(tmp_path, source, keep_rows(rows // 10))
+    volume = gate(run_gates(gate_input(damaged, "trades", production, history)), "volume")
+    assert not volume.passed and volume.measured["rows"] == rows // 10
+    assert "of the trailing median" in volume.summary
+
+
+def test_one_flipped_byte_fails_file_integrity(sample_lake, tmp_path):
+    source = real_file(sample_lake, "trades")
+    assert gate(run_gates(gate_input(source, "trades")), "file_integrity").passed
+    data = bytearray(source.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged = tmp_path / "flipped.parquet"
+    damaged.write_bytes(bytes(data))
+    results = run_gates(gate_input(damaged, "trades", manifest_of=source))
+    assert [r.gate for r in results] == list(GATES)
+    integrity = gate(results, "file_integrity")
+    assert not integrity.passed and integrity.summary.startswith("SHA-256 differs")
+    assert integrity.measured["size_bytes"] == integrity.thresholds["size_bytes"]
