@@ -80,6 +80,8 @@ def read_parquet_facts(path: Path, what: str) -> ParquetFacts:
         raise CorruptObjectError(f"{what} is not a readable Parquet file: {error}") from None
     bounds = pc.min_max(timestamps)
     first, last = bounds["min"].as_py(), bounds["max"].as_py()
+    if not isinstance(first, int) or not isinstance(last, int):  # drifted dtype: the schema gate's
+        first = last = None
     return ParquetFacts(parquet.metadata.num_rows, first, last)
 
 
