@@ -264,8 +264,10 @@ def quality_columns(table: str) -> tuple[str, ...]:
     """The columns the quality gate reads."""
     if table == "book":
         return tuple(f.name for f in VENDOR_SCHEMAS["book"] if f.name.startswith(("bid_", "ask_")))
-    conflicts = CONFLICT_KEYS.get(table, ("", (), ()))
-    return tuple(dict.fromkeys(("side", "price", "amount", "size", *conflicts[1], *conflicts[2])))
+    return {
+        "trades": ("side", "amount", "price", "id", "timestamp"),
+        "book_delta_v2": ("sequence_number", "side_is_bid", "price", "size"),
+    }.get(table, ())
 
 
 def conflicting_rows(frame: pl.DataFrame, key: tuple[str, ...], content: tuple[str, ...]):
