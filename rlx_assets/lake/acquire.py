@@ -322,7 +322,7 @@ def _quarantine(
     market = f"{obj.exchange}.{obj.symbol}"
     where = quarantine_unreadable_object(layout, obj.table, market, obj.day, received, report)
     return QuarantinedObjectError(
-        f"{error}; the object (ETag {obj.version}, {transfer.digest.size} bytes, "
+        f"{error}; the object (version {obj.version}, {transfer.digest.size} bytes, "
         f"{transfer.verified_by}) is kept in quarantine at {where} with report.json, "
         "not stored in raw",
         where,
