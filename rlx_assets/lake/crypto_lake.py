@@ -17,6 +17,7 @@ import botocore.config
 import botocore.exceptions
 import urllib3.exceptions
 
+from rlx_assets.lake.digest import multipart_count
 from rlx_assets.lake.sources import (
     CorruptTransferError,
     LakeAccessError,
@@ -242,16 +243,17 @@ class CryptoLakeSource:
     def _part_size(self, key: str, etag: str) -> int | None:
         """The first part's size of a multipart object, to recompute its ETag; None if the
         server does not say (the ETag is then checked against whole-MiB part sizes)."""
+        # No IfMatch here: servers differ on which ETag a part HEAD answers (the object's or
+        # the part's); the GET pins the version, and the parts count must agree with the ETag.
         try:
-            head = self._client.head_object(
-                Bucket=self.bucket, Key=key, PartNumber=1, IfMatch=f'"{etag}"'
-            )
+            head = self._client.head_object(Bucket=self.bucket, Key=key, PartNumber=1)
         except Exception as error:  # noqa: BLE001 - only transient errors matter here
             classified = self._classify(error, f"s3://{self.bucket}/{key}")
             if isinstance(classified, TransientLakeError):
                 raise classified from None
             return None
-        return int(head["ContentLength"]) if head.get("PartsCount") else None
+        parts = multipart_count(etag)
+        return int(head["ContentLength"]) if head.get("PartsCount") == parts else None
 
     def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
         key = obj.uri.removeprefix(f"s3://{self.bucket}/")

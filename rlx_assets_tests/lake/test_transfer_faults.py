@@ -15,8 +15,10 @@ import pytest
 
 from rlx_assets.config import RlxSettings
 from rlx_assets.lake.acquire import MANIFEST_NAME, RetryPolicy, acquire_raw_file
+from rlx_assets.lake.digest import MIB, TransferDigest, verify_digest
 from rlx_assets.lake.sources import (
     CorruptTransferError,
+    LakeObject,
     QuarantinedObjectError,
     TransientLakeError,
     source_from_settings,
@@ -119,7 +121,7 @@ def test_bit_flip_with_checksum_headers_raises_a_mapped_checksum_error_and_is_re
     (retry,) = [e for e in audit_events(layout) if e["event"] == "retry"]
     # botocore's FlexibleChecksumError, mapped: it names the object and is retried.
     assert "corrupt transfer" in retry["error"] and object_key() in retry["error"]
-    assert "checksum" in retry["error"]
+    assert "did not match calculated checksum" in retry["error"]  # botocore's own check
     assert raw_file(layout).read_bytes() == served(s3_lake)
     assert raw.verified_by == "crc32-checksum+md5-etag"
     assert_no_secret(layout)
@@ -281,3 +283,59 @@ def test_a_dead_process_partial_download_is_removed(s3_lake, tmp_path):
     (removed,) = [e for e in audit_events(layout) if e["event"] == "orphan_removed"]
     assert removed["path"].endswith(orphan.name)
     assert any(orphan.name in m for m in messages)
+
+
+def test_a_multipart_object_is_verified_by_its_multipart_etag(s3_lake, proxy, tmp_path):
+    body = served(s3_lake)
+    client, bucket = s3_lake["client"], s3_lake["bucket"]
+    upload = client.create_multipart_upload(Bucket=bucket, Key=object_key())
+    part = client.upload_part(
+        Bucket=bucket, Key=object_key(), UploadId=upload["UploadId"], PartNumber=1, Body=body
+    )
+    client.complete_multipart_upload(
+        Bucket=bucket, Key=object_key(), UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )  # fmt: skip
+    assert etag(s3_lake).endswith("-1")
+    proxy.inject(ProxyFault("strip_checksums", "HEAD", OBJECT_PATH, times=100))
+    proxy.inject(ProxyFault("strip_checksums", "GET", OBJECT_PATH, times=100))
+    flip = proxy.inject(ProxyFault("flip_bit", "GET", OBJECT_PATH))
+    layout = DataLayout(tmp_path / "data")
+    raw = acquire(s3_lake["uri"], layout)
+    assert flip.hits == 1 and raw.verified_by == "multipart-etag"
+    (retry,) = [e for e in audit_events(layout) if e["event"] == "retry"]
+    assert "multipart ETag" in retry["error"]
+    assert raw_file(layout).read_bytes() == body
+
+
+def multipart_etag(data: bytes, part_size: int) -> str:
+    import hashlib
+
+    parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
+    digests = b"".join(hashlib.md5(p).digest() for p in parts)
+    return f"{hashlib.md5(digests).hexdigest()}-{len(parts)}"
+
+
+@pytest.mark.parametrize("server_part_size", [8 * MIB, None])
+def test_multipart_etag_check_with_known_or_inferred_part_size(server_part_size):
+    """Synthetic bytes: three 8 MiB parts (aws cli's default), with and without the server
+    telling the part size; one flipped bit fails the check, the intact bytes pass."""
+    data = os.urandom(20 * MIB + 123)
+    obj = LakeObject(
+        "trades", "BINANCE", "BTC-USDT", DAY, "s3://b/k", size=len(data),
+        version=multipart_etag(data, 8 * MIB), etag=multipart_etag(data, 8 * MIB),
+        part_size=server_part_size,
+    )  # fmt: skip
+    digest = TransferDigest(obj)
+    for start in range(0, len(data), 3 * MIB + 7):  # blocks that straddle part boundaries
+        digest.write(data[start : start + 3 * MIB + 7])
+    assert verify_digest(obj, digest) == "multipart-etag"
+    damaged = bytearray(data)
+    damaged[9 * MIB] ^= 1
+    digest = TransferDigest(obj)
+    digest.write(bytes(damaged))
+    if server_part_size:
+        with pytest.raises(CorruptTransferError, match="multipart ETag"):
+            verify_digest(obj, digest)
+    else:  # no part size fits: it cannot be told from an unknown part size, and says so
+        assert verify_digest(obj, digest).startswith("size-only (multipart ETag")
