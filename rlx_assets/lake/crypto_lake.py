@@ -194,14 +194,15 @@ class CryptoLakeSource:
                     boto3_session=self._session,
                 )
         except lakeapi.exceptions.NoFilesFound:
-            raise NoDataError(
-                no_data_message(table, exchange, symbol, day, self.description)
-            ) from None
+            # lakeapi's listing cache (botocache) swallows a failed request and may answer "no
+            # files": a transient fault must not become "no data", so the HEAD of the day's
+            # usual key below gives the verdict (404: no data), under our retry policy.
+            found = []
         except Exception as error:  # noqa: BLE001 - classified, re-raised
             raise self._classify(error, f"listing {table} in {self.description}") from None
-        found = [f for f in found if f["dt"] == day.isoformat()]
-        if not found:
-            raise NoDataError(no_data_message(table, exchange, symbol, day, self.description))
+        found = [f for f in found if f["dt"] == day.isoformat()] or [
+            {"filename": "1.snappy.parquet"}
+        ]
         if len(found) > 1:
             names = ", ".join(sorted(f["filename"] for f in found))
             raise LakeAccessError(

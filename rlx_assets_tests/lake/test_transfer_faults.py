@@ -140,6 +140,24 @@ def test_a_fault_on_the_access_check_is_retried(s3_lake, proxy, tmp_path, kind):
     assert_no_secret(layout)
 
 
+@pytest.mark.parametrize(
+    ("method", "where", "kind"),
+    [("GET", "max-keys=1000", "status"), ("GET", "max-keys=1000", "reset"),
+     ("HEAD", OBJECT_PATH, "status"), ("HEAD", OBJECT_PATH, "stall")],
+)  # fmt: skip
+def test_a_fault_on_the_listing_or_head_is_retried(s3_lake, proxy, tmp_path, method, where, kind):
+    fault = proxy.inject(ProxyFault(kind, method, where, delay_s=3.0))
+    layout = DataLayout(tmp_path / "data")
+    acquire(s3_lake["uri"], layout, timeout_s=0.5)
+    assert fault.hits == 1 and fault.seen == 2
+    events = [e["event"] for e in audit_events(layout)]
+    if method == "HEAD":
+        assert events == ["retry", "start", "finish"]
+    else:  # lakeapi's listing cache retries once by itself; never a false "no data"
+        assert events in (["retry", "start", "finish"], ["start", "finish"])
+    assert raw_file(layout).read_bytes() == served(s3_lake)
+
+
 def test_an_unreachable_endpoint_fails_fast_naming_aws_endpoint_url(s3_lake, tmp_path, monkeypatch):
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", nowhere)
