@@ -45,7 +45,9 @@ class RlxSettings(BaseSettings):
     download_attempts: int = 5
     download_backoff_initial_s: float = 1.0
     download_backoff_max_s: float = 30.0
-    download_timeout_s: float = 60.0
+    download_timeout_s: float = 60.0  # read timeout of one request to Crypto Lake
+    # Short: an unreachable endpoint should fail (after the retries) in seconds, not minutes.
+    download_connect_timeout_s: float = 10.0
 
     @field_validator("markets", mode="before")
     @classmethod

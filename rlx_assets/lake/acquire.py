@@ -13,10 +13,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import tenacity
 
+from rlx_assets.lake.digest import TransferDigest, digest_file, verify_digest
 from rlx_assets.lake.sources import (
     CorruptObjectError,
+    CorruptTransferError,
     LakeObject,
     LakeSource,
+    ObjectChangedError,
+    QuarantinedObjectError,
     TransientLakeError,
     redact,
 )
@@ -25,8 +29,10 @@ from rlx_assets.staging import (
     append_json_line,
     atomic_write,
     fetch,
+    keep_version,
     lake_relative_path,
     read_json_lines,
+    remove_orphan_partials,
     sha256_file,
     utc_now_iso,
 )
@@ -58,6 +64,12 @@ class RawFile:
     source_uri: str
     source_version: str
     action: str  # "downloaded" or "reused"
+    # How the bytes were bound to the vendor's object: "crc32-checksum", "sha256-checksum",
+    # "md5-etag", "multipart-etag" (joined by "+"), or "size-only (<why>)".
+    verified_by: str = ""
+    # Set when this download replaced a different stored version (vendor republished).
+    previous_sha256: str | None = None
+    previous_source_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,16 +139,44 @@ def latest_manifest_entry(layout: DataLayout, relative_path: str) -> dict | None
     return entries[-1] if entries else None
 
 
-def stored_copy_is_current(layout: DataLayout, dest: Path, relative: str, obj: LakeObject) -> bool:
-    """The raw file is the one the manifest recorded for this exact source version."""
-    entry = latest_manifest_entry(layout, relative)
-    return (
-        fetch(dest)
-        and entry is not None
-        and entry["source_version"] == obj.version
-        and entry["size"] == dest.stat().st_size
-        and entry["sha256"] == sha256_file(dest)
-    )
+@dataclass(frozen=True)
+class StoredCopy:
+    """What the raw zone holds for a partition, judged against the manifest and the source.
+
+    state: "absent"; "current" (the recorded version, bytes re-verified: reusable);
+    "republished" (the source's version differs from the recorded one, or nothing recorded);
+    "damaged" (the recorded version, but the bytes no longer match).
+    """
+
+    state: str
+    sha256: str | None = None
+    source_version: str | None = None
+    verified_by: str | None = None
+    problem: str | None = None
+
+
+def judge_stored_copy(dest: Path, entry: dict | None, obj: LakeObject) -> StoredCopy:
+    """A stored file is trusted only after its bytes are checked again, against the manifest's
+    SHA-256 and against the server's own digests of the object (ETag/checksums)."""
+    if not fetch(dest):
+        return StoredCopy("absent")
+    recorded = entry.get("source_version") if entry else None
+    if entry is None or recorded != obj.version:
+        return StoredCopy("republished", sha256_file(dest), recorded)
+    digest = digest_file(dest, obj)
+    if digest.sha256_hex != entry["sha256"]:
+        problem = f"SHA-256 {digest.sha256_hex} differs from the manifest's {entry['sha256']}"
+        return StoredCopy("damaged", digest.sha256_hex, recorded, problem=problem)
+    try:
+        verified_by = verify_digest(obj, digest)
+    except CorruptTransferError as error:
+        return StoredCopy("damaged", digest.sha256_hex, recorded, problem=str(error))
+    return StoredCopy("current", digest.sha256_hex, recorded, verified_by)
+
+
+def partial_label(table: str, market: str, day: dt.date) -> str:
+    """Names a download's partial file in `staging/.incoming/` (see `atomic_write`)."""
+    return f"{table}.{market}.{day.isoformat()}"
 
 
 def acquire_raw_file(
@@ -153,39 +193,69 @@ def acquire_raw_file(
 ) -> RawFile:
     """Store the vendor's file for (table, market, day) byte-for-byte in the raw zone.
 
-    The access gate runs first and nothing under the data root is touched before it passed.
-    A stored copy that still matches the source is reused without downloading. A new download
-    lands in `staging/.incoming/` and replaces the stored file only after it verified.
+    The access gate runs first and nothing under `staging/` is touched before it passed. Every
+    request (access check, listing, HEAD, GET) is retried under `policy`. A stored copy is
+    reused only after its bytes are verified again. A new download lands in
+    `staging/.incoming/`, is verified against the server's checksum or ETag, and replaces the
+    stored file only then (the previous version is kept when the vendor republished). A vendor
+    object that arrives intact but is unreadable goes to quarantine, never to raw.
     """
     market = f"{exchange}.{symbol}"
     audit_label = {"table": table, "market": market, "date": day.isoformat()}
-    source.check_access()
-    layout.ensure_zones()
     audit = DownloadAudit(layout, run_id, audit_label)
 
     def on_retry(attempt: int, error: BaseException, sleep_s: float) -> None:
         audit.write("retry", attempt=attempt, error=str(error), sleep_s=round(sleep_s, 3))
         log(f"retry {attempt}/{policy.attempts} in {sleep_s:.1f}s after: {error}")
 
-    obj = with_retries(lambda: source.locate(table, exchange, symbol, day), policy, on_retry)
+    with_retries(source.check_access, policy, on_retry)
+    layout.ensure_zones()
+    label = partial_label(table, market, day)
+    for orphan in remove_orphan_partials(layout.incoming, label):
+        audit.write("orphan_removed", path=str(orphan.relative_to(layout.root)))
+        log(f"removed {orphan.name}, left in {layout.incoming} by a process that died")
+
+    def locate() -> LakeObject:
+        return source.locate(table, exchange, symbol, day)
+
+    obj = with_retries(locate, policy, on_retry)
     relative = lake_relative_path(table, exchange, symbol, day)
     dest = layout.zone("raw") / relative
     relative_str = str(Path("staging", "raw", relative))
 
-    if stored_copy_is_current(layout, dest, relative_str, obj):
-        audit.write("reuse", uri=obj.uri, bytes=obj.size)
-        log(f"{relative_str} already verified against {obj.uri}: not downloaded again")
-        return _record(layout, dest, relative_str, obj, run_id, "reused")
+    stored = judge_stored_copy(dest, latest_manifest_entry(layout, relative_str), obj)
+    if stored.state == "current":
+        audit.write("reuse", uri=obj.uri, bytes=obj.size, verified_by=stored.verified_by)
+        log(f"{relative_str} re-verified against {obj.uri} ({stored.verified_by}): reused")
+        return _record(layout, dest, relative_str, obj, run_id, "reused", stored.verified_by)
+    if stored.state == "damaged":
+        audit.write("stored_copy_damaged", uri=obj.uri, problem=stored.problem)
+        log(f"{relative_str} no longer matches what was downloaded ({stored.problem}): fetching")
+
+    transfer = _Transfer(obj)
 
     def verify(candidate: Path) -> None:
-        size = candidate.stat().st_size
-        if size != obj.size:
-            raise TransientLakeError(f"{obj.uri}: received {size} bytes, expected {obj.size}")
-        read_parquet_facts(candidate, obj.uri)
+        transfer.verified_by = verify_digest(transfer.obj, transfer.digest)
+        try:
+            read_parquet_facts(candidate, transfer.obj.uri)
+        except CorruptObjectError as error:
+            raise _quarantine(layout, transfer, candidate, error, run_id) from None
+        if stored.state == "republished":
+            transfer.kept = keep_version(layout, dest)
 
     def download_once() -> int:
-        with atomic_write(dest, tmp_dir=layout.incoming, before_commit=verify) as handle:
-            return source.copy_to(obj, handle)
+        if transfer.stale:  # the object changed after it was located: pin the new version
+            transfer.obj, transfer.stale = locate(), False
+        transfer.digest = TransferDigest(transfer.obj)
+        try:
+            with atomic_write(
+                dest, tmp_dir=layout.incoming, before_commit=verify, label=label
+            ) as handle:
+                transfer.digest.handle = handle
+                return source.copy_to(transfer.obj, transfer.digest)
+        except ObjectChangedError:
+            transfer.stale = True
+            raise
 
     audit.write("start", uri=obj.uri, expected_bytes=obj.size)
     started = time.monotonic()
@@ -197,13 +267,80 @@ def acquire_raw_file(
         )
         raise
     seconds = time.monotonic() - started
-    audit.write("finish", uri=obj.uri, bytes=received, seconds=round(seconds, 3))
-    log(f"downloaded {obj.uri} ({received} bytes in {seconds:.2f}s)")
-    return _record(layout, dest, relative_str, obj, run_id, "downloaded")
+    obj = transfer.obj
+    audit.write(
+        "finish", uri=obj.uri, bytes=received, seconds=round(seconds, 3),
+        verified_by=transfer.verified_by,
+    )  # fmt: skip
+    log(f"downloaded {obj.uri} ({received} bytes in {seconds:.2f}s, {transfer.verified_by})")
+    previous = {}
+    if stored.state == "republished":
+        previous = {
+            "previous_sha256": stored.sha256,
+            "previous_source_version": stored.source_version,
+        }
+        audit.write(
+            "replace", uri=obj.uri, old_sha256=stored.sha256, new_sha256=transfer.digest.sha256_hex,
+            old_etag=stored.source_version, new_etag=obj.version,
+            kept=str(transfer.kept.relative_to(layout.root)) if transfer.kept else None,
+        )  # fmt: skip
+        log(f"{relative_str}: the vendor republished it; previous version kept at {transfer.kept}")
+    return _record(
+        layout, dest, relative_str, obj, run_id, "downloaded", transfer.verified_by, **previous
+    )
+
+
+@dataclass
+class _Transfer:
+    """One download's state across its attempts."""
+
+    obj: LakeObject
+    digest: TransferDigest | None = None
+    verified_by: str = ""
+    stale: bool = False
+    kept: Path | None = None
+
+
+def _quarantine(
+    layout: DataLayout, transfer: _Transfer, received: Path, error: Exception, run_id: str
+) -> QuarantinedObjectError:
+    # Imported here: rlx_assets.validation.zones imports this module (MANIFEST_NAME).
+    from rlx_assets.validation.zones import quarantine_unreadable_object
+
+    obj = transfer.obj
+    report = {
+        "date": obj.day.isoformat(),
+        "problem": "the vendor's object arrived whole and verified but is not a readable "
+        "Crypto Lake Parquet file",
+        "error": str(error),
+        "source_uri": obj.uri,
+        "source_version": obj.version,
+        "size": transfer.digest.size,
+        "sha256": transfer.digest.sha256_hex,
+        "verified_by": transfer.verified_by,
+        "run_id": run_id,
+        "quarantined_at": utc_now_iso(),
+    }
+    market = f"{obj.exchange}.{obj.symbol}"
+    where = quarantine_unreadable_object(layout, obj.table, market, obj.day, received, report)
+    return QuarantinedObjectError(
+        f"{error}; the object (version {obj.version}, {transfer.digest.size} bytes, "
+        f"{transfer.verified_by}) is kept in quarantine at {where} with report.json, "
+        "not stored in raw",
+        where,
+    )
 
 
 def _record(
-    layout: DataLayout, dest: Path, relative: str, obj: LakeObject, run_id: str, action: str
+    layout: DataLayout,
+    dest: Path,
+    relative: str,
+    obj: LakeObject,
+    run_id: str,
+    action: str,
+    verified_by: str,
+    previous_sha256: str | None = None,
+    previous_source_version: str | None = None,
 ) -> RawFile:
     facts = read_parquet_facts(dest, relative)
     raw = RawFile(
@@ -219,6 +356,9 @@ def _record(
         source_uri=obj.uri,
         source_version=obj.version,
         action=action,
+        verified_by=verified_by,
+        previous_sha256=previous_sha256,
+        previous_source_version=previous_source_version,
     )
     append_json_line(
         layout.manifest_dir / MANIFEST_NAME,

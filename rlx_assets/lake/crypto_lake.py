@@ -17,10 +17,13 @@ import botocore.config
 import botocore.exceptions
 import urllib3.exceptions
 
+from rlx_assets.lake.digest import multipart_count
 from rlx_assets.lake.sources import (
+    CorruptTransferError,
     LakeAccessError,
     LakeObject,
     NoDataError,
+    ObjectChangedError,
     TransientLakeError,
     copy_stream,
     no_data_message,
@@ -77,13 +80,21 @@ def import_lakeapi(cache_dir: Path) -> ModuleType:
         return lakeapi
 
 
-def classify_client_error(error: Exception, what: str) -> Exception:
-    """Map a boto/urllib3 failure to a retryable or a permanent LakeError."""
+def classify_client_error(error: Exception, what: str, endpoint: str = "") -> Exception:
+    """Map a boto/urllib3 failure to a retryable or a permanent LakeError.
+
+    `endpoint` (which server, and where that came from) is added to network errors, so an
+    unreachable or hung endpoint names `AWS_ENDPOINT_URL`.
+    """
+    if isinstance(error, botocore.exceptions.FlexibleChecksumError):
+        return CorruptTransferError(f"{what}: corrupt transfer, the server's checksum {error}")
     if isinstance(error, botocore.exceptions.NoCredentialsError):
         return LakeAccessError(f"no AWS credentials found for {what}: {_SET_CREDENTIALS}")
     if isinstance(error, botocore.exceptions.ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code == "PreconditionFailed" or status == 412:
+            return ObjectChangedError(f"{what} changed since it was listed (ETag differs)")
         if code in _ACCESS_DENIED_CODES or status == 403:
             return LakeAccessError(
                 f"Crypto Lake refused access to {what} ({code}): {_SET_CREDENTIALS}"
@@ -92,30 +103,67 @@ def classify_client_error(error: Exception, what: str) -> Exception:
             return TransientLakeError(f"{what}: server error {status} {code}")
         return LakeAccessError(f"{what}: {code or status} {error}")
     if isinstance(error, _NETWORK_ERRORS):
-        return TransientLakeError(f"{what}: network error {type(error).__name__}: {error}")
+        suffix = f" ({endpoint})" if endpoint else ""
+        return TransientLakeError(f"{what}: network error {type(error).__name__}: {error}{suffix}")
     return error
+
+
+def endpoint_description(endpoint_url: str) -> str:
+    """The S3 endpoint in use and where it came from (the URL is not a secret)."""
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        if os.environ.get(name):
+            return f"endpoint {endpoint_url} from {name}={os.environ[name]}"
+    return (
+        f"endpoint {endpoint_url}; AWS_ENDPOINT_URL is unset (set it for an S3-compatible server)"
+    )
+
+
+def _head_checksums(head: dict) -> tuple[tuple[str, str], ...]:
+    prefix = "Checksum"
+    return tuple(
+        sorted(
+            (k.removeprefix(prefix).lower(), str(v))
+            for k, v in head.items()
+            if k.startswith(prefix) and k != "ChecksumType" and v
+        )
+    )
+
+
+def _etag_is_digest(head: dict) -> bool:
+    # An SSE-KMS or SSE-C object's ETag is not an MD5 of its bytes.
+    return head.get("ServerSideEncryption") != "aws:kms" and not head.get("SSECustomerAlgorithm")
 
 
 class CryptoLakeSource:
     """`s3://BUCKET/PREFIX` read with the standard AWS credential chain; `AWS_ENDPOINT_URL`
     points it at an S3-compatible server."""
 
-    def __init__(self, bucket: str, prefix: str, cache_dir: Path, timeout_s: float = 60.0):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        cache_dir: Path,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 10.0,
+    ):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.cache_dir = cache_dir
         self.description = f"s3://{bucket}/{self.prefix}"
         region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "eu-west-1"
         self._session = boto3.Session(region_name=region)
-        # Our own retry loop logs every attempt, so botocore must not retry silently underneath.
-        self._client = self._session.client(
-            "s3",
-            config=botocore.config.Config(
-                retries={"total_max_attempts": 1},
-                connect_timeout=timeout_s,
-                read_timeout=timeout_s,
-            ),
+        # Our own retry loop logs every attempt, so botocore must not retry silently underneath
+        # (lakeapi's listing client included: it gets this config too, see `locate`).
+        self._config = botocore.config.Config(
+            retries={"total_max_attempts": 1},
+            connect_timeout=connect_timeout_s,
+            read_timeout=timeout_s,
         )
+        self._client = self._session.client("s3", config=self._config)
+        self.endpoint = endpoint_description(self._client.meta.endpoint_url)
+
+    def _classify(self, error: Exception, what: str) -> Exception:
+        return classify_client_error(error, what, self.endpoint)
 
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -128,10 +176,11 @@ class CryptoLakeSource:
         try:
             self._client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(""), MaxKeys=1)
         except Exception as error:  # noqa: BLE001 - classified, re-raised
-            raise classify_client_error(error, self.description) from None
+            raise self._classify(error, self.description) from None
 
     def locate(self, table: str, exchange: str, symbol: str, day: dt.date) -> LakeObject:
         lakeapi = import_lakeapi(self.cache_dir)
+        lakeapi._config.config.botocore_config = self._config
         start = dt.datetime.combine(day, dt.time())
         try:
             with contextlib.redirect_stdout(None):  # lakeapi prints listing warnings
@@ -145,14 +194,15 @@ class CryptoLakeSource:
                     boto3_session=self._session,
                 )
         except lakeapi.exceptions.NoFilesFound:
-            raise NoDataError(
-                no_data_message(table, exchange, symbol, day, self.description)
-            ) from None
+            # lakeapi's listing cache (botocache) swallows a failed request and may answer "no
+            # files": a transient fault must not become "no data", so the HEAD of the day's
+            # usual key below gives the verdict (404: no data), under our retry policy.
+            found = []
         except Exception as error:  # noqa: BLE001 - classified, re-raised
-            raise classify_client_error(error, f"listing {table} in {self.description}") from None
-        found = [f for f in found if f["dt"] == day.isoformat()]
-        if not found:
-            raise NoDataError(no_data_message(table, exchange, symbol, day, self.description))
+            raise self._classify(error, f"listing {table} in {self.description}") from None
+        found = [f for f in found if f["dt"] == day.isoformat()] or [
+            {"filename": "1.snappy.parquet"}
+        ]
         if len(found) > 1:
             names = ", ".join(sorted(f["filename"] for f in found))
             raise LakeAccessError(
@@ -166,8 +216,9 @@ class CryptoLakeSource:
             f"dt={day.isoformat()}",
             found[0]["filename"],
         )
+        uri = f"s3://{self.bucket}/{key}"
         try:
-            head = self._client.head_object(Bucket=self.bucket, Key=key)
+            head = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except Exception as error:  # noqa: BLE001 - classified, re-raised
             if isinstance(error, botocore.exceptions.ClientError) and error.response.get(
                 "Error", {}
@@ -175,21 +226,44 @@ class CryptoLakeSource:
                 raise NoDataError(
                     no_data_message(table, exchange, symbol, day, self.description)
                 ) from None
-            raise classify_client_error(error, f"s3://{self.bucket}/{key}") from None
+            raise self._classify(error, uri) from None
+        etag = str(head.get("ETag", "")).strip('"')
         return LakeObject(
             table,
             exchange,
             symbol,
             day,
-            f"s3://{self.bucket}/{key}",
+            uri,
             size=int(head["ContentLength"]),
-            version=str(head.get("ETag", "")).strip('"'),
+            version=etag,
+            checksums=_head_checksums(head),
+            etag=etag if _etag_is_digest(head) else None,
+            part_size=self._part_size(key, etag) if "-" in etag else None,
         )
+
+    def _part_size(self, key: str, etag: str) -> int | None:
+        """The first part's size of a multipart object, to recompute its ETag; None if the
+        server does not say (the ETag is then checked against whole-MiB part sizes)."""
+        # No IfMatch here: servers differ on which ETag a part HEAD answers (the object's or
+        # the part's); the GET pins the version, and the parts count must agree with the ETag.
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=key, PartNumber=1)
+        except Exception as error:  # noqa: BLE001 - only transient errors matter here
+            classified = self._classify(error, f"s3://{self.bucket}/{key}")
+            if isinstance(classified, TransientLakeError):
+                raise classified from None
+            return None
+        parts = multipart_count(etag)
+        return int(head["ContentLength"]) if head.get("PartsCount") == parts else None
 
     def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
         key = obj.uri.removeprefix(f"s3://{self.bucket}/")
         try:
-            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            # IfMatch: the bytes are of the version listed and HEADed, or 412 (located again).
+            pinned = {"IfMatch": f'"{obj.version}"'} if obj.version else {}
+            body = self._client.get_object(
+                Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **pinned
+            )["Body"]
             return copy_stream(body, handle)
         except Exception as error:  # noqa: BLE001 - classified, re-raised
-            raise classify_client_error(error, obj.uri) from None
+            raise self._classify(error, obj.uri) from None

@@ -53,6 +53,22 @@ class TransientLakeError(LakeError):
     """A 5xx, timeout or reset: worth retrying with backoff."""
 
 
+class CorruptTransferError(TransientLakeError):
+    """The bytes received differ from what the server says the object is: retried."""
+
+
+class ObjectChangedError(TransientLakeError):
+    """The object was replaced between listing/HEAD and GET (`IfMatch` failed): locate again."""
+
+
+class QuarantinedObjectError(CorruptObjectError):
+    """The vendor's object arrived whole and verified but is unreadable; it was quarantined."""
+
+    def __init__(self, message: str, quarantine_path: Path):
+        super().__init__(message)
+        self.quarantine_path = quarantine_path
+
+
 @dataclass(frozen=True)
 class LakeObject:
     table: str
@@ -63,6 +79,14 @@ class LakeObject:
     size: int
     # Changes whenever the object's bytes change (S3 ETag, or size+mtime of a local file).
     version: str
+    # What the server says the bytes are, to check a transfer against (rlx_assets.lake.digest):
+    # full-object checksums by algorithm (base64, as S3 sends them), the ETag when it is a
+    # digest of the bytes (MD5 or multipart md5-of-md5s; not for SSE-KMS/SSE-C objects), and
+    # the multipart part size when the server told it.
+    checksums: tuple[tuple[str, str], ...] = ()
+    etag: str | None = None
+    part_size: int | None = None
+    no_checksum_reason: str = "server gave no checksum"
 
 
 class LakeSource(Protocol):
@@ -115,12 +139,22 @@ class LocalLakeSource:
             day,
             path.as_uri(),
             stat.st_size,
-            version=f"{stat.st_size}:{stat.st_mtime_ns}",
+            version=local_version(stat),
+            no_checksum_reason="local directory: no vendor checksum",
         )
 
     def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
-        with open(Path(urllib.parse.unquote(urllib.parse.urlparse(obj.uri).path)), "rb") as source:
-            return copy_stream(source, handle)
+        path = Path(urllib.parse.unquote(urllib.parse.urlparse(obj.uri).path))
+        with open(path, "rb") as source:
+            copied = copy_stream(source, handle)
+        # A file rewritten while it was copied would give a mix of two versions.
+        if local_version(path.stat()) != obj.version:
+            raise ObjectChangedError(f"{obj.uri} changed while it was copied")
+        return copied
+
+
+def local_version(stat: os.stat_result) -> str:
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 _sample_lake_lock = threading.Lock()
@@ -187,6 +221,7 @@ def source_from_settings(settings: RlxSettings) -> LakeSource:
             match["prefix"],
             DataLayout(settings.data_root).lakeapi_cache,
             timeout_s=settings.download_timeout_s,
+            connect_timeout_s=settings.download_connect_timeout_s,
         )
     if "://" in uri and not uri.startswith("file://"):
         raise LakeAccessError(

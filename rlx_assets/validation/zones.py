@@ -104,6 +104,24 @@ def quarantine(layout: DataLayout, table: str, market: str, day: dt.date, report
     return target
 
 
+def quarantine_unreadable_object(
+    layout: DataLayout, table: str, market: str, day: dt.date, received: Path, report: dict
+) -> Path:
+    """Keep a vendor object that arrived whole and verified but is not a readable Crypto Lake
+    file in quarantine (never in raw) with a report saying what is wrong."""
+    target = quarantine_dir(layout, table, market, day)
+    name = relative_file(table, market, day).name
+    with atomic_write(target / name) as handle, open(received, "rb") as source:
+        shutil.copyfileobj(source, handle)
+    write_json(target / "report.json", {"table": table, "market": market, **report})
+    log_quarantine_event(
+        layout, "quarantined", table, market, day,
+        reason="unreadable vendor object", uri=report.get("source_uri"),
+        error=report.get("error"),
+    )  # fmt: skip
+    return target
+
+
 def release_from_quarantine(layout: DataLayout, table: str, market: str, day: dt.date) -> bool:
     """A re-fetched file that passed every gate leaves quarantine (the log keeps the history)."""
     if not remove_tree(quarantine_dir(layout, table, market, day)):

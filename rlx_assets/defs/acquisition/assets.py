@@ -5,7 +5,7 @@ import dagster as dg
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.acquire import RawFile, acquire_raw_file
-from rlx_assets.lake.sources import CorruptObjectError, LakeError
+from rlx_assets.lake.sources import CorruptObjectError, LakeError, QuarantinedObjectError
 from rlx_assets.validation.status import refresh_status
 
 RAW_TABLES = ("trades", "book", "book_delta_v2")
@@ -16,7 +16,7 @@ DOWNLOAD_POOL = "crypto_lake_download"
 
 
 def raw_file_metadata(raw: RawFile) -> dict[str, dg.MetadataValue]:
-    return {
+    metadata = {
         "path": dg.MetadataValue.path(raw.path),
         "sha256": dg.MetadataValue.text(raw.sha256),
         "size_bytes": dg.MetadataValue.int(raw.size),
@@ -26,7 +26,14 @@ def raw_file_metadata(raw: RawFile) -> dict[str, dg.MetadataValue]:
         "source_uri": dg.MetadataValue.text(raw.source_uri),
         "source_version": dg.MetadataValue.text(raw.source_version),
         "action": dg.MetadataValue.text(raw.action),
+        "verified_by": dg.MetadataValue.text(raw.verified_by),
     }
+    if raw.previous_sha256 is not None:
+        metadata["previous_sha256"] = dg.MetadataValue.text(raw.previous_sha256)
+        metadata["previous_source_version"] = dg.MetadataValue.text(
+            raw.previous_source_version or ""
+        )
+    return metadata
 
 
 def build_raw_asset(table: str) -> dg.AssetsDefinition:
@@ -55,6 +62,12 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 policy=rlx.retry_policy(),
                 log=context.log.info,
             )
+        except QuarantinedObjectError as error:
+            refresh_status(rlx.layout())
+            raise dg.Failure(
+                description=f"{error}. The raw zone keeps its previous good file, if any.",
+                metadata={"quarantine": dg.MetadataValue.path(str(error.quarantine_path))},
+            ) from None
         except CorruptObjectError as error:
             raise dg.Failure(
                 description=f"{error}. The raw zone keeps its previous good file, if any.",

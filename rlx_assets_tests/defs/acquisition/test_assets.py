@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -172,3 +173,52 @@ def test_downloads_share_one_bounded_pool_in_the_instance(tmp_path):
         instance.dispose()
     for asset in RAW_ASSETS:
         assert asset.op.pool == "crypto_lake_download"
+
+
+def test_an_unreadable_vendor_file_fails_the_step_into_quarantine_until_a_good_one_comes(
+    sample_lake, tmp_path
+):
+    from rlx_assets.defs.validation.checks import raw_trades_gates
+    from rlx_assets.validation.zones import quarantine_dir
+
+    lake = Path(shutil.copytree(sample_lake, tmp_path / "lake"))
+    relative = lake_relative_path("trades", "BINANCE", "BTC-USDT", _day(SPOT_DAY))
+    good = (lake / relative).read_bytes()
+    (lake / relative).write_bytes(os.urandom(len(good)))  # the vendor's object itself is bad
+    resources = {
+        "rlx": RlxEnvironment(
+            data_dir=str(tmp_path / "data"), lake_uri=str(lake), gate_profile="sample"
+        )
+    }
+    run = dict(partition_key=SPOT_DAY, resources=resources, raise_on_error=False)
+    result = dg.materialize([raw_trades, raw_trades_gates], **run)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.message
+    held = quarantine_dir(RlxEnvironment(data_dir=str(tmp_path / "data")).layout(), "trades",
+                          "BINANCE.BTC-USDT", _day(SPOT_DAY))  # fmt: skip
+    assert (lake / relative).as_uri() in message and str(held) in message
+    assert "not a readable Parquet file" in message
+    assert (held / "report.json").is_file()
+    status = json.loads((tmp_path / "data" / "acquisition_status.json").read_text())
+    assert status["partitions"][SPOT_DAY]["state"] == "quarantined"
+    assert not (tmp_path / "data" / "staging" / "raw" / relative).exists()
+
+    (lake / relative).write_bytes(good)  # the vendor fixes the file
+    result = dg.materialize([raw_trades, raw_trades_gates], **run)
+    assert result.success
+    assert not held.exists()  # the gates passed on the good file: released
+    status = json.loads((tmp_path / "data" / "acquisition_status.json").read_text())
+    assert status["partitions"][SPOT_DAY]["state"] != "quarantined"
+    log = (tmp_path / "data" / "logs" / "quarantine.jsonl").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in log]
+    assert events == ["quarantined", "released"]
+
+
+def test_raw_metadata_says_how_the_bytes_were_verified(sample_lake, s3_lake, tmp_path):
+    local = materialize(tmp_path / "local", str(sample_lake))
+    (event,) = local.asset_materializations_for_node("raw_trades")
+    assert event.metadata["verified_by"].value == "size-only (local directory: no vendor checksum)"
+    remote = materialize(tmp_path / "remote", s3_lake["uri"])
+    (event,) = remote.asset_materializations_for_node("raw_trades")
+    assert event.metadata["verified_by"].value == "crc32-checksum+md5-etag"
