@@ -27,6 +27,7 @@ from rlx_assets.staging import (
     fetch,
     lake_relative_path,
     read_json_lines,
+    remove_orphan_partials,
     sha256_file,
     utc_now_iso,
 )
@@ -181,8 +182,13 @@ def acquire_raw_file(
             raise TransientLakeError(f"{obj.uri}: received {size} bytes, expected {obj.size}")
         read_parquet_facts(candidate, obj.uri)
 
+    partial_label = f"{table}.{market}.{day.isoformat()}"  # names a killed download's file
+    remove_orphan_partials(layout.incoming, partial_label)
+
     def download_once() -> int:
-        with atomic_write(dest, tmp_dir=layout.incoming, before_commit=verify) as handle:
+        with atomic_write(
+            dest, tmp_dir=layout.incoming, before_commit=verify, label=partial_label
+        ) as handle:
             return source.copy_to(obj, handle)
 
     audit.write("start", uri=obj.uri, expected_bytes=obj.size)
