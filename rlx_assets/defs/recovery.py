@@ -23,7 +23,7 @@ import dagster as dg
 from dagster._core.execution.context.system import PlanOrchestrationContext
 from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.executor.base import Executor
-from dagster._core.storage.dagster_run import FINISHED_STATUSES, IN_PROGRESS_RUN_STATUSES
+from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, FINISHED_STATUSES
 
 from rlx_assets.runs import RunWorker, current_worker, judge_run_worker, this_host
 
@@ -119,15 +119,16 @@ def recover_dead_runs(
     current_run_id: str | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> list[RecoveredRun]:
-    """Mark FAILURE every in-progress run whose run worker is dead and free the pool slots of
-    every dead run holding some (in `pools`, default all). Returns (and logs) what it did."""
+    """Mark FAILURE every active run (starting, started, canceling) whose run worker is dead,
+    and free the pool slots (in `pools`, default all) of every dead run holding some, ended
+    runs included. Returns (and logs) what it did."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
         return []
     pools = storage.get_concurrency_keys() if pools is None else set(pools)
     holdings = runs_holding_pools(instance, pools) if pools else {}
-    in_progress = instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS_RUN_STATUSES))
-    candidates = {r.dagster_run.run_id: r for r in in_progress}
+    active = instance.get_run_records(dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES))
+    candidates = {r.dagster_run.run_id: r for r in active}
     if holdings:
         candidates.update(
             (r.dagster_run.run_id, r)
@@ -138,6 +139,8 @@ def recover_dead_runs(
     host = this_host()
     for run_id, record in sorted(candidates.items()):
         run = record.dagster_run
+        if run.status not in (*ACTIVE_RUN_STATUSES, *FINISHED_STATUSES):
+            continue  # queued or suspended: no worker to check
         verdict = judge_run_worker(
             recorded_worker(run.tags), seconds_since_last_event(instance, record), host=host
         )

@@ -21,6 +21,7 @@ from rlx_assets.defs.recovery import (
     WORKER_HOST_TAG,
     WORKER_PID_TAG,
     WORKER_START_TAG,
+    dead_run_sensor,
     recover_dead_runs,
 )
 from rlx_assets.runs import RunWorker, judge_run_worker, process_start_identity, this_host
@@ -79,6 +80,42 @@ def test_a_live_runs_slots_are_never_freed_and_a_dead_runs_are(tmp_path):
         (message,) = messages
         assert run.run_id in message and f"1 slot of pool {POOL} (raw_trades)" in message
         assert f"pid {worker_process.pid}" in message and "no longer exists" in message
+
+
+def dead_worker() -> RunWorker:
+    process = subprocess.Popen(["sleep", "60"])
+    worker = worker_of(process)
+    process.kill()
+    process.wait()
+    return worker
+
+
+def test_the_daemon_sensor_frees_a_dead_run_even_when_no_new_run_starts(tmp_path):
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots(POOL, 1)
+        dead = started_run(instance, dead_worker())
+        storage.claim_concurrency_slot(POOL, dead.run_id, "raw_book")
+        storage.claim_concurrency_slot(POOL, dead.run_id, "raw_trades")  # waits: limit 1
+        # A run the code server already marked failed, still holding a slot of another pool.
+        ended = started_run(instance, dead_worker())
+        storage.set_concurrency_slots("reconstruction", 2)
+        storage.claim_concurrency_slot("reconstruction", ended.run_id, "reconstructed_stream")
+        instance.report_run_failed(ended)
+
+        skip = dead_run_sensor(dg.build_sensor_context(instance=instance))
+
+        assert f"Dead run {dead.run_id}" in skip.skip_message
+        assert f"1 slot of pool {POOL} (raw_book); 1 waiting step in pool {POOL}" in (
+            skip.skip_message
+        )
+        assert f"Dead run {ended.run_id} (FAILURE;" in skip.skip_message
+        for pool in (POOL, "reconstruction"):
+            info = storage.get_concurrency_info(pool)
+            assert (info.claimed_slots, info.pending_steps) == ([], [])
+        assert instance.get_run_by_id(dead.run_id).status == DagsterRunStatus.FAILURE
+        again = dead_run_sensor(dg.build_sensor_context(instance=instance))
+        assert again.skip_message == "no dead runs"
 
 
 def test_a_reused_pid_does_not_keep_a_dead_run_alive():
