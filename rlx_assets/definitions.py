@@ -13,6 +13,7 @@ from rlx_assets.defs.golden.assets import golden_gap_ratio, golden_samples  # no
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream  # noqa: E402
 from rlx_assets.defs.reconstruction.checks import vendor_book_agreement_check  # noqa: E402
 from rlx_assets.defs.reconstruction.sensors import reconstruction_sensor  # noqa: E402
+from rlx_assets.defs.recovery import crash_recovering_executor, dead_run_sensor  # noqa: E402
 from rlx_assets.defs.resources import RlxEnvironment  # noqa: E402
 from rlx_assets.defs.schedules import build_daily_schedule  # noqa: E402
 from rlx_assets.defs.validation.assets import readiness_certificate, validated_partition  # noqa: E402
@@ -58,6 +59,8 @@ defs = dg.Definitions(
     ],
     jobs=[daily_chain, golden_job],
     schedules=[build_daily_schedule(daily_chain)],
-    sensors=[reconstruction_sensor],
+    sensors=[reconstruction_sensor, dead_run_sensor],
     resources={"rlx": RlxEnvironment()},
+    # Dagster's default executor, first freeing the pool slots of runs killed mid-run.
+    executor=crash_recovering_executor,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 from moto.server import DomainDispatcherApplication, create_backend_app
@@ -21,10 +22,21 @@ class Fault:
     hits: int = field(default=0)
 
 
+@dataclass
+class SlowBody:
+    """Send the body of matching responses `chunk` bytes at a time, `delay_s` apart."""
+
+    method: str
+    path_contains: str
+    delay_s: float
+    chunk: int = 16 * 1024
+
+
 class FaultInjectingApp:
     def __init__(self, app):
         self.app = app
         self.faults: list[Fault] = []
+        self.slow_bodies: list[SlowBody] = []
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
@@ -44,6 +56,11 @@ class FaultInjectingApp:
             if fault is not None:
                 fault.times -= 1
                 fault.hits += 1
+        slow = next(
+            (b for b in self.slow_bodies if b.method == method and b.path_contains in path), None
+        )
+        if fault is None and slow is not None:
+            return _trickle(self.app(environ, start_response), slow)
         if fault is None:
             return self.app(environ, start_response)
         body = f"<Error><Code>{fault.code}</Code><Message>injected</Message></Error>".encode()
@@ -52,6 +69,13 @@ class FaultInjectingApp:
             [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))],
         )
         return [body]
+
+
+def _trickle(body, slow: SlowBody):
+    for block in body:
+        for start in range(0, len(block), slow.chunk):
+            time.sleep(slow.delay_s)
+            yield block[start : start + slow.chunk]
 
 
 class _QuietHandler(WSGIRequestHandler):
