@@ -22,6 +22,11 @@ class GateThresholds(BaseModel):
     min_trailing_fraction: float  # rows / trailing median below this is suspicious
     # quality
     max_duplicate_fraction: float
+    # reconstruction anomalies (`reconstruction_anomalies` check; counts per partition)
+    max_sequence_regressions: int  # deltas older than one already applied (refused)
+    max_out_of_range_levels: int  # delta rows outside the dense book's price window
+    max_deltas_before_seed: int  # delta rows at or below the seed's sequence number
+    max_crossed_after_update: int  # complete diffs after which best bid >= best ask
 
 
 PROFILES: dict[str, GateThresholds] = {
@@ -34,6 +39,16 @@ PROFILES: dict[str, GateThresholds] = {
         trailing_days=7,
         min_trailing_fraction=0.25,
         max_duplicate_fraction=0.001,
+        # Measured on the real sample days (spot 08-08 cold, 08-09 seeded, futures 08-08 cold):
+        # 0 regressions, 0 out-of-window levels, 0 crossed books after a complete diff, and
+        # 33 / 0 / 288 deltas before the seed (a cold day's rows before its first vendor book
+        # row). Regressions and out-of-window levels mean a wrong book: none tolerated; a
+        # crossed book after a whole diff needs a lost or damaged delta: none either; deltas
+        # before the seed get ~3x the largest measured (a cold start on a slow book feed).
+        max_sequence_regressions=0,
+        max_out_of_range_levels=0,
+        max_deltas_before_seed=1_000,
+        max_crossed_after_update=0,
     ),
     # The bundled captures cover minutes around midnight (one side of midnight may hold only
     # a second): coverage and volume are loose; schema, quality and sequence rules stay strict.
@@ -45,6 +60,11 @@ PROFILES: dict[str, GateThresholds] = {
         trailing_days=7,
         min_trailing_fraction=0.0,
         max_duplicate_fraction=0.0,
+        # the sample days are real captures: the same reconstruction thresholds as production
+        max_sequence_regressions=0,
+        max_out_of_range_levels=0,
+        max_deltas_before_seed=1_000,
+        max_crossed_after_update=0,
     ),
 }
 
