@@ -11,7 +11,10 @@ from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_
 from rlx_assets.defs.fidelity.assets import fidelity_report  # noqa: E402
 from rlx_assets.defs.golden.assets import golden_gap_ratio, golden_samples  # noqa: E402
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream  # noqa: E402
-from rlx_assets.defs.reconstruction.checks import vendor_book_agreement_check  # noqa: E402
+from rlx_assets.defs.reconstruction.checks import (  # noqa: E402
+    reconstruction_anomalies_check,
+    vendor_book_agreement_check,
+)
 from rlx_assets.defs.reconstruction.sensors import reconstruction_sensor  # noqa: E402
 from rlx_assets.defs.recovery import crash_recovering_executor, dead_run_sensor  # noqa: E402
 from rlx_assets.defs.resources import RlxEnvironment  # noqa: E402
@@ -55,6 +58,7 @@ defs = dg.Definitions(
         raw_book_delta_v2_gates,
         certificate_valid,
         vendor_book_agreement_check,
+        reconstruction_anomalies_check,
         golden_gap_ratio,
     ],
     jobs=[daily_chain, golden_job],

@@ -7,8 +7,12 @@ truth, so any machine (another Dagster worker, a Kubernetes pod) sees the same d
   previous object or the new one, never a part), and a failed upload leaves both untouched;
 * a reader fetches the bucket's current object before reading (the ETag last seen is kept
   under ``.rlx-remote-state`` so unchanged objects are not downloaded again);
-* a directory is published file by file with its ``summary.json`` last, and fetched summary
-  first, again if the summary changed meanwhile, so a reader never mixes two publications;
+* a directory is published as a new version below it (``<dir>/v-<run id>/...``, every file)
+  and then switched to by one small pointer object (``<dir>/CURRENT``: the version and each
+  file's ETag), written last and read first, so a reader sees the whole old or the whole new
+  directory; the previous version is kept (a reader may still be fetching it), older ones go
+  once the pointer moved. Directories published before versions (flat, ``summary.json``
+  last) are still read;
 * append-only logs become one object per record below ``<log>.d/`` (S3 cannot append).
 
 A working copy is bound to its bucket by a marker file at its root, so every process writing
@@ -24,13 +28,16 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 MARKER = ".rlx-remote.json"
 STATE_DIR = ".rlx-remote-state"
-COMMIT_FILE = "summary.json"  # a published directory is complete once this object is there
+COMMIT_FILE = "summary.json"  # a flat (pre-version) directory is complete once this is there
+POINTER_FILE = "CURRENT"  # a versioned directory: which version readers read
+VERSION_PREFIX = "v-"
 RECORDS_SUFFIX = ".d"
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
@@ -146,13 +153,16 @@ class RemoteRoot:
     # --- single objects -----------------------------------------------------------------------
     def upload(self, source: Path, dest: Path) -> None:
         """Put ``source``'s bytes at ``dest``'s key (one atomic object write)."""
-        key = self.key(dest)
+        self._remember(dest, self._put(source, self.key(dest)))
+
+    def _put(self, source: Path, key: str) -> str:
+        """Upload ``source`` to ``key``; its ETag once the bucket holds every byte."""
         bucket = self.location.bucket
         self._call("upload to", key, self.client.upload_file, str(source), bucket, key)
         head = self._call("upload to", key, self.client.head_object, Bucket=bucket, Key=key)
         if head["ContentLength"] != source.stat().st_size:
             raise RemoteDataError(f"upload to s3://{bucket}/{key}: size differs after upload")
-        self._remember(dest, head["ETag"])
+        return head["ETag"]
 
     def _head(self, key: str) -> dict | None:
         import botocore.exceptions
@@ -172,6 +182,12 @@ class RemoteRoot:
         key = self.key(path)
         for _ in range(_FETCH_ATTEMPTS):
             head = self._head(key)
+            if head is None and path.name != POINTER_FILE:
+                pointer = self._pointer(path.parent)
+                if pointer is not None and path.name in pointer["files"]:
+                    if self._fetch_version_file(path.parent, pointer, path.name):
+                        return True
+                    continue  # that version went meanwhile: read the pointer again
             if head is None:
                 if path.is_file():
                     path.unlink()
@@ -221,11 +237,64 @@ class RemoteRoot:
         )  # fmt: skip
         return sorted(self._local(o["Key"]) for page in pages for o in page.get("Contents", []))
 
+    # --- versioned directories ----------------------------------------------------------------
+    def _pointer(self, directory: Path) -> dict | None:
+        """The directory's ``CURRENT`` object (version and files), None if there is none."""
+        import botocore.exceptions
+
+        key = self.key(directory / POINTER_FILE)
+        try:
+            response = self._call(
+                "read", key, self.client.get_object, Bucket=self.location.bucket, Key=key
+            )
+        except botocore.exceptions.ClientError:  # only "missing" reaches here
+            return None
+        return json.loads(response["Body"].read())
+
+    def _fetch_version_file(self, directory: Path, pointer: dict, relative: str) -> bool:
+        """Bring ``directory/relative`` to the pointer's version of it; False when that version
+        is no longer in the bucket (replaced twice while read)."""
+        import botocore.exceptions
+
+        path, meta = directory / relative, pointer["files"][relative]
+        if path.is_file() and self._remembered(path) == meta["etag"]:
+            return True
+        key = f"{self.key(directory)}/{pointer['version']}/{relative}"
+        try:
+            self._download(key, path, {"ETag": meta["etag"], "ContentLength": meta["size"]})
+        except botocore.exceptions.ClientError:
+            return False
+        return True
+
     def fetch_tree(self, directory: Path) -> bool:
-        """The directory's published files, consistent with its ``summary.json``; local files
-        the bucket no longer has are removed. False if nothing is published there."""
+        """The directory's published files, all of one version: the pointer is read first and
+        names every file and its ETag (a version replaced twice while read is read again from
+        the new pointer); local files the version does not have are removed. False if nothing
+        is published there."""
         for _ in range(_FETCH_ATTEMPTS):
-            remote = [p for p in self.list(directory) if RECORDS_SUFFIX + "/" not in str(p)]
+            pointer = self._pointer(directory)
+            if pointer is None:
+                return self._fetch_flat_tree(directory)
+            if all(self._fetch_version_file(directory, pointer, r) for r in pointer["files"]):
+                wanted = {directory / r for r in pointer["files"]}
+                self._remove_local_except(directory, wanted)
+                return bool(wanted)
+        raise RemoteDataError(f"{self.key(directory)} kept being republished while read")
+
+    @staticmethod
+    def _remove_local_except(directory: Path, wanted: set[Path]) -> None:
+        if directory.is_dir():
+            for local in directory.rglob("*"):
+                if local.is_file() and local not in wanted:
+                    local.unlink()
+
+    def _fetch_flat_tree(self, directory: Path) -> bool:
+        """A directory published before versions: consistent with its ``summary.json``."""
+        for _ in range(_FETCH_ATTEMPTS):
+            remote = [
+                p for p in self.list(directory)
+                if RECORDS_SUFFIX + "/" not in str(p) and not _is_versioned(directory, p)
+            ]  # fmt: skip
             commit = directory / COMMIT_FILE
             commit_etag = None
             if commit in remote:
@@ -234,25 +303,46 @@ class RemoteRoot:
             for path in remote:
                 if path != commit:
                     self.fetch(path)
-            if directory.is_dir():
-                for local in directory.rglob("*"):
-                    if local.is_file() and local not in remote:
-                        local.unlink()
+            self._remove_local_except(directory, set(remote))
             head = self._head(self.key(commit)) if commit_etag else None
             if commit_etag is None or (head is not None and head["ETag"] == commit_etag):
                 return bool(remote)
         raise RemoteDataError(f"{self.key(directory)} kept being republished while read")
 
-    def publish_tree(self, building: Path, final: Path) -> None:
-        """Upload ``building``'s files as ``final``'s, ``summary.json`` last, then delete the
-        objects of the previous publication that the new one does not have."""
-        files = sorted(p for p in building.rglob("*") if p.is_file())
-        files.sort(key=lambda p: p.relative_to(building).as_posix() == COMMIT_FILE)
-        old = set(self.list(final))
-        for path in files:
-            self.upload(path, final / path.relative_to(building))
-        stale = old - {final / p.relative_to(building) for p in files}
-        self._delete(sorted(stale))
+    def publish_tree(
+        self, building: Path, final: Path, before_commit: Callable[[], None] | None = None
+    ) -> str:
+        """Upload ``building``'s files as a new version of ``final``, run ``before_commit``,
+        point ``final/CURRENT`` at the version (one PUT: readers switch at once), then delete
+        what no pointer can lead to any more: versions before the previous one and objects of
+        a flat (pre-version) publication. Returns the version."""
+        previous = self._pointer(final)
+        version = VERSION_PREFIX + building.name.split(".building-", 1)[-1]
+        if previous is not None and previous["version"] == version:  # same run publishing again
+            version += f"-{uuid.uuid4().hex[:8]}"
+        files = {}
+        for path in sorted(p for p in building.rglob("*") if p.is_file()):
+            relative = path.relative_to(building).as_posix()
+            etag = self._put(path, f"{self.key(final)}/{version}/{relative}")
+            files[relative] = {"etag": etag, "size": path.stat().st_size}
+        if before_commit is not None:
+            before_commit()
+        pointer = {
+            "version": version,
+            "previous": previous["version"] if previous else None,
+            "files": files,
+        }
+        key = self.key(final / POINTER_FILE)
+        self._call(
+            "publish", key, self.client.put_object, Bucket=self.location.bucket, Key=key,
+            Body=json.dumps(pointer, indent=2).encode(), ContentType="application/json",
+        )  # fmt: skip
+        keep = {version, pointer["previous"], POINTER_FILE}
+        stale = [p for p in self.list(final) if p.relative_to(final).parts[0] not in keep]
+        self._delete(stale)
+        for relative, meta in files.items():  # the working copy becomes this version
+            self._remember(final / relative, meta["etag"])
+        return version
 
     def delete_tree(self, directory: Path) -> int:
         objects = self.list(directory)
@@ -300,6 +390,12 @@ class RemoteRoot:
                 os.replace(tmp, cached)
             lines.append(cached.read_bytes())
         return lines
+
+
+def _is_versioned(directory: Path, path: Path) -> bool:
+    """Whether ``path`` is a versioned directory's pointer or one of its versions' files."""
+    first = path.relative_to(directory).parts[0]
+    return first == POINTER_FILE or first.startswith(VERSION_PREFIX)
 
 
 # --- binding working copies to buckets -----------------------------------------------------------

@@ -196,11 +196,19 @@ def fetch_tree(directory: Path) -> bool:
     return directory.is_dir() and any(directory.iterdir())
 
 
-def publish_tree(building: Path, final: Path) -> None:
-    """Replace the directory `final` by the finished `building`; readers never see a mix."""
+def publish_tree(
+    building: Path, final: Path, before_commit: Callable[[], None] | None = None
+) -> None:
+    """Replace the directory `final` by the finished `building`; readers never see a mix.
+
+    Locally a rename; on object storage a new version below `final` and a pointer to it
+    written last (`rlx_assets.remote`). `before_commit` runs once the new files are stored and
+    before readers are switched to them (a test pauses a publication there)."""
     remote = remote_of(final)
     if remote is not None:
-        remote.publish_tree(building, final)
+        remote.publish_tree(building, final, before_commit)
+    elif before_commit is not None:
+        before_commit()
     retired = final.with_name(f".{final.name}.retired-{building.name.rsplit('-', 1)[-1]}")
     if final.exists():
         os.rename(final, retired)

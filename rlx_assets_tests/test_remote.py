@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import boto3
@@ -132,3 +133,69 @@ def test_no_credentials_or_a_denied_bucket_fail_clearly_without_the_secret(
         bind(tmp_path / "anonymous", bucket["uri"], s3_server.endpoint_url, None)
     with pytest.raises(RemoteDataError, match="not of the form"):
         bind(tmp_path / "bad", "s3://", s3_server.endpoint_url, None)
+
+
+def build(root, name: str, files: dict[str, bytes]):
+    building = root / "reconstruction" / "M" / f".2024-08-08.building-{name}"
+    building.mkdir(parents=True)
+    for file, data in files.items():
+        (building / file).write_bytes(data)
+    return building
+
+
+def local_files(directory) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+def test_a_reader_sees_the_whole_old_version_until_the_pointer_moves_then_the_whole_new(
+    tmp_path, bucket, s3_server
+):
+    a, b = (worker(tmp_path, bucket, s3_server, n) for n in ("a", "b"))
+    final_a = a / "reconstruction" / "M" / "2024-08-08"
+    final_b = b / "reconstruction" / "M" / "2024-08-08"
+    old = {"stream.parquet": b"s1", "old.png": b"p1", "summary.json": b"{1}"}
+    new = {"stream.parquet": b"s2", "end_book.parquet": b"e2", "summary.json": b"{2}"}
+    publish_tree(build(a, "run1", old), final_a)
+    assert fetch_tree(final_b) and local_files(final_b) == old
+
+    seen_between = {}
+
+    def reader_between_upload_and_pointer():
+        stored_keys = {
+            o["Key"] for o in bucket["client"].list_objects_v2(
+                Bucket=bucket["name"], Prefix="data/reconstruction/M/2024-08-08/v-run2/"
+            ).get("Contents", [])
+        }  # fmt: skip
+        assert len(stored_keys) == len(new)  # every new file is in the bucket already
+        assert fetch_tree(final_b)
+        seen_between.update(local_files(final_b))
+        assert fetch(final_b / "summary.json")  # a single file follows the pointer too
+        seen_between["summary read alone"] = (final_b / "summary.json").read_bytes()
+
+    publish_tree(build(a, "run2", new), final_a, before_commit=reader_between_upload_and_pointer)
+    assert seen_between == {**old, "summary read alone": b"{1}"}  # the whole old version
+    assert fetch_tree(final_b) and local_files(final_b) == new  # the whole new one
+    assert local_files(final_a) == new
+    pointer = json.loads(stored(bucket, "data/reconstruction/M/2024-08-08/CURRENT"))
+    assert (pointer["version"], pointer["previous"]) == ("v-run2", "v-run1")
+    # the previous version stays for readers still on it; the one before goes
+    assert stored(bucket, "data/reconstruction/M/2024-08-08/v-run1/old.png") == b"p1"
+    publish_tree(build(a, "run3", {"summary.json": b"{3}"}), final_a)
+    assert stored(bucket, "data/reconstruction/M/2024-08-08/v-run1/old.png") is None
+    assert stored(bucket, "data/reconstruction/M/2024-08-08/v-run2/summary.json") == b"{2}"
+    assert fetch_tree(final_b) and local_files(final_b) == {"summary.json": b"{3}"}
+
+
+def test_a_directory_published_flat_before_versions_is_read_then_replaced(
+    tmp_path, bucket, s3_server
+):
+    a, b = (worker(tmp_path, bucket, s3_server, n) for n in ("a", "b"))
+    prefix = "data/reconstruction/M/2024-08-08"
+    for name, data in (("stream.parquet", b"flat"), ("summary.json", b"{0}")):
+        bucket["client"].put_object(Bucket=bucket["name"], Key=f"{prefix}/{name}", Body=data)
+    final_b = b / "reconstruction" / "M" / "2024-08-08"
+    assert fetch_tree(final_b)
+    assert local_files(final_b) == {"stream.parquet": b"flat", "summary.json": b"{0}"}
+    publish_tree(build(a, "run1", {"summary.json": b"{1}"}), a / "reconstruction/M/2024-08-08")
+    assert stored(bucket, f"{prefix}/stream.parquet") is None  # gone once the pointer moved
+    assert fetch_tree(final_b) and local_files(final_b) == {"summary.json": b"{1}"}

@@ -174,11 +174,15 @@ class ReconstructionResult:
     ``anomalies`` (counted, never raised): ``crossed_after_event`` complete updates (diffs)
     after which best bid >= best ask; ``delete_unknown_level`` size-0 rows for a level the book
     does not hold (expected after a top-20 seed: deeper levels); ``out_of_range`` rows outside
-    the dense book (ignored); ``sequence_regressions`` applied rows whose sequence number is
-    below the previous one; ``deltas_before_seed`` rows at or below the seed's sequence number
-    (not applied); ``trades_invalid_side`` trades whose side is neither buy nor sell;
-    ``input_rows_out_of_time_order`` input rows older than an earlier row of their file (put in
-    order); ``vendor_book_rows_before_seed`` vendor rows older than the seed (not compared).
+    the dense book (ignored); ``sequence_regressions`` rows whose sequence number is below one
+    already applied (refused: never applied); ``deltas_before_seed`` rows at or below the
+    seed's sequence number (not applied); ``trades_invalid_side`` trades whose side is neither
+    buy nor sell; ``input_rows_out_of_time_order`` input rows older than an earlier row of
+    their file (put in order); ``vendor_book_rows_before_seed`` vendor rows older than the seed
+    (not compared).
+    ``anomaly_first``: for the anomalies the replay can place (``sequence_regressions``,
+    ``out_of_range``, ``deltas_before_seed``, ``crossed_after_event``) the first such row's
+    ``event_time_ns`` and ``sequence_number`` (a regression also ``after_sequence_number``).
     """
 
     events: int
@@ -201,6 +205,7 @@ class ReconstructionResult:
     snapshots_1s: int = 0
     market: str = ""
     plan: str = ""  # how scales, price range and time order were established
+    anomaly_first: dict[str, dict] = field(default_factory=dict)
 
     @property
     def vendor_book_agreement(self) -> float | None:
@@ -709,7 +714,17 @@ C_BA_S = 9
 C_BEFORE_SEED = 10  # delta rows with sequence <= the seed's, not applied
 C_SEQ_REGRESSIONS = 11
 C_CROSSED = 12  # complete updates (diffs) after which best bid >= best ask
-C_CTRL_SIZE = 16
+# the first row of each gated anomaly (event time, sequence number; _I64_MIN time: none yet)
+C_FIRST_REGRESSION_T = 13
+C_FIRST_REGRESSION_SEQ = 14
+C_FIRST_REGRESSION_AFTER = 15  # the last applied sequence number it came after
+C_FIRST_OUT_OF_RANGE_T = 16
+C_FIRST_OUT_OF_RANGE_SEQ = 17
+C_FIRST_CROSSED_T = 18
+C_FIRST_CROSSED_SEQ = 19
+C_FIRST_BEFORE_SEED_T = 20
+C_FIRST_BEFORE_SEED_SEQ = 21
+C_CTRL_SIZE = 24
 
 # stream output rows: int64 matrix, int8 matrix, decimal units matrix
 OI_TIME, OI_RECV, OI_ID, OI_SEQ = range(4)
@@ -790,6 +805,14 @@ def _replay(
     last_seq = ctrl[C_LAST_SEQ]
     n_regressions = 0
     n_before_seed = 0
+    base_tick = state[BASE_TICK]
+    first_reg_t = ctrl[C_FIRST_REGRESSION_T]
+    first_reg_s = ctrl[C_FIRST_REGRESSION_SEQ]
+    first_reg_after = ctrl[C_FIRST_REGRESSION_AFTER]
+    first_oor_t = ctrl[C_FIRST_OUT_OF_RANGE_T]
+    first_oor_s = ctrl[C_FIRST_OUT_OF_RANGE_SEQ]
+    first_bs_t = ctrl[C_FIRST_BEFORE_SEED_T]
+    first_bs_s = ctrl[C_FIRST_BEFORE_SEED_SEQ]
     # phase A: merge order, stream columns, which rows are applied, where snapshots fall
     while i < nd or j < nt:
         take_delta = j >= nt or (
@@ -823,9 +846,17 @@ def _replay(
             ob[OB_COMPLETE, r] = i + 1 >= nd or d_seq[i + 1] != s
             od[OD_PRICE, r] = d_tick[i]
             od[OD_SIZE, r] = d_lots[i]
-            if s > seed_seq:
-                if s < last_seq:
-                    n_regressions += 1
+            if s > seed_seq and s < last_seq:
+                # older than a delta already applied: refused (applying it would bring back a
+                # stale level), counted and gated by `reconstruction_anomalies`
+                if first_reg_t == _I64_MIN:
+                    first_reg_t, first_reg_s, first_reg_after = t, s, last_seq
+                n_regressions += 1
+                row_ap[r] = -1
+            elif s > seed_seq:
+                k = d_tick[i] - base_tick
+                if (k < 0 or k >= width) and first_oor_t == _I64_MIN:
+                    first_oor_t, first_oor_s = t, s  # the kernel ignores it (out_of_range)
                 while v_ptr < nv and v_seq[v_ptr] < s:
                     trig_pos[n_trig] = n_ap
                     trig_kind[n_trig] = 0
@@ -839,6 +870,8 @@ def _replay(
                 n_ap += 1
                 last_seq = s
             else:
+                if first_bs_t == _I64_MIN:
+                    first_bs_t, first_bs_s = t, s
                 n_before_seed += 1
                 row_ap[r] = -1
                 if s == seed_seq and ob[OB_COMPLETE, r]:
@@ -861,6 +894,13 @@ def _replay(
     ctrl[C_LAST_SEQ] = last_seq
     ctrl[C_SEQ_REGRESSIONS] += n_regressions
     ctrl[C_BEFORE_SEED] += n_before_seed
+    ctrl[C_FIRST_REGRESSION_T] = first_reg_t
+    ctrl[C_FIRST_REGRESSION_SEQ] = first_reg_s
+    ctrl[C_FIRST_REGRESSION_AFTER] = first_reg_after
+    ctrl[C_FIRST_OUT_OF_RANGE_T] = first_oor_t
+    ctrl[C_FIRST_OUT_OF_RANGE_SEQ] = first_oor_s
+    ctrl[C_FIRST_BEFORE_SEED_T] = first_bs_t
+    ctrl[C_FIRST_BEFORE_SEED_SEQ] = first_bs_s
     if final:
         while v_ptr < nv:
             trig_pos[n_trig] = n_ap
@@ -905,6 +945,9 @@ def _replay(
             ba_t = ap_at[k, 0]
             ba_s = ap_as[k, 0]
             if ob[OB_COMPLETE, q] and bb_t >= 0 and ba_t >= 0 and bb_t >= ba_t:
+                if ctrl[C_CROSSED] == 0:
+                    ctrl[C_FIRST_CROSSED_T] = oi[OI_TIME, q]
+                    ctrl[C_FIRST_CROSSED_SEQ] = oi[OI_SEQ, q]
                 ctrl[C_CROSSED] += 1
         row_known = ob[OB_BID_VALID, q] != 0
         ob[OB_BID_VALID, q] = row_known and bb_t >= 0
@@ -1546,6 +1589,8 @@ class _Reconstruction:
         ctrl[C_LAST_SEQ] = seed.sequence
         ctrl[C_NEXT_BOUNDARY] = _I64_MIN
         ctrl[C_STEP] = self.step
+        for slot in (C_FIRST_REGRESSION_T, C_FIRST_OUT_OF_RANGE_T, C_FIRST_BEFORE_SEED_T):
+            ctrl[slot] = _I64_MIN
         top = np.empty((4, 1, 1), dtype=np.int64)
         _top_levels(
             dense.bid_sizes, dense.ask_sizes, dense.bid_bits, dense.ask_bits, dense.state, top, 0
@@ -1768,7 +1813,31 @@ class _Reconstruction:
             snapshots_1s=self.counts["snap_1s"],
             market=self.market,
             plan=self.plan.description,
+            anomaly_first=self._anomaly_first(),
         )
+
+    def _anomaly_first(self) -> dict[str, dict]:
+        """Where each placeable anomaly first occurred (only those that occurred)."""
+        ctrl, first = self.ctrl, {}
+        for name, t_slot, s_slot in (
+            ("sequence_regressions", C_FIRST_REGRESSION_T, C_FIRST_REGRESSION_SEQ),
+            ("out_of_range", C_FIRST_OUT_OF_RANGE_T, C_FIRST_OUT_OF_RANGE_SEQ),
+            ("deltas_before_seed", C_FIRST_BEFORE_SEED_T, C_FIRST_BEFORE_SEED_SEQ),
+        ):
+            if ctrl[t_slot] != _I64_MIN:
+                first[name] = {
+                    "event_time_ns": int(ctrl[t_slot]), "sequence_number": int(ctrl[s_slot])
+                }  # fmt: skip
+        if "sequence_regressions" in first:
+            first["sequence_regressions"]["after_sequence_number"] = int(
+                ctrl[C_FIRST_REGRESSION_AFTER]
+            )
+        if ctrl[C_CROSSED]:
+            first["crossed_after_event"] = {
+                "event_time_ns": int(ctrl[C_FIRST_CROSSED_T]),
+                "sequence_number": int(ctrl[C_FIRST_CROSSED_SEQ]),
+            }
+        return first
 
 
 _EMPTY_DELTAS = {k: np.zeros(0, t) for k, t in _DELTA_DTYPES.items()}

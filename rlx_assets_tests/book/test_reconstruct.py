@@ -493,3 +493,100 @@ def test_end_book_from_the_occupancy_bits_equals_a_scan_of_the_sizes():
     assert want[0].size and want[2].size
     for a, b in zip(got, want, strict=True):
         assert np.array_equal(a, b)
+
+
+# --- the price-range plans and the gated anomalies -----------------------------------------------
+def rewrite(src: Path, dst: Path, statistics: bool = True, **columns: np.ndarray) -> Path:
+    """A copy of a real file with some columns replaced, with or without Parquet statistics."""
+    table = pq.read_table(src)
+    for name, values in columns.items():
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(name), pa.array(values))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, dst, write_statistics=statistics)
+    return dst
+
+
+def test_inputs_without_statistics_use_a_window_around_the_seed_and_give_the_same_book(
+    runs, tmp_path
+):
+    spot09 = runs["spot09"]
+    paths = dict(spot09.paths)
+    for table in ("book_delta_v2", "book"):
+        paths[table] = rewrite(spot09.paths[table], tmp_path / f"{table}.parquet", False)
+    assert pq.read_metadata(paths["book_delta_v2"]).row_group(0).column(4).statistics is None
+    r = run(paths, tmp_path / "out", runs["spot08"].out / END_BOOK_FILE)
+    assert r.plan.startswith("first batches")  # no full scan: the seed's window held every price
+    assert r.anomalies == spot09.result.anomalies
+    assert (
+        r.vendor_book_rows_equal
+        == r.vendor_book_rows_compared
+        == (spot09.result.vendor_book_rows_compared)
+    )
+    assert pq.read_table(tmp_path / "out" / STREAM_FILE).equals(spot09.table(STREAM_FILE))
+
+
+def far_prices(spot09: Run, rows: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """The deltas' prices with a few mid-day rows moved twenty times higher: the day's price range
+    is then wider than the dense book (MAX_DENSE_TICKS per side). Returns (prices, rows moved)."""
+    price = pq.read_table(spot09.paths["book_delta_v2"]).column("price").to_numpy().copy()
+    moved = np.arange(price.size // 2, price.size // 2 + rows)
+    price[moved] *= 20
+    return price, moved
+
+
+@pytest.mark.parametrize(
+    ("statistics", "plan"), [(True, "first batches"), (False, "full scan (book_delta_v2 prices")]
+)
+def test_levels_outside_a_wide_price_range_are_counted_and_placed(runs, tmp_path, statistics, plan):
+    """A range too wide for the dense book gets a window around the seed; the moved levels fall
+    outside it. With statistics the quick plan knows the range; without, the first price outside
+    the seed's window sends it to a full scan, which finds the same wide range."""
+    spot09 = runs["spot09"]
+    price, moved = far_prices(spot09)
+    paths = dict(spot09.paths)
+    paths["book_delta_v2"] = rewrite(
+        spot09.paths["book_delta_v2"], tmp_path / "book_delta_v2.parquet", statistics, price=price
+    )
+    r = run(paths, tmp_path / "out", runs["spot08"].out / END_BOOK_FILE)
+    assert r.plan.startswith(plan)
+    assert r.anomalies["out_of_range"] == moved.size
+    deltas = pq.read_table(spot09.paths["book_delta_v2"])
+    first = r.anomaly_first["out_of_range"]
+    assert first["sequence_number"] == deltas.column("sequence_number")[int(moved[0])].as_py()
+    assert first["event_time_ns"] == deltas.column("timestamp")[int(moved[0])].as_py()
+    assert r.events == spot09.result.events  # the rows stay in the stream
+
+
+def test_a_sequence_regression_is_refused_counted_and_placed(runs, tmp_path):
+    """A diff stamped with an older sequence number than one already applied is never applied:
+    its rows carry the book as it was before them, and the first one is named."""
+    spot09 = runs["spot09"]
+    deltas = pq.read_table(spot09.paths["book_delta_v2"])
+    seq = deltas.column("sequence_number").to_numpy().copy()
+    time = deltas.column("timestamp").to_numpy()
+    # a mid-day diff strictly later than the diff before it, made older than that diff
+    starts = np.flatnonzero(np.diff(seq) != 0) + 1
+    start = int(next(s for s in starts[starts.size // 2 :] if time[s] > time[s - 1]))
+    end = int(starts[np.searchsorted(starts, start) + 1])
+    previous = int(seq[start - 1])
+    seq[start:end] = previous - 1
+    paths = dict(spot09.paths)
+    paths["book_delta_v2"] = rewrite(
+        spot09.paths["book_delta_v2"], tmp_path / "book_delta_v2.parquet", sequence_number=seq
+    )
+    r = run(paths, tmp_path / "out", runs["spot08"].out / END_BOOK_FILE)
+    assert r.anomalies["sequence_regressions"] == end - start
+    assert r.anomaly_first["sequence_regressions"] == {
+        "event_time_ns": int(time[start]),
+        "sequence_number": previous - 1,
+        "after_sequence_number": previous,
+    }
+    stream = pq.read_table(tmp_path / "out" / STREAM_FILE)
+    book = stream.filter(pc.equal(stream.column("event_type"), "book"))
+    refused = np.flatnonzero(book.column("sequence_number").to_numpy() == previous - 1)
+    assert refused.size == end - start
+    best = ("best_bid_price", "best_bid_size", "best_ask_price", "best_ask_size")
+    before = {c: book.column(c)[int(refused[0]) - 1].as_py() for c in best}
+    for row in refused:  # the book did not move on any refused row
+        assert {c: book.column(c)[int(row)].as_py() for c in best} == before

@@ -65,6 +65,11 @@ def read_json(deployment, key: str) -> dict:
     return json.loads(body["Body"].read())
 
 
+def published(deployment, directory: str) -> str:
+    """The key prefix of the version a published directory's pointer names."""
+    return f"{directory}/{read_json(deployment, f'{directory}/CURRENT')['version']}"
+
+
 def materialize_in_process(work_dir, monkeypatch, selection, partition: str, **resource):
     """Another worker: its own empty working copy, the same bucket."""
     monkeypatch.setenv("RLX_WORK_DIR", str(work_dir))
@@ -116,7 +121,8 @@ def test_the_chain_runs_on_s3_across_workers_that_share_nothing_else(
         vendor = deployment["lake"] / vendor_key
         assert body["Body"].read() == vendor.read_bytes()  # byte for byte, through the bucket
     assert f"certificates/{SPOT}/2024-08-08.json" in stored
-    assert {f"reconstruction/{SPOT}/2024-08-08/{name}" for name in ("stream.parquet",
+    day8_version = published(deployment, f"reconstruction/{SPOT}/2024-08-08")
+    assert {f"{day8_version}/{name}" for name in ("stream.parquet",
             "end_book.parquet", "summary.json")} <= stored  # fmt: skip
     assert sum(k.startswith("logs/manifest/raw.jsonl.d/") for k in stored) == 3
 
@@ -129,7 +135,8 @@ def test_the_chain_runs_on_s3_across_workers_that_share_nothing_else(
         f"2024-08-09|{SPOT}",
     )
     assert second.success
-    summary9 = read_json(deployment, f"reconstruction/{SPOT}/2024-08-09/summary.json")
+    day9_version = published(deployment, f"reconstruction/{SPOT}/2024-08-09")
+    summary9 = read_json(deployment, f"{day9_version}/summary.json")
     assert summary9["seeded_from"] == "previous_day" and not summary9["started_cold"]
     assert summary9["vendor_book_rows_equal"] == summary9["vendor_book_rows_compared"]
     status = read_json(deployment, "acquisition_status.json")
@@ -154,7 +161,7 @@ def test_the_chain_runs_on_s3_across_workers_that_share_nothing_else(
     # The stream a reader downloads from the bucket is worker 2's, whole.
     stream = tmp_path / "stream.parquet"
     deployment["client"].download_file(
-        deployment["bucket"], f"{PREFIX}/reconstruction/{SPOT}/2024-08-09/stream.parquet",
+        deployment["bucket"], f"{PREFIX}/{day9_version}/stream.parquet",
         str(stream),
     )  # fmt: skip
     assert pl.read_parquet(stream).height == summary9["events"]

@@ -1,10 +1,12 @@
-"""Fidelity gate: our top-20 against the vendor's `book` rows at the same sequence number."""
+"""Reconstruction gates: our top-20 against the vendor's `book` rows at the same sequence number,
+and the anomalies the replay counted (sequence regressions, levels outside the dense window,
+deltas before the seed, crossed books after a complete update) against the gate profile."""
 
 import datetime as dt
 
 import dagster as dg
 
-from rlx_assets.book.store import reconstruction_dir
+from rlx_assets.book.store import read_summary, reconstruction_dir
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, missing_evidence, partition_of
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream
 from rlx_assets.defs.resources import RlxEnvironment
@@ -12,6 +14,7 @@ from rlx_assets.fidelity.report import vendor_book_agreement
 from rlx_assets.fidelity.thresholds import FidelityThresholds, load_thresholds
 from rlx_assets.staging import DataLayout, fetch_tree
 from rlx_assets.validation.certificate import certified_inputs
+from rlx_assets.validation.profiles import GateThresholds, active_profile
 from rlx_assets.validation.zones import CertificateError
 
 
@@ -67,3 +70,64 @@ def vendor_book_check_result(
 def vendor_book_agreement_check(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
     day, _, _, market = partition_of(context)
     return vendor_book_check_result(rlx.layout(), market, day, load_thresholds())
+
+
+# anomaly counted by the replay -> the GateThresholds field that bounds it
+GATED_ANOMALIES = {
+    "sequence_regressions": "max_sequence_regressions",
+    "out_of_range": "max_out_of_range_levels",
+    "deltas_before_seed": "max_deltas_before_seed",
+    "crossed_after_event": "max_crossed_after_update",
+}
+
+
+def _where(first: dict | None) -> str:
+    if not first:
+        return "-"
+    time = dt.datetime.fromtimestamp(first["event_time_ns"] / 1e9, dt.UTC)
+    where = f"{time.isoformat(timespec='milliseconds')} sequence {first['sequence_number']}"
+    if "after_sequence_number" in first:
+        where += f" (after {first['after_sequence_number']} was applied)"
+    return where
+
+
+def anomalies_check_result(
+    summary: dict, thresholds: GateThresholds, profile: str
+) -> dg.AssetCheckResult:
+    """Each gated anomaly count of a reconstruction summary against the profile's threshold."""
+    counts, firsts = summary.get("anomalies", {}), summary.get("anomaly_first", {})
+    metadata: dict[str, dg.MetadataValue] = {"profile": dg.MetadataValue.text(profile)}
+    exceeded = []
+    for name, field in GATED_ANOMALIES.items():
+        count, limit = int(counts.get(name, 0)), int(getattr(thresholds, field))
+        metadata[name] = dg.MetadataValue.int(count)
+        metadata[f"{name}_threshold"] = dg.MetadataValue.int(limit)
+        metadata[f"{name}_first"] = dg.MetadataValue.text(_where(firsts.get(name)))
+        if count > limit:
+            exceeded.append(f"{name} {count} > {limit} (first at {_where(firsts.get(name))})")
+    where = f"{summary.get('market')} {summary.get('date')}"
+    text = f"{where}: " + ("; ".join(exceeded) if exceeded else "every anomaly within threshold")
+    metadata["summary"] = dg.MetadataValue.text(text)
+    return dg.AssetCheckResult(
+        passed=not exceeded, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata
+    )
+
+
+@dg.asset_check(
+    asset=reconstructed_stream,
+    name="reconstruction_anomalies",
+    blocking=True,
+    partitions_def=DATE_MARKET_PARTITIONS,
+    description=(
+        "Sequence regressions, levels outside the dense price window, deltas before the seed "
+        "and crossed books after a complete update stay within the gate profile's thresholds "
+        "(RLX_GATE_PROFILE; production tolerates no regression and no out-of-window level)."
+    ),
+)
+def reconstruction_anomalies_check(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
+    day, _, _, market = partition_of(context)
+    summary = read_summary(rlx.layout(), market, day)
+    if summary is None:
+        return missing_evidence(f"{market} {day}: no reconstruction summary")
+    name, thresholds = active_profile(rlx.settings())
+    return anomalies_check_result(summary, thresholds, name)
