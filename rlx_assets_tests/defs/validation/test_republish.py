@@ -13,6 +13,7 @@ import pytest
 
 from rlx_assets.book.store import read_summary
 from rlx_assets.definitions import defs as project_defs
+from rlx_assets.defs.fidelity.freshness import fidelity_freshness_problem
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream
 from rlx_assets.defs.reconstruction.freshness import (
     built_from_current_certificate,
@@ -182,3 +183,33 @@ def test_a_bad_republish_leaves_raw_ready_and_certificate_on_the_last_good_versi
         good,
     )
     assert json.loads(certificate)["tables"]["trades"]["sha256"] == good
+
+
+def test_a_fidelity_report_of_a_republished_day_is_flagged_stale_and_not_rebuilt_on_old_data(env):
+    layout = env["layout"]
+    everything = CERTIFY | RECONSTRUCT | dg.AssetSelection.assets("fidelity_report")
+    first = run(env, everything)
+    assert first.success
+    assert fidelity_freshness_problem(layout, SPOT, DAY8) is None
+    freshness = [
+        (e.asset_key.to_user_string(), e.passed)
+        for e in first.get_asset_check_evaluations()
+        if e.check_name == "built_from_current_certificate"
+    ]
+    assert sorted(freshness) == [("fidelity_report", True), ("reconstructed_stream", True)]
+
+    republish_without_last_trade(env["trades"])
+    assert run(env, CERTIFY).success
+    assert "stale" in fidelity_freshness_problem(layout, SPOT, DAY8)
+    # A report is not built from a reconstruction of the replaced files.
+    refused = run(env, dg.AssetSelection.assets("fidelity_report"))
+    assert not refused.success
+    (failure,) = [e for e in refused.all_events if e.is_step_failure]
+    assert "reconstruction was built from certificate" in str(failure.event_specific_data.error)
+    assert run(env, RECONSTRUCT).success
+    assert "stale" in fidelity_freshness_problem(layout, SPOT, DAY8)  # until rebuilt
+    assert run(env, dg.AssetSelection.assets("fidelity_report")).success
+    assert fidelity_freshness_problem(layout, SPOT, DAY8) is None
+    # Reconstructed again from the same certificate: the report describes a replaced stream.
+    assert run(env, RECONSTRUCT).success
+    assert "reconstruction run" in fidelity_freshness_problem(layout, SPOT, DAY8)
