@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rlx_assets.remote import is_remote_uri
@@ -48,6 +48,9 @@ class RlxSettings(BaseSettings):
     download_timeout_s: float = 60.0  # read timeout of one request to Crypto Lake
     # Short: an unreachable endpoint should fail (after the retries) in seconds, not minutes.
     download_connect_timeout_s: float = 10.0
+    # HMAC-SHA256 key signing readiness certificates (unset: certificates say "signed": false).
+    # A SecretStr so that no repr, log or error ever shows it.
+    certificate_key: SecretStr | None = None
 
     @field_validator("markets", mode="before")
     @classmethod

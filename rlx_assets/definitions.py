@@ -9,12 +9,14 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_trades  # noqa: E402
 from rlx_assets.defs.fidelity.assets import fidelity_report  # noqa: E402
+from rlx_assets.defs.fidelity.freshness import fidelity_built_from_current_certificate  # noqa: E402
 from rlx_assets.defs.golden.assets import golden_gap_ratio, golden_samples  # noqa: E402
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream  # noqa: E402
 from rlx_assets.defs.reconstruction.checks import (  # noqa: E402
     reconstruction_anomalies_check,
     vendor_book_agreement_check,
 )
+from rlx_assets.defs.reconstruction.freshness import built_from_current_certificate  # noqa: E402
 from rlx_assets.defs.reconstruction.sensors import reconstruction_sensor  # noqa: E402
 from rlx_assets.defs.recovery import crash_recovering_executor, dead_run_sensor  # noqa: E402
 from rlx_assets.defs.resources import RlxEnvironment  # noqa: E402
@@ -60,6 +62,8 @@ defs = dg.Definitions(
         vendor_book_agreement_check,
         reconstruction_anomalies_check,
         golden_gap_ratio,
+        built_from_current_certificate,
+        fidelity_built_from_current_certificate,
     ],
     jobs=[daily_chain, golden_job],
     schedules=[build_daily_schedule(daily_chain)],

@@ -20,7 +20,9 @@ from rlx_assets.staging import (
     atomic_write,
     atomic_write_bytes,
     fetch,
+    keep_version,
     lake_relative_path,
+    list_files,
     read_json_lines,
     remove_tree,
     sha256_file,
@@ -55,13 +57,26 @@ def quarantine_dir(layout: DataLayout, table: str, market: str, day: dt.date) ->
     return layout.zone("quarantine") / relative_file(table, market, day).parent
 
 
-def manifest_entry(layout: DataLayout, table: str, market: str, day: dt.date) -> dict | None:
-    """The latest manifest entry of the raw file: the checksum the gates hold it to."""
+def manifest_entries(layout: DataLayout, table: str, market: str, day: dt.date) -> list[dict]:
+    """Every manifest entry of the raw file, oldest first."""
     relative = str(Path("staging", "raw", relative_file(table, market, day)))
-    entries = [
+    return [
         e for e in read_json_lines(layout.manifest_dir / MANIFEST_NAME) if e["path"] == relative
     ]
+
+
+def manifest_entry(layout: DataLayout, table: str, market: str, day: dt.date) -> dict | None:
+    """The latest manifest entry of the raw file: the checksum the gates hold it to."""
+    entries = manifest_entries(layout, table, market, day)
     return entries[-1] if entries else None
+
+
+def manifest_entry_of(
+    layout: DataLayout, table: str, market: str, day: dt.date, sha256: str
+) -> dict | None:
+    """The latest manifest entry that recorded these exact bytes (their source version)."""
+    matching = [e for e in manifest_entries(layout, table, market, day) if e["sha256"] == sha256]
+    return matching[-1] if matching else None
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -78,6 +93,7 @@ def record_gate_report(
     layout: DataLayout, table: str, market: str, day: dt.date, report: dict
 ) -> Path:
     path = gate_report_path(layout, table, market, day)
+    keep_version(layout, path)  # the last good report is restored if a republish fails
     write_json(path, report)
     return path
 
@@ -130,14 +146,47 @@ def release_from_quarantine(layout: DataLayout, table: str, market: str, day: dt
     return True
 
 
+def log_ready_event(
+    layout: DataLayout, event: str, table: str, market: str, day: dt.date, **fields: object
+) -> None:
+    """`logs/ready.jsonl`: every replacement and restoration of a gated file, old and new."""
+    record = {"time": utc_now_iso(), "event": event, "table": table, "market": market}
+    append_json_line(
+        layout.root / "logs" / "ready.jsonl", {**record, "date": day.isoformat(), **fields}
+    )
+
+
+def source_version_of(
+    layout: DataLayout, table: str, market: str, day: dt.date, sha256: str | None
+) -> str | None:
+    entry = manifest_entry_of(layout, table, market, day, sha256) if sha256 else None
+    return entry.get("source_version") if entry else None
+
+
 def promote_to_ready(
     layout: DataLayout, table: str, market: str, day: dt.date, sha256: str
 ) -> Path:
-    """Copy the gated raw file into the ready zone atomically, verifying it is the gated one."""
+    """Copy the gated raw file into the ready zone atomically, verifying it is the gated one.
+
+    Both the gated raw file and the ready file it replaces are kept under `staging/versions/`
+    first, so a vendor republish never loses what was certified and a later bad republish can
+    be rolled back to this version.
+    """
     source = raw_path(layout, table, market, day)
     dest = ready_path(layout, table, market, day)
     if not fetch(source):
         raise CertificateError(f"{source} is missing; materialise raw_{table} again")
+    keep_version(layout, source)
+    previous = sha256_file(dest) if fetch(dest) else None
+    if previous is not None and previous != sha256:
+        kept = keep_version(layout, dest)
+        log_ready_event(
+            layout, "replaced", table, market, day,
+            old_sha256=previous, new_sha256=sha256,
+            old_source_version=source_version_of(layout, table, market, day, previous),
+            new_source_version=source_version_of(layout, table, market, day, sha256),
+            kept=str(kept.relative_to(layout.root)) if kept else None,
+        )  # fmt: skip
 
     def same_as_gated(candidate: Path) -> None:
         if sha256_file(candidate) != sha256:
@@ -148,3 +197,78 @@ def promote_to_ready(
     with atomic_write(dest, before_commit=same_as_gated) as handle, open(source, "rb") as raw:
         shutil.copyfileobj(raw, handle)
     return dest
+
+
+def kept_version_path(layout: DataLayout, path: Path, sha256: str) -> Path:
+    """Where `keep_version` stored the version of `path` whose content has this SHA-256."""
+    return layout.versions / path.relative_to(layout.root) / f"{sha256}{path.suffix}"
+
+
+def last_good_gate_report(
+    layout: DataLayout, table: str, market: str, day: dt.date, sha256: str
+) -> dict | None:
+    """The latest kept gate report in which the file with this SHA-256 passed every gate."""
+    kept_dir = layout.versions / gate_report_path(layout, table, market, day).relative_to(
+        layout.root
+    )
+    candidates = []
+    for path in list_files(kept_dir, ".json"):
+        if fetch(path):
+            report = read_json(path)
+            if report.get("sha256") == sha256 and all(g["passed"] for g in report["gates"]):
+                candidates.append(report)
+    return max(candidates, key=lambda r: r.get("checked_at") or "", default=None)
+
+
+def restore_last_good(
+    layout: DataLayout, table: str, market: str, day: dt.date, run_id: str
+) -> str | None:
+    """After a republished file failed its gates (and was quarantined), put the last good
+    version back: raw from `staging/versions/`, a manifest entry with action "restored", and
+    the gate report in which it passed, so raw, manifest, gate report, ready and certificate
+    agree again. Returns the restored SHA-256, or None when there was no good version."""
+    ready = ready_path(layout, table, market, day)
+    if not fetch(ready):
+        return None  # never promoted: nothing good to go back to
+    good = sha256_file(ready)
+    raw = raw_path(layout, table, market, day)
+    bad = sha256_file(raw) if fetch(raw) else None
+    if bad == good:
+        return None
+    kept = kept_version_path(layout, raw, good)
+    origin = kept if fetch(kept) else ready  # ready holds the same bytes, verified below
+
+    def is_last_good(candidate: Path) -> None:
+        if sha256_file(candidate) != good:
+            raise CertificateError(f"{origin} is not the last good {table} file; not restored")
+
+    with atomic_write(raw, before_commit=is_last_good) as handle, open(origin, "rb") as source:
+        shutil.copyfileobj(source, handle)
+    keep_version(layout, raw)
+    rejected = manifest_entry(layout, table, market, day) or {}
+    previous = manifest_entry_of(layout, table, market, day, good) or {
+        "table": table, "market": market, "date": day.isoformat(), "sha256": good,
+        "path": str(raw.relative_to(layout.root)), "size": raw.stat().st_size,
+    }  # fmt: skip
+    append_json_line(
+        layout.manifest_dir / MANIFEST_NAME,
+        {
+            **previous,
+            "time": utc_now_iso(),
+            "run_id": run_id,
+            "action": "restored",
+            "replaced_sha256": bad,
+            "replaced_source_version": rejected.get("source_version"),
+            "restored_from": str(origin.relative_to(layout.root)),
+        },
+    )
+    good_report = last_good_gate_report(layout, table, market, day, good)
+    if good_report is not None:
+        record_gate_report(layout, table, market, day, good_report)
+    log_ready_event(
+        layout, "restored", table, market, day,
+        rejected_sha256=bad, restored_sha256=good,
+        restored_from=str(origin.relative_to(layout.root)),
+        gate_report_restored=good_report is not None,
+    )  # fmt: skip
+    return good

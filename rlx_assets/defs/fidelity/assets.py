@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from rlx_assets.book.store import reconstruction_dir
+from rlx_assets.book.store import read_summary, reconstruction_dir
 from rlx_assets.defs.golden.assets import golden_report_path, golden_samples
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream
@@ -14,8 +14,8 @@ from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import load_thresholds
 from rlx_assets.staging import DataLayout, fetch, fetch_tree
-from rlx_assets.validation.certificate import certified_inputs
-from rlx_assets.validation.zones import CertificateError, read_json
+from rlx_assets.validation.certificate import staleness, verified_certificate
+from rlx_assets.validation.zones import CertificateError, read_json, write_json
 
 # Blocking: the stream must not be used. Warnings: distributional drift and integrity notes.
 FIDELITY_CHECKS = {
@@ -28,6 +28,10 @@ FIDELITY_CHECKS = {
 
 def report_dir(layout: DataLayout, market: str, day: dt.date) -> Path:
     return layout.root / "reports" / market / day.isoformat()
+
+
+# What a report was built from (certificate and reconstruction): stale once either changed.
+BUILT_FROM_NAME = "built_from.json"
 
 
 def golden_inputs(layout: DataLayout, capture_root: Path, market: str, day: dt.date):
@@ -120,9 +124,13 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
     if not fetch_tree(reconstruction) or not (reconstruction / "summary.json").is_file():
         raise dg.Failure(f"{market} {day}: no reconstruction; materialise reconstructed_stream")
     try:
-        vendor_files = certified_inputs(layout, market, day)
+        certified = verified_certificate(layout, market, day)
     except CertificateError as error:
         raise dg.Failure(str(error)) from None
+    vendor_files = certified.inputs
+    summary = read_summary(layout, market, day) or {}
+    if stale := staleness(summary.get("certificate_sha256"), certified.sha256, "reconstruction"):
+        raise dg.Failure(f"{market} {day}: {stale}; materialise reconstructed_stream first")
     golden_files, captures = golden_inputs(layout, rlx.settings().capture_root, market, day)
     if golden_files is None:
         context.log.warning(f"{market} {day}: no golden samples; lake-internal metrics only")
@@ -137,6 +145,11 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
         out_dir=out,
         thresholds=load_thresholds(),
     )
+    built_from = {
+        "certificate_sha256": certified.sha256,
+        "reconstruction_run_id": summary["run_id"],
+    }
+    write_json(out / BUILT_FROM_NAME, built_from)
     return dg.MaterializeResult(
         check_results=check_results(report),
         metadata={

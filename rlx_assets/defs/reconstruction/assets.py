@@ -16,7 +16,7 @@ from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.defs.validation.assets import readiness_certificate
 from rlx_assets.staging import publish_tree, utc_now_iso
-from rlx_assets.validation.certificate import certified_inputs, load_certificate
+from rlx_assets.validation.certificate import verified_certificate
 from rlx_assets.validation.zones import CertificateError
 
 RECONSTRUCTED_STREAM = dg.AssetKey("reconstructed_stream")
@@ -83,9 +83,10 @@ def reconstructed_stream(
     day, _, _, market = partition_of(context)
     layout = rlx.layout()
     try:
-        inputs = certified_inputs(layout, market, day)
+        certified = verified_certificate(layout, market, day)
     except CertificateError as error:
         raise dg.Failure(str(error)) from None
+    inputs = certified.inputs
     seed = previous_end_book(layout, market, day)
     building = building_dir(layout, market, day, context.run.run_id)
     result = reconstruct_partition(
@@ -96,7 +97,9 @@ def reconstructed_stream(
         "date": day.isoformat(),
         "run_id": context.run.run_id,
         "reconstructed_at": utc_now_iso(),
-        "certificate_issued_at": load_certificate(layout, market, day)["issued_at"],
+        "certificate_issued_at": certified.certificate["issued_at"],
+        # What it was built from: a different certificate in force later makes it stale.
+        "certificate_sha256": certified.sha256,
         "seed_book": str(seed.relative_to(layout.root)) if seed else None,
         **result_as_dict(result),
     }

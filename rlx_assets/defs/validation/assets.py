@@ -6,14 +6,18 @@ from rlx_assets.defs.acquisition.assets import RAW_TABLES, raw_book, raw_book_de
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import fetch
-from rlx_assets.validation.certificate import build_certificate, certificate_path
+from rlx_assets.validation.certificate import (
+    build_certificate,
+    certificate_key,
+    seal_certificate,
+    write_certificate,
+)
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import (
     CertificateError,
     gate_report_path,
     promote_to_ready,
     read_json,
-    write_json,
 )
 
 
@@ -66,11 +70,10 @@ def readiness_certificate(
     day, _, _, market = partition_of(context)
     layout = rlx.layout()
     try:
-        certificate = build_certificate(layout, market, day)
+        certificate = seal_certificate(build_certificate(layout, market, day), certificate_key())
     except CertificateError as error:
         raise dg.Failure(str(error)) from None
-    path = certificate_path(layout, market, day)
-    write_json(path, certificate)
+    path = write_certificate(layout, certificate)  # the one it replaces is kept
     refresh_status(layout)
     tables = certificate["tables"]
     return dg.MaterializeResult(
@@ -78,6 +81,12 @@ def readiness_certificate(
             "certificate": dg.MetadataValue.path(str(path)),
             "code_version": dg.MetadataValue.text(certificate["code_version"]),
             "profile": dg.MetadataValue.text(tables["trades"]["profile"]),
+            "signed": dg.MetadataValue.bool(certificate["signed"]),
+            **{f"{t}_sha256": dg.MetadataValue.text(e["sha256"]) for t, e in tables.items()},
+            **{
+                f"{t}_source_version": dg.MetadataValue.text(str(e["source_version"]))
+                for t, e in tables.items()
+            },
             **{f"{t}_rows": dg.MetadataValue.int(e["rows"]) for t, e in tables.items()},
             **{f"{t}_coverage": dg.MetadataValue.float(e["coverage"]) for t, e in tables.items()},
         }

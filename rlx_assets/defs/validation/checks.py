@@ -29,6 +29,7 @@ from rlx_assets.validation.zones import (
     read_json,
     record_gate_report,
     release_from_quarantine,
+    restore_last_good,
 )
 
 GATE_DESCRIPTIONS = {
@@ -100,6 +101,9 @@ def evaluate_gates(
         release_from_quarantine(layout, table, market, day)
     else:
         quarantine(layout, table, market, day, report)
+        # A bad republish must not displace what was certified: raw goes back to the last
+        # good version, with a manifest entry saying so (the bad file stays in quarantine).
+        restore_last_good(layout, table, market, day, run_id)
     refresh_status(layout)
     return results, report
 
@@ -149,7 +153,11 @@ raw_trades_gates, raw_book_gates, raw_book_delta_v2_gates = (
     blocking=True,
     pool="validation",
     partitions_def=DATE_MARKET_PARTITIONS,
-    description="Re-verifies the certificate against the ready files: every checksum, every gate.",
+    description=(
+        "Re-verifies the certificate: it names this partition, its signature (when "
+        "RLX_CERTIFICATE_KEY is set), and every checksum equals the ready file's, the "
+        "manifest's latest entry and the gate report's; every gate passed."
+    ),
 )
 def certificate_valid(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
     day, _, _, market = partition_of(context)
@@ -161,7 +169,7 @@ def certificate_check_result(layout: DataLayout, market: str, day: dt.date) -> d
     if not fetch(path):
         problems = [f"no certificate at {path}"]
     else:
-        problems = certificate_problems(layout, read_json(path))
+        problems = certificate_problems(layout, read_json(path), market, day)
     return dg.AssetCheckResult(
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -169,7 +177,8 @@ def certificate_check_result(layout: DataLayout, market: str, day: dt.date) -> d
             "certificate": dg.MetadataValue.path(str(path)),
             "problems": dg.MetadataValue.json(problems),
             "summary": dg.MetadataValue.text(
-                "; ".join(problems) or "every certified file matches its checksum"
+                "; ".join(problems)
+                or "every certified file matches its checksum, the manifest and its gate report"
             ),
         },
     )
