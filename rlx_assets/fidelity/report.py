@@ -35,6 +35,7 @@ from rlx_assets.capture.reader import (
     stream_channel,
     stream_symbol,
 )
+from rlx_assets.fidelity.provenance import Provenance, detect_provenance
 from rlx_assets.fidelity.thresholds import FidelityThresholds
 from rlx_assets.lake.from_capture import parse_decimals
 from rlx_assets.lake.markets import binance_instrument, parse_market_key
@@ -111,7 +112,8 @@ def build_fidelity_report(
     reconstruction_dir = Path(reconstruction_dir)
     golden_files = {k: Path(v) for k, v in (golden_files or {}).items()}
     golden_captures = [Path(p) for p in golden_captures or ()]
-    report = _Report(th)
+    provenance = detect_provenance(vendor_files, golden_files)
+    report = _Report(th, provenance)
     inputs = _Inputs(reconstruction_dir, vendor_files, golden_files)
 
     # --- lake-internal ---------------------------------------------------------------------------
@@ -608,6 +610,8 @@ def _plots(report, out_dir, book, tob, per_minute, samples, tails, th) -> dict[s
                 continue
             a, b = samples[key]
             note = f"K-S D={ks['statistic']:.4f}, p={ks['pvalue']:.3g}"
+            if not ks["independent"]:
+                note += " (identity check: one recording on both sides)"
             save(
                 f"ecdf_{key}",
                 lambda a=a, b=b, t=title, x=xlabel, s=scale, n=note: plots.ecdf_figure(
@@ -631,10 +635,12 @@ def _plots(report, out_dir, book, tob, per_minute, samples, tails, th) -> dict[s
 
 # --- bookkeeping ----------------------------------------------------------------------------------
 class _Report:
-    def __init__(self, th: FidelityThresholds):
+    def __init__(self, th: FidelityThresholds, provenance: Provenance):
         self.th = th
+        self.provenance = provenance
         self.data: dict[str, Any] = {}
         self.checks: dict[str, dict] = {}
+        self.figures: dict[str, dict] = {}  # metric -> basis and independence
         self.not_computed: list[dict[str, str]] = []
         self.market_day = ""
 
@@ -647,8 +653,11 @@ class _Report:
         store: tuple[str, ...] | None = (),
         unavailable: str | None = None,
     ) -> dict | None:
-        """Run one metric; record it under ``store`` (default: ``name``'s parts), its verdict
-        in ``checks`` (when ``severity``), or the reason it could not be computed."""
+        """Run one metric; record it under ``store`` (default: ``name``'s parts) with what it
+        compares and whether that is independent, its verdict in ``checks`` (when
+        ``severity``), or the reason it could not be computed."""
+        about = self.provenance.describe(name)
+        self.figures[name] = about
         if unavailable is None:
             try:
                 result = compute()
@@ -657,6 +666,8 @@ class _Report:
         if unavailable is not None:
             self.not_computed.append({"metric": name, "reason": unavailable})
             result = None
+        if result is not None:
+            result.update(about)
         if store is not None:
             path = store or tuple(name.split("."))
             target = self.data
@@ -669,25 +680,36 @@ class _Report:
                 "value": _headline(result),
                 "threshold": _threshold(result),
                 "severity": severity,
+                "independent": about["independent"],
             }
         return result
 
     def finish(self, market, day, recon, vendor_files, golden_files, captures) -> None:
+        # Identity checks cannot fail by construction: shown, never counted as evidence.
         computed = [c for c in self.checks.values() if c["passed"] is not None]
-        blocking = [c for c in computed if c["severity"] == "error"]
+        evidence = [c for c in computed if c["independent"]]
+        blocking = [c for c in evidence if c["severity"] == "error"]
         head = {
             "report_version": REPORT_VERSION,
             "market": market,
             "date": day.isoformat(),
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "passed": all(c["passed"] for c in computed),
+            "passed": all(c["passed"] for c in evidence),
             "blocking_passed": all(c["passed"] for c in blocking),
+            "evidence": sorted(n for n, c in self.checks.items() if c["independent"]),
+            "identity_checks": sorted(
+                n
+                for n, f in self.figures.items()
+                if not f["independent"] and n not in {m["metric"] for m in self.not_computed}
+            ),
             "top_of_book_agreement": self.data.pop("top_of_book_agreement", None),
             "book_agreement": self.data.pop("book_agreement", None),
             "book_agreement_exact": self.data.pop("book_agreement_exact", None),
             "trade_agreement": self.data.pop("trade_agreement", None),
             "checks": self.checks,
             "not_computed": self.not_computed,
+            "provenance": self.provenance.to_dict(),
+            "figures": self.figures,
         }
         rest = self.data
         self.data = {
@@ -740,11 +762,21 @@ def _verdict(passed: bool | None) -> str:
 def render_markdown(data: dict) -> str:
     """The researcher's page: verdict, plots, then one table of figures with thresholds."""
     th = data["thresholds"]
+    identity = data.get("identity_checks") or []
     lines = [
         f"# Fidelity report: {data['market']} {data['date']}",
         "",
         f"Overall: {_verdict(data['passed'])} · blocking checks (book, top of book): "
         f"{_verdict(data['blocking_passed'])} · generated {data['generated_at']}",
+        "",
+        f"Evidence: {len(data.get('evidence') or [])} independent checks "
+        f"({', '.join(f'`{n}`' for n in data.get('evidence') or []) or 'none'})."
+        + (
+            f" **Identity checks** (their two sides come from one source, so they cannot fail; "
+            f"shown, not counted in the verdict): {', '.join(f'`{n}`' for n in identity)}."
+            if identity
+            else ""
+        ),
         "",
     ]
     plot_titles = {
@@ -762,8 +794,13 @@ def render_markdown(data: dict) -> str:
     book = data.get("book")
     checks = data["checks"]
 
+    figures = data.get("figures") or {}
+
     def check(name: str) -> str:
-        return _verdict(checks[name]["passed"]) if name in checks else "n/a"
+        verdict = _verdict(checks[name]["passed"]) if name in checks else "n/a"
+        if not figures.get(name, {}).get("independent", True):
+            return f"{verdict} · identity check, not evidence"
+        return verdict
 
     if data.get("book_agreement") is not None:
         rows.append((
@@ -858,6 +895,17 @@ def render_markdown(data: dict) -> str:
     lines += ["## Figures", "", "| metric | value | threshold | verdict |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     lines.append("")
+    compared = [(n, f) for n, f in figures.items() if n not in {m["metric"] for m in
+                data["not_computed"]} and not n.startswith("origin_time")]  # fmt: skip
+    if compared:
+        lines += ["## What each figure compares", "", "| metric | compares | independent |",
+                  "|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| `{n}` | {f['basis']} | {'yes' if f['independent'] else '**no**'}: "
+            f"{f['independent_reason']} |"
+            for n, f in compared
+        ]
+        lines.append("")
     if data["not_computed"]:
         lines += ["## Not computed", ""]
         lines += [f"- `{n['metric']}`: {n['reason']}" for n in data["not_computed"]]

@@ -55,12 +55,17 @@ def check_results(report: dict) -> list[dg.AssetCheckResult]:
         ],
     }
     results = []
+    figures = report.get("figures") or {}
     for name, members in groups.items():
         _, blocking = FIDELITY_CHECKS[name]
         evaluated = {m: checks[m] for m in members if m in checks}
+        # identity checks (both sides from one source) are shown but are not evidence
+        identity = {m: figures[m]["independent_reason"] for m in evaluated
+                    if not checks[m].get("independent", True)}  # fmt: skip
+        evidence = {m: c for m, c in evaluated.items() if m not in identity}
         missing = {m: r for m, r in not_computed.items() if m in members or m.startswith(name)}
-        failed = [m for m, c in evaluated.items() if not c["passed"]]
-        computable = bool(evaluated)
+        failed = [m for m, c in evidence.items() if not c["passed"]]
+        computable = bool(evidence)
         passed = computable and not failed
         # A blocking metric that cannot be computed is reported, not hidden: it fails as a
         # warning (nothing wrong was measured, but nothing was shown either).
@@ -72,8 +77,12 @@ def check_results(report: dict) -> list[dg.AssetCheckResult]:
             if failed
             else "all within thresholds"
             if computable
+            else f"identity check only, not evidence: {'; '.join(sorted(set(identity.values())))}"
+            if identity
             else f"not computed: {'; '.join(sorted(set(missing.values())))}"
         )
+        if identity and computable:
+            summary += f" (identity checks not counted: {', '.join(sorted(identity))})"
         results.append(
             dg.AssetCheckResult(
                 check_name=name,
@@ -82,6 +91,7 @@ def check_results(report: dict) -> list[dg.AssetCheckResult]:
                 metadata={
                     "summary": dg.MetadataValue.text(summary),
                     "metrics": dg.MetadataValue.json(evaluated),
+                    "identity_checks": dg.MetadataValue.json(identity),
                     "not_computed": dg.MetadataValue.json(missing),
                 },
             )
@@ -146,6 +156,10 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
             "top_of_book_agreement": _fraction(report["top_of_book_agreement"]),
             "trade_agreement": _fraction(report.get("trade_agreement")),
             "not_computed": dg.MetadataValue.json(report["not_computed"]),
+            "evidence": dg.MetadataValue.json(report.get("evidence", [])),
+            "identity_checks": dg.MetadataValue.json(
+                {n: report["figures"][n]["independent_reason"] for n in report["identity_checks"]}
+            ),
         },
     )
 

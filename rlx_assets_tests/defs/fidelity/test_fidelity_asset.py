@@ -69,8 +69,19 @@ def test_report_with_golden_samples_meets_its_thresholds(env):
         for e in result.get_asset_materialization_events()
         if e.asset_key.to_user_string() == "fidelity_report"
     ]
-    summary = event.materialization.metadata["summary"].value
+    metadata = event.materialization.metadata
+    summary = metadata["summary"].value
     assert "data:image/png;base64," in summary and "PASS" in summary
+    # one recording on both sides: the UI says which figures are identity checks
+    assert "**Identity checks**" in summary
+    identity = metadata["identity_checks"].value
+    assert set(identity) == {"trade_agreement", "ks.trade_size", "ks.inter_trade_time",
+                             "tail.difference"}  # fmt: skip
+    assert all("same capture files" in reason for reason in identity.values())
+    assert "book_agreement" in metadata["evidence"].value
+    integrity = outcome["stream_integrity"].metadata
+    assert "trade_agreement" in integrity["identity_checks"].value
+    assert "identity checks not counted: trade_agreement" in integrity["summary"].value
 
 
 def test_without_golden_samples_it_says_what_it_could_not_compute(env, tmp_path):
