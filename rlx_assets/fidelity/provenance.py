@@ -177,9 +177,9 @@ def detect_provenance(
         prov.golden_sources.update(source_checksums(Path(path)))
     for table in sorted(vendor_files.keys() & golden_files.keys()):
         a, b = Path(vendor_files[table]), Path(golden_files[table])
-        if a.is_file() and b.is_file() and a.stat().st_size == b.stat().st_size:
-            if sha256_file(a) == sha256_file(b):
-                prov.identical_tables.append(table)
+        same_size = a.is_file() and b.is_file() and a.stat().st_size == b.stat().st_size
+        if same_size and sha256_file(a) == sha256_file(b):
+            prov.identical_tables.append(table)
     book = vendor_files.get("book")
     if book is not None:
         meta = file_metadata(Path(book))
