@@ -38,8 +38,13 @@ BASIS: dict[str, tuple[str, str]] = {
     ),
     "trade_agreement": ("lake trades vs golden trades, by trade id", "trades"),
     "discrepancies": (
-        "lake trades and book_delta_v2 vs the golden recording's, by id and sequence number",
+        "lake trades, book_delta_v2 and book rows vs the golden recording's, by trade id and "
+        "sequence number",
         "trades",
+    ),
+    "vendor_book_discrepancies": (
+        "reconstructed top 20 vs the lake's vendor book rows, row by row",
+        "book",
     ),
     "ks.trade_size": ("trade sizes of the reconstructed stream vs golden trades", "trades"),
     "ks.inter_trade_time": (

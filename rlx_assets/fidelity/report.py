@@ -35,6 +35,7 @@ from rlx_assets.capture.reader import (
     stream_channel,
     stream_symbol,
 )
+from rlx_assets.fidelity import discrepancies
 from rlx_assets.fidelity.provenance import Provenance, detect_provenance
 from rlx_assets.fidelity.thresholds import FidelityThresholds
 from rlx_assets.lake.from_capture import parse_decimals
@@ -88,6 +89,8 @@ KS_VARIABLES = {
     "mid_price_return": ("Mid-price log return", "ln(mid_t / mid_t-h)", "symlog"),
 }
 PLOT_FILES = {
+    "discrepancies_per_minute": "discrepancies_per_minute.png",
+    "vendor_book_discrepancies_per_minute": "vendor_book_discrepancies_per_minute.png",
     "top_of_book_agreement": "top_of_book_agreement.png",
     "book_level_agreement": "book_level_agreement.png",
     "tail_ccdf": "tail_ccdf.png",
@@ -105,8 +108,13 @@ def build_fidelity_report(
     golden_captures: Sequence[Path] | None,
     out_dir: Path,
     thresholds: FidelityThresholds | None = None,
+    upstream_gates: dict | None = None,
 ) -> dict:
-    """Compute every metric the inputs allow, write the report files, return the JSON dict."""
+    """Compute every metric the inputs allow, write the report files, return the JSON dict.
+
+    ``upstream_gates``: ``{"passed": bool, "summary": str}`` of the partition's integrity gates
+    and certificate, when known. The report is written whatever they say (it is the diagnosis
+    of a bad day); only its ``reconstruction_certified`` verdict depends on them."""
     th = thresholds or FidelityThresholds()
     out_dir = Path(out_dir)
     reconstruction_dir = Path(reconstruction_dir)
@@ -118,7 +126,10 @@ def build_fidelity_report(
 
     # --- lake-internal ---------------------------------------------------------------------------
     report.market_day = f"{market} {day.isoformat()}"
-    book = report.run("book_agreement", "error", lambda: _book(inputs, th), store=("book",))
+    vendor_book_rows: list[pl.DataFrame] = []
+    book = report.run(
+        "book_agreement", "error", lambda: _book(inputs, th, vendor_book_rows), store=("book",)
+    )
     report.data["book_agreement"] = book["agreement"] if book else None
     report.data["book_agreement_exact"] = book["exact_share"] if book else None
 
@@ -192,6 +203,25 @@ def build_fidelity_report(
     )  # fmt: skip
     report.data["trade_agreement"] = trades["agreement"] if trades else None
 
+    # --- discrepancies located -------------------------------------------------------------------
+    located: dict[str, pl.DataFrame] = {}
+
+    def lake_vs_golden() -> dict:
+        located["lake"] = _lake_vs_golden(inputs, th)
+        return discrepancies.summary(located["lake"], worst=th.worst_minutes_listed)
+
+    found = report.run("discrepancies", None, lake_vs_golden, unavailable=no_golden)
+    report.data["discrepancies_by_minute"] = found.pop("by_minute") if found else None
+
+    def vendor_book() -> dict:
+        if book is None:
+            raise NotComputable("no book agreement: the reconstruction or vendor book is missing")
+        located["book"] = discrepancies.reconstruction_discrepancies(vendor_book_rows)
+        return discrepancies.summary(located["book"], worst=th.worst_minutes_listed)
+
+    found = report.run("vendor_book_discrepancies", None, vendor_book)
+    report.data["vendor_book_discrepancies_by_minute"] = found.pop("by_minute") if found else None
+
     # --- captures: sequence continuity and aggTrade = sum of its raw trades -----------------------
     captures_reason = None if golden_captures else "no golden capture files given"
     day_analysis: list[Any] = []
@@ -251,7 +281,16 @@ def build_fidelity_report(
 
     # --- files -----------------------------------------------------------------------------------
     written = _plots(report, out_dir, book, tob, per_minute, samples, tails, th)
+    written.update(_discrepancy_plots(report, out_dir, located, day))
+    table = pl.concat(
+        [located.get("lake", discrepancies.empty()), located.get("book", discrepancies.empty())]
+    ).sort("time", maintain_order=True)
+    with atomic_write(out_dir / discrepancies.FILE_NAME) as handle:
+        table.write_parquet(handle)
     report.finish(market, day, reconstruction_dir, vendor_files, golden_files, golden_captures)
+    report.data["discrepancies_file"] = discrepancies.FILE_NAME
+    report.data["reconstruction_certified"] = _certified(report.data, upstream_gates)
+    report.data["upstream_gates"] = upstream_gates
     report.data["plots"] = written
     out_dir.mkdir(parents=True, exist_ok=True)
     write_file(out_dir / MARKDOWN_NAME, render_markdown(report.data).encode())
@@ -350,7 +389,7 @@ def vendor_book_agreement(
     return _book(inputs, thresholds or FidelityThresholds())
 
 
-def _book(inputs: _Inputs, th: FidelityThresholds) -> dict:
+def _book(inputs: _Inputs, th: FidelityThresholds, mismatch_rows: list | None = None) -> dict:
     path = inputs.recon / SNAPSHOTS_VENDOR_FILE
     if not path.is_file():
         raise NotComputable(f"the reconstruction has no {SNAPSHOTS_VENDOR_FILE}")
@@ -362,7 +401,7 @@ def _book(inputs: _Inputs, th: FidelityThresholds) -> dict:
         min_share=th.book_agreement_min,
         seed_sequence=int(seed) if seed else None, started_cold=bool(cold),
         known_bid_floor=inputs.known_floor, known_ask_ceiling=inputs.known_ceiling,
-        max_listed=th.max_listed,
+        max_listed=th.max_listed, mismatch_rows=mismatch_rows,
     )  # fmt: skip
     figures["started_cold"] = bool(cold)
     figures["seeded_from"] = seeded_from
@@ -567,6 +606,62 @@ def _tails(
     if samples is not None:
         report.data["tail"]["window"] = samples["window"]
     return estimates, values
+
+
+# --- discrepancies -------------------------------------------------------------------------------
+def _lake_vs_golden(inputs: _Inputs, th: FidelityThresholds) -> pl.DataFrame:
+    """Every located difference of the lake's files from the golden recording's."""
+    parts = []
+    both = set(inputs.vendor_files) & set(inputs.golden_files)
+    if not both & {"trades", "book_delta_v2", "book"}:
+        raise NotComputable("the lake and the golden samples share no trades or book table")
+    if "trades" in both:
+        parts.append(
+            discrepancies.trade_discrepancies(inputs.vendor("trades"), inputs.golden("trades"))
+        )
+    if "book_delta_v2" in both:
+        parts.append(discrepancies.delta_discrepancies(
+            inputs.vendor("book_delta_v2"), inputs.golden("book_delta_v2"),
+            time_gap_bound_s=th.time_gap_bound_s,
+        ))  # fmt: skip
+    if "book" in both:
+        parts.append(
+            discrepancies.book_row_discrepancies(inputs.vendor("book"), inputs.golden("book"))
+        )
+    return pl.concat(parts).sort("time", "kind", "id")
+
+
+def _certified(data: dict, upstream: dict | None) -> bool:
+    """Reconstruction certified: upstream gates did not fail, and the blocking checks
+    passed on independent evidence of the book."""
+    gates_ok = upstream is None or bool(upstream.get("passed"))
+    return bool(gates_ok and data["blocking_passed"] and "book_agreement" in data["evidence"])
+
+
+def _discrepancy_plots(report, out_dir, located, day) -> dict[str, str]:
+    written: dict[str, str] = {}
+    start, end = day_bounds(day)
+    for key, name, what in (
+        ("lake", "discrepancies_per_minute", "lake vs golden"),
+        ("book", "vendor_book_discrepancies_per_minute", "reconstruction vs vendor book rows"),
+    ):
+        if key not in located:
+            continue
+        frame = located[key]
+        minutes = discrepancies.by_minute(frame)
+        keys = sorted(minutes)
+        ns = np.array(
+            [int(dt.datetime.fromisoformat(m).timestamp()) * NS_PER_S for m in keys], np.int64
+        )
+        kinds = sorted({k for v in minutes.values() for k in v})
+        counts = {k: np.array([minutes[m].get(k, 0) for m in keys]) for k in kinds}
+        fig = plots.discrepancies_figure(
+            ns, counts, span_ns=(start, end),
+            title=f"Discrepancies per minute, {what}, {report.market_day}: {frame.height:,}",
+        )  # fmt: skip
+        write_file(out_dir / PLOT_FILES[name], plots.png_bytes(fig))
+        written[name] = PLOT_FILES[name]
+    return written
 
 
 # --- plots ----------------------------------------------------------------------------------------
@@ -784,6 +879,8 @@ def render_markdown(data: dict) -> str:
         "tail_ccdf": "Trade-size tail (log-log CCDF) with fitted power laws",
         **{f"ecdf_{k}": f"ECDF: {v[0]}" for k, v in KS_VARIABLES.items()},
         "book_level_agreement": "Top 20 vs vendor book rows, by level",
+        "discrepancies_per_minute": "Discrepancies per minute by kind, lake vs golden",
+        "vendor_book_discrepancies_per_minute": "Discrepancies per minute, ours vs vendor book",
     }
     if data.get("plots"):
         lines += ["## Plots", ""]
@@ -895,6 +992,7 @@ def render_markdown(data: dict) -> str:
     lines += ["## Figures", "", "| metric | value | threshold | verdict |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     lines.append("")
+    lines += _discrepancy_lines(data)
     compared = [(n, f) for n, f in figures.items() if n not in {m["metric"] for m in
                 data["not_computed"]} and not n.startswith("origin_time")]  # fmt: skip
     if compared:
@@ -932,3 +1030,34 @@ def render_markdown(data: dict) -> str:
         lines += ["## First differences", "", *details, ""]
     lines += [f"Every figure, threshold and listed id: `{JSON_NAME}`.", ""]
     return "\n".join(lines)
+
+
+def _discrepancy_lines(data: dict) -> list[str]:
+    """Where lake and golden, and our book and the vendor's, disagree: totals by kind and the
+    worst minutes."""
+    lines: list[str] = []
+    for key, title in (
+        ("discrepancies", "Discrepancies: lake vs golden"),
+        ("vendor_book_discrepancies", "Discrepancies: reconstruction vs vendor book rows"),
+    ):
+        found = data.get(key)
+        if not found:
+            continue
+        kinds = ", ".join(f"{k} {n:,}" for k, n in found["by_kind"].items()) or "none"
+        identity = "" if found["independent"] else " (identity check: one recording both sides)"
+        lines += [f"## {title}", "", f"{found['rows']:,} rows{identity}: {kinds}. "
+                  f"Every row: `{discrepancies.FILE_NAME}`.", ""]  # fmt: skip
+        if found["first"]:
+            f = found["first"]
+            lines += [f"First: {f['time']} {f['kind']} id {f['id']}: lake {f['lake']}, "
+                      f"golden {f['golden']}, ours {f['reconstruction']}.", ""]  # fmt: skip
+        if found["worst_minutes"]:
+            lines += ["| minute (UTC) | discrepancies | by kind |", "|---|---|---|"]
+            lines += [
+                f"| {w['minute']} | {w['total']:,} | "
+                + ", ".join(f"{k} {n:,}" for k, n in w["by_kind"].items())
+                + " |"
+                for w in found["worst_minutes"]
+            ]
+            lines.append("")
+    return lines
