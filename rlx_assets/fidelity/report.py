@@ -186,6 +186,9 @@ def build_fidelity_report(
             known_ask_ceiling=inputs.known_ceiling,
         )  # fmt: skip
         per_minute.append(minutes)
+        first = figures["first_unexplained_mismatch_minute"]
+        if first is not None:
+            figures["first_bad_minute"] = first[:16] + "Z"
         return figures
 
     tob = report.run(
@@ -403,6 +406,9 @@ def _book(inputs: _Inputs, th: FidelityThresholds, mismatch_rows: list | None = 
         known_bid_floor=inputs.known_floor, known_ask_ceiling=inputs.known_ceiling,
         max_listed=th.max_listed, mismatch_rows=mismatch_rows,
     )  # fmt: skip
+    if mismatch_rows:
+        first = min(int(f["timestamp"].min()) for f in mismatch_rows)
+        figures["first_bad_minute"] = _minute_label(first)
     figures["started_cold"] = bool(cold)
     figures["seeded_from"] = seeded_from
     if "vendor_book_rows_compared" in inputs.summary:
@@ -631,6 +637,10 @@ def _lake_vs_golden(inputs: _Inputs, th: FidelityThresholds) -> pl.DataFrame:
     return pl.concat(parts).sort("time", "kind", "id")
 
 
+def _minute_label(ns: int) -> str:
+    return iso(ns // NS_PER_S // 60 * 60 * NS_PER_S)[:16] + "Z"
+
+
 def _certified(data: dict, upstream: dict | None) -> bool:
     """Reconstruction certified: upstream gates did not fail, and the blocking checks
     passed on independent evidence of the book."""
@@ -777,6 +787,8 @@ class _Report:
                 "severity": severity,
                 "independent": about["independent"],
             }
+            if result.get("first_bad_minute"):
+                self.checks[name]["first_bad_minute"] = result["first_bad_minute"]
         return result
 
     def finish(self, market, day, recon, vendor_files, golden_files, captures) -> None:
@@ -858,8 +870,22 @@ def render_markdown(data: dict) -> str:
     """The researcher's page: verdict, plots, then one table of figures with thresholds."""
     th = data["thresholds"]
     identity = data.get("identity_checks") or []
+    gates = data.get("upstream_gates")
+    failed_blocking = [
+        f"`{n}` failed, first bad minute {c['first_bad_minute']}"
+        for n, c in data["checks"].items()
+        if c["severity"] == "error" and c["passed"] is False and c.get("first_bad_minute")
+    ]
     lines = [
         f"# Fidelity report: {data['market']} {data['date']}",
+        "",
+        f"Reconstruction certified: **{'yes' if data.get('reconstruction_certified') else 'no'}**"
+        + (
+            f" · upstream gates: {_verdict(gates.get('passed'))} {gates.get('summary', '')}"
+            if gates
+            else ""
+        )  # fmt: skip
+        + "".join(f" · {text}" for text in failed_blocking),
         "",
         f"Overall: {_verdict(data['passed'])} · blocking checks (book, top of book): "
         f"{_verdict(data['blocking_passed'])} · generated {data['generated_at']}",
@@ -1049,8 +1075,16 @@ def _discrepancy_lines(data: dict) -> list[str]:
                   f"Every row: `{discrepancies.FILE_NAME}`.", ""]  # fmt: skip
         if found["first"]:
             f = found["first"]
-            lines += [f"First: {f['time']} {f['kind']} id {f['id']}: lake {f['lake']}, "
-                      f"golden {f['golden']}, ours {f['reconstruction']}.", ""]  # fmt: skip
+            sides = ", ".join(
+                f"{name} {f[key]}"
+                for name, key in (
+                    ("lake", "lake"),
+                    ("golden", "golden"),
+                    ("ours", "reconstruction"),
+                )
+                if f[key] is not None
+            )
+            lines += [f"First: {f['time']} {f['kind']} id {f['id']}: {sides}.", ""]
         if found["worst_minutes"]:
             lines += ["| minute (UTC) | discrepancies | by kind |", "|---|---|---|"]
             lines += [

@@ -383,16 +383,18 @@ def top_of_book_agreement(
     n = aligned.height
     equal = int(aligned["equal"].sum())
     outside_known = None
+    out = pl.lit(False)
     if ps is not None and (known_bid_floor is not None or known_ask_ceiling is not None):
         floor = -1 if known_bid_floor is None else round(known_bid_floor * 10**ps)
         ceiling = None if known_ask_ceiling is None else round(known_ask_ceiling * 10**ps)
-        out = pl.lit(False)
         for col in ("best_bid_price", "golden_best_bid_price"):
             out = out | ((pl.col(col) != ABSENT) & (pl.col(col) < floor))
         if ceiling is not None:
             for col in ("best_ask_price", "golden_best_ask_price"):
                 out = out | (pl.col(col) > ceiling)
         outside_known = int(aligned.filter(~pl.col("equal") & out).height)
+    # where the book first went wrong: differences a top-20 seed could not know excepted
+    unexplained = aligned.filter(~pl.col("equal") & ~out)["minute"]
     per_minute = (
         aligned.group_by("minute")
         .agg(pl.len().alias("compared"), pl.col("equal").sum().alias("equal"))
@@ -423,6 +425,7 @@ def top_of_book_agreement(
         },
         "not_compared": {"book_unknown": book_unknown, "before_first_ticker": before_first},
         "mismatches_with_best_outside_known_depth": outside_known,
+        "first_unexplained_mismatch_minute": iso(unexplained.min()) if unexplained.len() else None,
         "first_mismatches": [
             {
                 "sequence_number": r["sequence_number"],

@@ -28,7 +28,13 @@ from rlx_assets_tests.stats.sample_partitions import (
 )
 
 FAST = {"tail_bootstrap_resamples": 20}
-IDENTITY_CHECKS = ["ks.inter_trade_time", "ks.trade_size", "tail.difference", "trade_agreement"]
+IDENTITY_CHECKS = [
+    "discrepancies",
+    "ks.inter_trade_time",
+    "ks.trade_size",
+    "tail.difference",
+    "trade_agreement",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,7 @@ def reports(sample_lake, recon, tmp_path_factory):
             day=p.day,
             reconstruction_dir=recon[p.key],
             vendor_files=p.files(sample_lake, VENDOR_TABLES),
-            golden_files=p.files(sample_lake, GOLDEN_TABLES),
+            golden_files=p.files(sample_lake, (*GOLDEN_TABLES, "book")),
             golden_captures=p.capture_paths(),
             out_dir=out_dir,
             thresholds=FidelityThresholds(),
@@ -97,14 +103,22 @@ def test_sample_report_meets_every_threshold(partition, reports):
     assert [n["metric"] for n in data["not_computed"]] == ["aggtrade_consistency"]
     assert "aggTrade" in data["not_computed"][0]["reason"]
     assert data["thresholds"] == th.model_dump()
+    # nothing located: no discrepancy of any kind, lake vs golden or ours vs the vendor book
+    assert data["discrepancies"]["rows"] == data["vendor_book_discrepancies"]["rows"] == 0
+    assert data["discrepancies_by_minute"] == data["vendor_book_discrepancies_by_minute"] == {}
+    assert data["reconstruction_certified"] is True
 
 
 @pytest.mark.parametrize("partition", PARTITIONS, ids=lambda p: p.key)
 def test_plots_are_pngs_and_the_markdown_shows_them_first(partition, reports):
     data, out_dir = reports[partition.key]
-    expected = {"top_of_book_agreement", "book_level_agreement", "tail_ccdf"} | {
-        f"ecdf_{k}" for k in KS_VARIABLES
-    }
+    expected = {
+        "top_of_book_agreement",
+        "book_level_agreement",
+        "tail_ccdf",
+        "discrepancies_per_minute",
+        "vendor_book_discrepancies_per_minute",
+    } | {f"ecdf_{k}" for k in KS_VARIABLES}
     assert set(data["plots"]) == expected
     markdown = (out_dir / MARKDOWN_NAME).read_text()
     for name in data["plots"].values():
@@ -154,7 +168,7 @@ def test_report_without_golden_samples_lists_what_it_could_not_compute(
     reasons = {n["metric"]: n["reason"] for n in data["not_computed"]}
     assert {
         "top_of_book_agreement", "trade_agreement", "tail.golden", "tail.difference",
-        "sequence_gaps.golden", "aggtrade_consistency",
+        "sequence_gaps.golden", "aggtrade_consistency", "discrepancies",
         *(f"ks.{k}" for k in KS_VARIABLES),
         *(f"origin_time.golden.{t}" for t in GOLDEN_TABLES),
     } == set(reasons)  # fmt: skip
@@ -162,7 +176,9 @@ def test_report_without_golden_samples_lists_what_it_could_not_compute(
     assert reasons["sequence_gaps.golden"] == "no golden capture files given"
     assert data["ks"] == {k: None for k in KS_VARIABLES}
     assert data["tail"]["lake"]["alpha"] > 1 and data["tail"]["golden"] is None
-    assert set(data["plots"]) == {"book_level_agreement", "tail_ccdf"}
+    assert set(data["plots"]) == {
+        "book_level_agreement", "tail_ccdf", "vendor_book_discrepancies_per_minute"
+    }  # fmt: skip
     markdown = (tmp_path / MARKDOWN_NAME).read_text()
     assert "`top_of_book_agreement`: no golden samples" in markdown
 

@@ -76,7 +76,7 @@ def test_report_with_golden_samples_meets_its_thresholds(env):
     assert "**Identity checks**" in summary
     identity = metadata["identity_checks"].value
     assert set(identity) == {"trade_agreement", "ks.trade_size", "ks.inter_trade_time",
-                             "tail.difference"}  # fmt: skip
+                             "tail.difference", "discrepancies"}  # fmt: skip
     assert all("same capture files" in reason for reason in identity.values())
     assert "book_agreement" in metadata["evidence"].value
     integrity = outcome["stream_integrity"].metadata
