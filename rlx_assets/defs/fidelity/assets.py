@@ -15,7 +15,7 @@ from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import load_thresholds
 from rlx_assets.staging import DataLayout, fetch, fetch_tree
 from rlx_assets.validation.certificate import certified_inputs
-from rlx_assets.validation.zones import CertificateError, read_json
+from rlx_assets.validation.zones import CertificateError, raw_path, read_json
 
 # Blocking: the stream must not be used. Warnings: distributional drift and integrity notes.
 FIDELITY_CHECKS = {
@@ -40,6 +40,12 @@ def golden_inputs(layout: DataLayout, capture_root: Path, market: str, day: dt.d
     files = {table: file for table, file in files.items() if fetch(file)}
     captures = [capture_root / name for name in report.get("files", {})]
     return files, [c for c in captures if c.is_file()]
+
+
+def uncertified_inputs(layout: DataLayout, market: str, day: dt.date) -> dict[str, Path]:
+    """The raw vendor files of a partition without a valid certificate (what the gates saw)."""
+    files = {t: raw_path(layout, t, market, day) for t in ("trades", "book", "book_delta_v2")}
+    return {t: p for t, p in files.items() if fetch(p)}
 
 
 def check_results(report: dict) -> list[dg.AssetCheckResult]:
@@ -72,8 +78,10 @@ def check_results(report: dict) -> list[dg.AssetCheckResult]:
         severity = (
             dg.AssetCheckSeverity.ERROR if blocking and computable else dg.AssetCheckSeverity.WARN
         )
+        where = [f"{m} first bad minute {evidence[m]['first_bad_minute']}" for m in failed
+                 if evidence[m].get("first_bad_minute")]  # fmt: skip
         summary = (
-            f"failed: {', '.join(failed)}"
+            f"failed: {', '.join(failed)}" + (f" ({'; '.join(where)})" if where else "")
             if failed
             else "all within thresholds"
             if computable
@@ -127,12 +135,19 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
     day, _, _, market = partition_of(context)
     layout = rlx.layout()
     reconstruction = reconstruction_dir(layout, market, day)
+    # The report is the diagnosis of a bad day too: a failed gate or a missing reconstruction
+    # only costs the "reconstruction certified" verdict and the figures that need them.
     if not fetch_tree(reconstruction) or not (reconstruction / "summary.json").is_file():
-        raise dg.Failure(f"{market} {day}: no reconstruction; materialise reconstructed_stream")
+        context.log.warning(f"{market} {day}: no reconstruction; lake vs golden only")
     try:
         vendor_files = certified_inputs(layout, market, day)
+        gates = {"passed": True, "summary": "certificate verified"}
     except CertificateError as error:
-        raise dg.Failure(str(error)) from None
+        vendor_files = uncertified_inputs(layout, market, day)
+        if not vendor_files:
+            raise dg.Failure(f"{error}; and no raw vendor file to diagnose") from None
+        gates = {"passed": False, "summary": str(error)}
+        context.log.warning(f"{error}: reporting on the raw files")
     golden_files, captures = golden_inputs(layout, rlx.settings().capture_root, market, day)
     if golden_files is None:
         context.log.warning(f"{market} {day}: no golden samples; lake-internal metrics only")
@@ -146,6 +161,7 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
         golden_captures=captures,
         out_dir=out,
         thresholds=load_thresholds(),
+        upstream_gates=gates,
     )
     return dg.MaterializeResult(
         check_results=check_results(report),
@@ -156,6 +172,13 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
             "top_of_book_agreement": _fraction(report["top_of_book_agreement"]),
             "trade_agreement": _fraction(report.get("trade_agreement")),
             "not_computed": dg.MetadataValue.json(report["not_computed"]),
+            "reconstruction_certified": dg.MetadataValue.bool(report["reconstruction_certified"]),
+            "discrepancies": dg.MetadataValue.json(
+                {
+                    k: (report.get(k) or {}).get("by_kind")
+                    for k in ("discrepancies", "vendor_book_discrepancies")
+                }  # fmt: skip
+            ),
             "evidence": dg.MetadataValue.json(report.get("evidence", [])),
             "identity_checks": dg.MetadataValue.json(
                 {n: report["figures"][n]["independent_reason"] for n in report["identity_checks"]}
