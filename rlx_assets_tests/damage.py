@@ -73,3 +73,36 @@ def keep_rows(count: int) -> Callable[[pl.DataFrame], pa.Table]:
         return frame.head(count).to_arrow()
 
     return change
+
+
+# --- fidelity damage: whole rows of real files ---------------------------------------------
+NS_PER_MINUTE = 60_000_000_000
+
+
+def in_minute(minute_ns: int, column: str = "timestamp") -> pl.Expr:
+    """Rows whose `column` (int64 ns) lies in the minute starting at `minute_ns`."""
+    return pl.col(column).is_between(minute_ns, minute_ns + NS_PER_MINUTE, closed="left")
+
+
+def drop_rows(where: pl.Expr) -> Callable[[pl.DataFrame], pa.Table]:
+    """A change that removes the rows matching `where`."""
+    return lambda frame: frame.filter(~where).to_arrow()
+
+
+def shift_times(where: pl.Expr, seconds: float, column: str = "timestamp"):
+    """A change that moves `column` (int64 ns) of the rows matching `where` by `seconds`."""
+    delta = round(seconds * 1e9)
+
+    def change(frame: pl.DataFrame) -> pa.Table:
+        moved = pl.when(where).then(pl.col(column) + delta).otherwise(pl.col(column))
+        return frame.with_columns(moved.alias(column)).to_arrow()
+
+    return change
+
+
+def keep_metadata(source: Path, target: Path) -> Path:
+    """Give `target` the key-value metadata of `source` (a damaged copy still says where its
+    rows came from, as the real file did)."""
+    table = pq.read_table(target)
+    pq.write_table(table.replace_schema_metadata(pq.read_schema(source).metadata), target)
+    return target

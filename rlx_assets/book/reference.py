@@ -1,7 +1,9 @@
 """A deliberately simple L2 book in pure Python: two dicts ``{price_ticks: size_lots}``.
 
 It shares no code with the compiled kernel (``rlx_assets.book.kernel``); it exists to check the
-kernel differentially and to measure what compiling buys (``rlx bench reconstruct``). Same
+kernel differentially, to measure what compiling buys (``rlx bench reconstruct``) and to build
+the vendor ``book`` table of a converted capture (``rlx lake-from-capture``), so that the
+fidelity report's book agreement on such a lake compares two implementations. Same
 semantics: a row sets the level's absolute size, size 0 removes it, the delete of a level the
 book does not hold is counted and ignored.
 """
@@ -67,3 +69,121 @@ class ReferenceBook:
             and self._best_ask is not None
             and self._best_bid >= self._best_ask
         )
+
+
+# --- the vendor `book` table of a capture, rebuilt without the kernel -----------------------------
+SYNC_COUNTERS = ("gaps", "snapshots_used", "snapshots_ignored", "snapshots_unusable",
+                 "diffs_applied", "diffs_stale")  # fmt: skip
+ABSENT = -1  # ticks/lots of a level the book does not hold
+
+
+class DepthSync:
+    """Binance's rule for a local book from a REST snapshot plus diff-depth events, written from
+    the exchange's documentation as a plain state machine (the kernel has its own compiled one).
+
+    Feed messages in receive order; each call returns the actions to take: ``("reset", i)``
+    (rebuild the book from snapshot message ``i``) and ``("apply", i)`` (apply diff ``i``).
+    Diffs received out of sync are buffered and replayed against the next snapshot: drop
+    ``u <= lastUpdateId`` (futures: ``u < lastUpdateId``); the first kept diff must straddle it
+    (spot ``U <= lastUpdateId+1 <= u``, futures ``U <= lastUpdateId <= u`` or ``pu ==
+    lastUpdateId``). In sync, spot needs ``U == previous u + 1``, futures ``pu == previous u``;
+    a break waits for the next snapshot. Snapshots arriving in sync are not needed."""
+
+    def __init__(self, futures: bool) -> None:
+        self.futures = futures
+        self.counters = dict.fromkeys(SYNC_COUNTERS, 0)
+        self.synced = False
+        self.previous_u = 0
+        self.snapshot_index: int | None = None
+        self.snapshot_id = 0
+        self.waiting: list[tuple[int, int, int, int]] = []
+
+    def snapshot(self, index: int, last_update_id: int) -> list[tuple[str, int]]:
+        if self.synced:
+            self.counters["snapshots_ignored"] += 1
+            return []
+        if self.snapshot_index is not None:
+            self.counters["snapshots_unusable"] += 1
+        self.snapshot_index, self.snapshot_id = index, last_update_id
+        waiting, self.waiting = self.waiting, []
+        actions: list[tuple[str, int]] = []
+        for diff in waiting:
+            actions += self.diff(*diff)
+        return actions
+
+    def diff(self, index: int, first: int, last: int, prev: int) -> list[tuple[str, int]]:
+        if self.synced:
+            follows = prev == self.previous_u if self.futures else first == self.previous_u + 1
+            if follows:
+                self.previous_u = last
+                self.counters["diffs_applied"] += 1
+                return [("apply", index)]
+            self.counters["gaps"] += 1
+            self.synced = False
+            self.waiting = [(index, first, last, prev)]
+            return []
+        if self.snapshot_index is not None:
+            lid = self.snapshot_id
+            if self.futures:
+                stale = last < lid
+                straddles = first <= lid <= last or prev == lid
+            else:
+                stale = last <= lid
+                straddles = first <= lid + 1 <= last
+            if stale:
+                self.counters["diffs_stale"] += 1
+                return []
+            if straddles:
+                snapshot, self.snapshot_index = self.snapshot_index, None
+                self.synced, self.previous_u = True, last
+                self.counters["snapshots_used"] += 1
+                self.counters["diffs_applied"] += 1
+                return [("reset", snapshot), ("apply", index)]
+            self.counters["snapshots_unusable"] += 1
+            self.snapshot_index = None
+        self.waiting.append((index, first, last, prev))
+        return []
+
+
+def top_after_each_diff(
+    is_snapshot, first, last, prev, level_start, level_end, side_is_bid, ticks, lots,
+    *, futures: bool, depth: int,
+):  # fmt: skip
+    """The top ``depth`` levels after every diff applied under ``DepthSync``, from a
+    ``ReferenceBook``: (applied diff indices, bid ticks, bid lots, ask ticks, ask lots as
+    ``(rows, depth)`` int64 arrays with ``ABSENT`` for missing levels, sync counters, book
+    counters). Messages and their levels are given as arrays, levels of message ``i`` at
+    ``[level_start[i], level_end[i])``."""
+    import numpy as np  # local: this module is otherwise plain Python
+
+    sides, prices, sizes = side_is_bid.tolist(), ticks.tolist(), lots.tolist()
+    starts, ends = level_start.tolist(), level_end.tolist()
+    sync = DepthSync(futures)
+    book = ReferenceBook()
+    emitted: list[int] = []
+    rows: list[tuple[list[Level], list[Level]]] = []
+    crossed = resets = unknown = 0
+    for i, snap in enumerate(is_snapshot.tolist()):
+        if snap:
+            actions = sync.snapshot(i, int(last[i]))
+        else:
+            actions = sync.diff(i, int(first[i]), int(last[i]), int(prev[i]))
+        for action, m in actions:
+            if action == "reset":
+                unknown += book.delete_unknown
+                book, resets = ReferenceBook(), resets + 1
+            book.apply_rows(zip(sides[starts[m]:ends[m]], prices[starts[m]:ends[m]],
+                                sizes[starts[m]:ends[m]], strict=True))  # fmt: skip
+            if action == "apply":
+                emitted.append(m)
+                rows.append(book.top(depth))
+                crossed += book.crossed()
+    out = [np.full((len(rows), depth), ABSENT, dtype=np.int64) for _ in range(4)]
+    for r, (bids, asks) in enumerate(rows):
+        for k, (tick, size) in enumerate(bids):
+            out[0][r, k], out[1][r, k] = tick, size
+        for k, (tick, size) in enumerate(asks):
+            out[2][r, k], out[3][r, k] = tick, size
+    book_counters = {"events": len(emitted), "resets": resets, "crossed": crossed,
+                     "delete_unknown": unknown + book.delete_unknown}  # fmt: skip
+    return np.asarray(emitted, dtype=np.int64), *out, sync.counters, book_counters

@@ -35,6 +35,9 @@ from rlx_assets.capture.reader import (
     stream_channel,
     stream_symbol,
 )
+from rlx_assets.fidelity import discrepancies
+from rlx_assets.fidelity.markdown import JSON_NAME, KS_VARIABLES, render_markdown
+from rlx_assets.fidelity.provenance import Provenance, detect_provenance
 from rlx_assets.fidelity.thresholds import FidelityThresholds
 from rlx_assets.lake.from_capture import parse_decimals
 from rlx_assets.lake.markets import binance_instrument, parse_market_key
@@ -67,7 +70,6 @@ from rlx_assets.stats.distributions import (
 )
 
 REPORT_VERSION = 1
-JSON_NAME = "fidelity.json"
 MARKDOWN_NAME = "fidelity.md"
 STREAM_FILE = "stream.parquet"
 SNAPSHOTS_VENDOR_FILE = "snapshots_vendor.parquet"
@@ -79,14 +81,9 @@ DELTA_COLUMNS = ("timestamp", "sequence_number")
 GOLDEN_TABLES = ("trades", "book_delta_v2", "level_1")
 # Crypto Lake collects Binance with cryptofeed, whose trades channel is aggTrade.
 VENDOR_TRADE_SOURCE = "aggTrade"
-KS_VARIABLES = {
-    # key: (title, axis label, x scale)
-    "trade_size": ("Trade size", "size (base asset)", "log"),
-    "inter_trade_time": ("Inter-trade time", "seconds between consecutive trades", "symlog"),
-    "quoted_spread": ("Quoted spread", "best ask - best bid (quote asset)", "linear"),
-    "mid_price_return": ("Mid-price log return", "ln(mid_t / mid_t-h)", "symlog"),
-}
 PLOT_FILES = {
+    "discrepancies_per_minute": "discrepancies_per_minute.png",
+    "vendor_book_discrepancies_per_minute": "vendor_book_discrepancies_per_minute.png",
     "top_of_book_agreement": "top_of_book_agreement.png",
     "book_level_agreement": "book_level_agreement.png",
     "tail_ccdf": "tail_ccdf.png",
@@ -104,19 +101,28 @@ def build_fidelity_report(
     golden_captures: Sequence[Path] | None,
     out_dir: Path,
     thresholds: FidelityThresholds | None = None,
+    upstream_gates: dict | None = None,
 ) -> dict:
-    """Compute every metric the inputs allow, write the report files, return the JSON dict."""
+    """Compute every metric the inputs allow, write the report files, return the JSON dict.
+
+    ``upstream_gates``: ``{"passed": bool, "summary": str}`` of the partition's integrity gates
+    and certificate, when known. The report is written whatever they say (it is the diagnosis
+    of a bad day); only its ``reconstruction_certified`` verdict depends on them."""
     th = thresholds or FidelityThresholds()
     out_dir = Path(out_dir)
     reconstruction_dir = Path(reconstruction_dir)
     golden_files = {k: Path(v) for k, v in (golden_files or {}).items()}
     golden_captures = [Path(p) for p in golden_captures or ()]
-    report = _Report(th)
+    provenance = detect_provenance(vendor_files, golden_files)
+    report = _Report(th, provenance)
     inputs = _Inputs(reconstruction_dir, vendor_files, golden_files)
 
     # --- lake-internal ---------------------------------------------------------------------------
     report.market_day = f"{market} {day.isoformat()}"
-    book = report.run("book_agreement", "error", lambda: _book(inputs, th), store=("book",))
+    vendor_book_rows: list[pl.DataFrame] = []
+    book = report.run(
+        "book_agreement", "error", lambda: _book(inputs, th, vendor_book_rows), store=("book",)
+    )
     report.data["book_agreement"] = book["agreement"] if book else None
     report.data["book_agreement_exact"] = book["exact_share"] if book else None
 
@@ -173,6 +179,9 @@ def build_fidelity_report(
             known_ask_ceiling=inputs.known_ceiling,
         )  # fmt: skip
         per_minute.append(minutes)
+        first = figures["first_unexplained_mismatch_minute"]
+        if first is not None:
+            figures["first_bad_minute"] = first[:16] + "Z"
         return figures
 
     tob = report.run(
@@ -189,6 +198,25 @@ def build_fidelity_report(
         store=("trades",),
     )  # fmt: skip
     report.data["trade_agreement"] = trades["agreement"] if trades else None
+
+    # --- discrepancies located -------------------------------------------------------------------
+    located: dict[str, pl.DataFrame] = {}
+
+    def lake_vs_golden() -> dict:
+        located["lake"] = _lake_vs_golden(inputs, th)
+        return discrepancies.summary(located["lake"], worst=th.worst_minutes_listed)
+
+    found = report.run("discrepancies", None, lake_vs_golden, unavailable=no_golden)
+    report.data["discrepancies_by_minute"] = found.pop("by_minute") if found else None
+
+    def vendor_book() -> dict:
+        if book is None:
+            raise NotComputable("no book agreement: the reconstruction or vendor book is missing")
+        located["book"] = discrepancies.reconstruction_discrepancies(vendor_book_rows)
+        return discrepancies.summary(located["book"], worst=th.worst_minutes_listed)
+
+    found = report.run("vendor_book_discrepancies", None, vendor_book)
+    report.data["vendor_book_discrepancies_by_minute"] = found.pop("by_minute") if found else None
 
     # --- captures: sequence continuity and aggTrade = sum of its raw trades -----------------------
     captures_reason = None if golden_captures else "no golden capture files given"
@@ -249,7 +277,16 @@ def build_fidelity_report(
 
     # --- files -----------------------------------------------------------------------------------
     written = _plots(report, out_dir, book, tob, per_minute, samples, tails, th)
+    written.update(_discrepancy_plots(report, out_dir, located, day))
+    table = pl.concat(
+        [located.get("lake", discrepancies.empty()), located.get("book", discrepancies.empty())]
+    ).sort("time", maintain_order=True)
+    with atomic_write(out_dir / discrepancies.FILE_NAME) as handle:
+        table.write_parquet(handle)
     report.finish(market, day, reconstruction_dir, vendor_files, golden_files, golden_captures)
+    report.data["discrepancies_file"] = discrepancies.FILE_NAME
+    report.data["reconstruction_certified"] = _certified(report.data, upstream_gates)
+    report.data["upstream_gates"] = upstream_gates
     report.data["plots"] = written
     out_dir.mkdir(parents=True, exist_ok=True)
     write_file(out_dir / MARKDOWN_NAME, render_markdown(report.data).encode())
@@ -348,7 +385,7 @@ def vendor_book_agreement(
     return _book(inputs, thresholds or FidelityThresholds())
 
 
-def _book(inputs: _Inputs, th: FidelityThresholds) -> dict:
+def _book(inputs: _Inputs, th: FidelityThresholds, mismatch_rows: list | None = None) -> dict:
     path = inputs.recon / SNAPSHOTS_VENDOR_FILE
     if not path.is_file():
         raise NotComputable(f"the reconstruction has no {SNAPSHOTS_VENDOR_FILE}")
@@ -360,8 +397,11 @@ def _book(inputs: _Inputs, th: FidelityThresholds) -> dict:
         min_share=th.book_agreement_min,
         seed_sequence=int(seed) if seed else None, started_cold=bool(cold),
         known_bid_floor=inputs.known_floor, known_ask_ceiling=inputs.known_ceiling,
-        max_listed=th.max_listed,
+        max_listed=th.max_listed, mismatch_rows=mismatch_rows,
     )  # fmt: skip
+    if mismatch_rows:
+        first = min(int(f["timestamp"].min()) for f in mismatch_rows)
+        figures["first_bad_minute"] = _minute_label(first)
     figures["started_cold"] = bool(cold)
     figures["seeded_from"] = seeded_from
     if "vendor_book_rows_compared" in inputs.summary:
@@ -567,6 +607,66 @@ def _tails(
     return estimates, values
 
 
+# --- discrepancies -------------------------------------------------------------------------------
+def _lake_vs_golden(inputs: _Inputs, th: FidelityThresholds) -> pl.DataFrame:
+    """Every located difference of the lake's files from the golden recording's."""
+    parts = []
+    both = set(inputs.vendor_files) & set(inputs.golden_files)
+    if not both & {"trades", "book_delta_v2", "book"}:
+        raise NotComputable("the lake and the golden samples share no trades or book table")
+    if "trades" in both:
+        parts.append(
+            discrepancies.trade_discrepancies(inputs.vendor("trades"), inputs.golden("trades"))
+        )
+    if "book_delta_v2" in both:
+        parts.append(discrepancies.delta_discrepancies(
+            inputs.vendor("book_delta_v2"), inputs.golden("book_delta_v2"),
+            time_gap_bound_s=th.time_gap_bound_s,
+        ))  # fmt: skip
+    if "book" in both:
+        parts.append(
+            discrepancies.book_row_discrepancies(inputs.vendor("book"), inputs.golden("book"))
+        )
+    return pl.concat(parts).sort("time", "kind", "id")
+
+
+def _minute_label(ns: int) -> str:
+    return iso(ns // NS_PER_S // 60 * 60 * NS_PER_S)[:16] + "Z"
+
+
+def _certified(data: dict, upstream: dict | None) -> bool:
+    """Reconstruction certified: upstream gates did not fail, and the blocking checks
+    passed on independent evidence of the book."""
+    gates_ok = upstream is None or bool(upstream.get("passed"))
+    return bool(gates_ok and data["blocking_passed"] and "book_agreement" in data["evidence"])
+
+
+def _discrepancy_plots(report, out_dir, located, day) -> dict[str, str]:
+    written: dict[str, str] = {}
+    start, end = day_bounds(day)
+    for key, name, what in (
+        ("lake", "discrepancies_per_minute", "lake vs golden"),
+        ("book", "vendor_book_discrepancies_per_minute", "reconstruction vs vendor book rows"),
+    ):
+        if key not in located:
+            continue
+        frame = located[key]
+        minutes = discrepancies.by_minute(frame)
+        keys = sorted(minutes)
+        ns = np.array(
+            [int(dt.datetime.fromisoformat(m).timestamp()) * NS_PER_S for m in keys], np.int64
+        )
+        kinds = sorted({k for v in minutes.values() for k in v})
+        counts = {k: np.array([minutes[m].get(k, 0) for m in keys]) for k in kinds}
+        fig = plots.discrepancies_figure(
+            ns, counts, span_ns=(start, end),
+            title=f"Discrepancies per minute, {what}, {report.market_day}: {frame.height:,}",
+        )  # fmt: skip
+        write_file(out_dir / PLOT_FILES[name], plots.png_bytes(fig))
+        written[name] = PLOT_FILES[name]
+    return written
+
+
 # --- plots ----------------------------------------------------------------------------------------
 def _plots(report, out_dir, book, tob, per_minute, samples, tails, th) -> dict[str, str]:
     written: dict[str, str] = {}
@@ -608,6 +708,8 @@ def _plots(report, out_dir, book, tob, per_minute, samples, tails, th) -> dict[s
                 continue
             a, b = samples[key]
             note = f"K-S D={ks['statistic']:.4f}, p={ks['pvalue']:.3g}"
+            if not ks["independent"]:
+                note += " (identity check: one recording on both sides)"
             save(
                 f"ecdf_{key}",
                 lambda a=a, b=b, t=title, x=xlabel, s=scale, n=note: plots.ecdf_figure(
@@ -631,10 +733,12 @@ def _plots(report, out_dir, book, tob, per_minute, samples, tails, th) -> dict[s
 
 # --- bookkeeping ----------------------------------------------------------------------------------
 class _Report:
-    def __init__(self, th: FidelityThresholds):
+    def __init__(self, th: FidelityThresholds, provenance: Provenance):
         self.th = th
+        self.provenance = provenance
         self.data: dict[str, Any] = {}
         self.checks: dict[str, dict] = {}
+        self.figures: dict[str, dict] = {}  # metric -> basis and independence
         self.not_computed: list[dict[str, str]] = []
         self.market_day = ""
 
@@ -647,8 +751,11 @@ class _Report:
         store: tuple[str, ...] | None = (),
         unavailable: str | None = None,
     ) -> dict | None:
-        """Run one metric; record it under ``store`` (default: ``name``'s parts), its verdict
-        in ``checks`` (when ``severity``), or the reason it could not be computed."""
+        """Run one metric; record it under ``store`` (default: ``name``'s parts) with what it
+        compares and whether that is independent, its verdict in ``checks`` (when
+        ``severity``), or the reason it could not be computed."""
+        about = self.provenance.describe(name)
+        self.figures[name] = about
         if unavailable is None:
             try:
                 result = compute()
@@ -657,6 +764,8 @@ class _Report:
         if unavailable is not None:
             self.not_computed.append({"metric": name, "reason": unavailable})
             result = None
+        if result is not None:
+            result.update(about)
         if store is not None:
             path = store or tuple(name.split("."))
             target = self.data
@@ -669,25 +778,38 @@ class _Report:
                 "value": _headline(result),
                 "threshold": _threshold(result),
                 "severity": severity,
+                "independent": about["independent"],
             }
+            if result.get("first_bad_minute"):
+                self.checks[name]["first_bad_minute"] = result["first_bad_minute"]
         return result
 
     def finish(self, market, day, recon, vendor_files, golden_files, captures) -> None:
+        # Identity checks cannot fail by construction: shown, never counted as evidence.
         computed = [c for c in self.checks.values() if c["passed"] is not None]
-        blocking = [c for c in computed if c["severity"] == "error"]
+        evidence = [c for c in computed if c["independent"]]
+        blocking = [c for c in evidence if c["severity"] == "error"]
         head = {
             "report_version": REPORT_VERSION,
             "market": market,
             "date": day.isoformat(),
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "passed": all(c["passed"] for c in computed),
+            "passed": all(c["passed"] for c in evidence),
             "blocking_passed": all(c["passed"] for c in blocking),
+            "evidence": sorted(n for n, c in self.checks.items() if c["independent"]),
+            "identity_checks": sorted(
+                n
+                for n, f in self.figures.items()
+                if not f["independent"] and n not in {m["metric"] for m in self.not_computed}
+            ),
             "top_of_book_agreement": self.data.pop("top_of_book_agreement", None),
             "book_agreement": self.data.pop("book_agreement", None),
             "book_agreement_exact": self.data.pop("book_agreement_exact", None),
             "trade_agreement": self.data.pop("trade_agreement", None),
             "checks": self.checks,
             "not_computed": self.not_computed,
+            "provenance": self.provenance.to_dict(),
+            "figures": self.figures,
         }
         rest = self.data
         self.data = {
@@ -726,161 +848,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (dt.date, Path)):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-# --- markdown -------------------------------------------------------------------------------------
-def _pct(x: float | None, digits: int = 3) -> str:
-    return "n/a" if x is None else f"{x:.{digits}%}"
-
-
-def _verdict(passed: bool | None) -> str:
-    return {True: "**PASS**", False: "**FAIL**", None: "n/a"}[passed]
-
-
-def render_markdown(data: dict) -> str:
-    """The researcher's page: verdict, plots, then one table of figures with thresholds."""
-    th = data["thresholds"]
-    lines = [
-        f"# Fidelity report: {data['market']} {data['date']}",
-        "",
-        f"Overall: {_verdict(data['passed'])} · blocking checks (book, top of book): "
-        f"{_verdict(data['blocking_passed'])} · generated {data['generated_at']}",
-        "",
-    ]
-    plot_titles = {
-        "top_of_book_agreement": "Top of book vs golden bookTicker, per minute",
-        "tail_ccdf": "Trade-size tail (log-log CCDF) with fitted power laws",
-        **{f"ecdf_{k}": f"ECDF: {v[0]}" for k, v in KS_VARIABLES.items()},
-        "book_level_agreement": "Top 20 vs vendor book rows, by level",
-    }
-    if data.get("plots"):
-        lines += ["## Plots", ""]
-        for key, title in plot_titles.items():
-            if key in data["plots"]:
-                lines += [f"![{title}]({data['plots'][key]})", ""]
-    rows: list[tuple[str, str, str, str]] = []
-    book = data.get("book")
-    checks = data["checks"]
-
-    def check(name: str) -> str:
-        return _verdict(checks[name]["passed"]) if name in checks else "n/a"
-
-    if data.get("book_agreement") is not None:
-        rows.append((
-            "Book agreement: top 20 = vendor book rows (levels outside the known depth of a "
-            "top-20 seed excepted)",
-            f"{_pct(data['book_agreement'])} of {book['rows_compared']:,} rows",
-            f"≥ {_pct(th['book_agreement_min'])}", check("book_agreement"),
-        ))  # fmt: skip
-        rows.append((
-            "Book rows exactly equal (all 40 levels)",
-            f"{_pct(data['book_agreement_exact'])}; "
-            f"{book['rows_differing_only_outside_known_depth']:,} rows differ only outside the "
-            "known depth",
-            "info", "",
-        ))  # fmt: skip
-    tob = data.get("top_of_book")
-    if tob:
-        rows.append((
-            "Top-of-book agreement vs golden bookTicker (by update id)",
-            f"{_pct(tob['agreement'])} of {tob['compared']:,} updates",
-            f"≥ {_pct(th['top_of_book_agreement_min'])}", check("top_of_book_agreement"),
-        ))  # fmt: skip
-    trades = data.get("trades")
-    if trades:
-        rows.append((
-            f"Trade agreement by id ({trades['golden_source']})",
-            f"{_pct(trades['agreement'], 4)}; missing {trades['missing']}, extra "
-            f"{trades['extra']}, mismatched {trades['mismatched']} of {trades['golden_trades']:,}",
-            f"≥ {_pct(th['trade_agreement_min'], 2)}", check("trade_agreement"),
-        ))  # fmt: skip
-    agg = data.get("aggtrade_consistency")
-    if agg:
-        rows.append((
-            "aggTrade quantity = sum of raw trades f..l (golden captures)",
-            f"{_pct(agg['agreement'])} of {agg['checked']:,}",
-            f"≥ {_pct(th['aggtrade_consistency_min'])}", check("aggtrade_consistency"),
-        ))  # fmt: skip
-    ks_rule = f"p ≥ {th['ks_min_pvalue']} or D ≤ {th['ks_max_statistic']}"
-    for key, ks in (data.get("ks") or {}).items():
-        if ks:
-            rows.append((
-                f"K-S {KS_VARIABLES[key][0].lower()}",
-                f"D = {ks['statistic']:.4f}, p = {ks['pvalue']:.3g} (n = {ks['n_a']:,} / "
-                f"{ks['n_b']:,})",
-                ks_rule, check(f"ks.{key}"),
-            ))  # fmt: skip
-    tail = data.get("tail") or {}
-    for source in ("lake", "golden"):
-        t = tail.get(source)
-        if t:
-            rows.append((
-                f"Tail exponent α of trade sizes, {source}",
-                f"{t['alpha']:.3f} [{t['ci'][0]:.3f}, {t['ci'][1]:.3f}], xmin = {t['xmin']:g}, "
-                f"n tail = {t['n_tail']:,}",
-                f"{t['ci_level']:.0%} bootstrap CI", "",
-            ))  # fmt: skip
-    diff = tail.get("difference")
-    if diff:
-        ci = diff["ci"]
-        ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci[0] is not None else ""
-        rows.append((
-            "Tail exponent difference (lake - golden)",
-            f"{diff['alpha_difference']:+.3f}{ci_text}",
-            f"abs ≤ {diff['tolerance']} or CIs overlap", check("tail.difference"),
-        ))  # fmt: skip
-    for source, gaps in (data.get("sequence_gaps") or {}).items():
-        if gaps:
-            what = (
-                f"{gaps['sequence_decreases']} decreases in {gaps['updates']:,} updates; "
-                f"time gaps {gaps['time_gap_seconds']:.1f} s of {gaps['span_seconds']:.0f} s"
-                if "sequence_decreases" in gaps
-                else f"{gaps['gaps_by_source'].get('depth_sequence', 0)} breaks in "
-                f"{gaps['depth_diffs']:,} diffs; gaps {gaps['gap_seconds']:.1f} s"
-            )
-            rows.append((
-                f"Sequence gaps, {source.replace('_', ' ')}",
-                f"ratio {gaps['sequence_gap_ratio']:.2e}: {what}",
-                f"≤ {th['sequence_gap_ratio_max']:g}", check(f"sequence_gaps.{source}"),
-            ))  # fmt: skip
-    for source, tables in (data.get("origin_time") or {}).items():
-        for table, o in (tables or {}).items():
-            if o:
-                rows.append((
-                    f"Origin time, {source} {table}",
-                    f"{o['invalid_rows']} invalid of {o['rows']:,} (null {o['null_timestamp']}, "
-                    f"outside day {o['outside_day']}, latency < -{o['negative_latency_bound_s']:g}"
-                    f" s {o['negative_latency_beyond_bound']}); median latency "
-                    f"{(o['latency_s']['p50'] or 0):.3f} s",
-                    f"≤ {_pct(th['origin_time_invalid_share_max'])}",
-                    check(f"origin_time.{source}.{table}"),
-                ))  # fmt: skip
-    lines += ["## Figures", "", "| metric | value | threshold | verdict |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    lines.append("")
-    if data["not_computed"]:
-        lines += ["## Not computed", ""]
-        lines += [f"- `{n['metric']}`: {n['reason']}" for n in data["not_computed"]]
-        lines.append("")
-    details = []
-    if trades and (trades["missing_ids"] or trades["extra_ids"] or trades["mismatched_trades"]):
-        details.append(f"- trade ids missing from the lake: {trades['missing_ids']}")
-        details.append(f"- trade ids only in the lake: {trades['extra_ids']}")
-        details.append(f"- mismatched trade ids: {[t['id'] for t in trades['mismatched_trades']]}")
-    if book and book.get("first_mismatches"):
-        first = book["first_mismatches"][0]
-        details.append(
-            f"- first book row that disagrees with the vendor: sequence "
-            f"{first['sequence_number']} ({first['timestamp']}), {first['side']} "
-            f"{first['price']}: our size {first['ours_size']}, vendor's {first['vendor_size']}"
-        )
-    if tob and tob.get("first_mismatches"):
-        first = tob["first_mismatches"][0]
-        details.append(
-            f"- first top-of-book difference: sequence {first['sequence_number']} "
-            f"({first['event_time']}): ours {first['ours']}, golden {first['golden']}"
-        )
-    if details:
-        lines += ["## First differences", "", *details, ""]
-    lines += [f"Every figure, threshold and listed id: `{JSON_NAME}`.", ""]
-    return "\n".join(lines)

@@ -115,6 +115,9 @@ class FidelityThresholds(BaseSettings):
 
     # --- report ---------------------------------------------------------------------------------
     max_listed: int = Field(20, ge=0, description="Ids/rows listed per kind of difference.")
+    worst_minutes_listed: int = Field(
+        10, ge=0, description="Minutes with the most discrepancies listed in the report."
+    )
 
 
 def load_thresholds(**overrides: object) -> FidelityThresholds:

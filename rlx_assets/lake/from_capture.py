@@ -11,7 +11,8 @@ How the tables are derived:
 * ``book_delta_v2``: one row per level of every depth diff, ``sequence_number`` = the diff's
   ``u``.
 * ``book``: top 20 after every depth diff applied to a book rebuilt from the REST snapshot under
-  Binance's sync rule (``rlx_assets.book.kernel.plan_depth_sync``), in integer ticks.
+  Binance's sync rule, in integer ticks, by the pure-Python reference book
+  (``rlx_assets.book.reference``): nothing shared with the reconstruction's compiled kernel.
 * ``level_1``: ``bookTicker`` frames; spot frames carry no event time, so the receive time
   stands in (recorded in the file metadata).
 
@@ -35,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numba import njit
 
-from rlx_assets.book.kernel import FLAG_EMIT, SYNC_COUNTERS, DenseBook, plan_depth_sync
+from rlx_assets.book.reference import top_after_each_diff
 from rlx_assets.capture.reader import (
     SNAPSHOT_CHANNEL,
     CaptureFormatError,
@@ -49,7 +50,10 @@ from rlx_assets.lake.schemas import BOOK_DEPTH, VENDOR_SCHEMAS
 from rlx_assets.staging import atomic_write, lake_relative_path, sha256_file
 
 CONVERTER = "rlx_assets.lake.from_capture"
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"  # 2: book table from the pure-Python reference book
+# Recorded in the book file: what built its rows (the fidelity report reads it to tell a
+# cross-implementation check from the kernel agreeing with itself).
+BOOK_BUILDER = "rlx_assets.book.reference"
 MARKETS = ("auto", "spot", "usdm")
 
 NS_PER_MS = 1_000_000
@@ -476,7 +480,8 @@ def _book_delta_table(depth: _Depth) -> _Table | None:
 
 @dataclass
 class BookSyncReport:
-    """How the book table was rebuilt: the sync rule's counters and the kernel's anomalies."""
+    """How the book table was rebuilt: the sync rule's counters and the reference book's
+    anomalies (``kernel``: the name kept for callers)."""
 
     sync: dict[str, int]
     kernel: dict[str, int]
@@ -494,33 +499,23 @@ class BookSyncReport:
 
 
 def _book_table(depth: _Depth, futures: bool) -> tuple[_Table | None, BookSyncReport]:
-    order, flags, counters = plan_depth_sync(
-        depth.is_snapshot, depth.first, depth.last, depth.prev, futures
-    )
-    sync = dict(zip(SYNC_COUNTERS, (int(c) for c in counters), strict=True))
-    counts = depth.level_end[order] - depth.level_start[order]
-    levels = _gather_ranges(depth.level_start[order], counts)
-    book = DenseBook.covering(depth.price)
-    top = book.apply(
-        depth.side_is_bid[levels],
-        depth.price[levels],
-        depth.size[levels],
-        np.cumsum(counts),
-        flags,
+    # The pure-Python reference book, sharing no code with the reconstruction's kernel: the
+    # fidelity report's book agreement on a converted lake is then a cross-implementation check.
+    emitted, bid_ticks, bid_lots, ask_ticks, ask_lots, sync, kernel = top_after_each_diff(
+        depth.is_snapshot, depth.first, depth.last, depth.prev, depth.level_start,
+        depth.level_end, depth.side_is_bid, depth.price, depth.size, futures=futures,
         depth=BOOK_DEPTH,
-    )
-    report = BookSyncReport(sync, book.counters(), top.rows)
-    if top.rows == 0:
+    )  # fmt: skip
+    report = BookSyncReport(sync, kernel, int(emitted.size))
+    if emitted.size == 0:
         return None, report
-    emitted = order[(flags & FLAG_EMIT) != 0]
     timestamp = depth.event_ms[emitted] * NS_PER_MS
     columns: dict[str, np.ndarray] = {
         "timestamp": timestamp,
         "receipt_timestamp": depth.capture[emitted],
         "sequence_number": depth.last[emitted],
     }
-    for side, ticks, lots in (("bid", top.bid_ticks, top.bid_sizes),
-                              ("ask", top.ask_ticks, top.ask_sizes)):  # fmt: skip
+    for side, ticks, lots in (("bid", bid_ticks, bid_lots), ("ask", ask_ticks, ask_lots)):
         present = ticks >= 0
         prices = np.where(present, _units_to_float(ticks, depth.price_scale), np.nan)
         sizes = np.where(present, _units_to_float(lots, depth.size_scale), np.nan)
@@ -532,6 +527,7 @@ def _book_table(depth: _Depth, futures: bool) -> tuple[_Table | None, BookSyncRe
         "rlx.size_scale": str(depth.size_scale),
         "rlx.book_sync": json.dumps({**sync, **report.kernel}, sort_keys=True),
         "rlx.book_gaps": str(sync["gaps"]),
+        "rlx.book_builder": BOOK_BUILDER,
     }
     return _Table("book", columns, timestamp, meta), report
 

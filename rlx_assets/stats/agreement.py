@@ -126,6 +126,7 @@ def book_agreement(
     size_scale: int | None = None,
     max_listed: int = 20,
     chunk_rows: int = 50_000,
+    mismatch_rows: list[pl.DataFrame] | None = None,
 ) -> dict:
     """Our top 20 (``snapshots_vendor.parquet``) against the vendor ``book`` rows with the same
     sequence number, in chunks of ``chunk_rows`` rows.
@@ -138,6 +139,10 @@ def book_agreement(
     top-20 row cannot know deeper levels that no delta has touched since. Every level we hold
     came from the seed or a delta, so it is exact wherever it lies; a book known to full depth
     (no bounds) must agree exactly.
+
+    ``mismatch_rows``, when given, receives every disagreeing row (not only the first
+    ``max_listed``) as frames: ``timestamp`` (ns), ``sequence_number``, ``side``, ``level`` (the
+    first differing one), our and the vendor's price and size there (NaN: no level).
     """
     o_lf, v_lf = ours.lazy(), vendor.lazy()
     o_schema, v_schema = o_lf.collect_schema(), v_lf.collect_schema()
@@ -191,6 +196,11 @@ def book_agreement(
         consistent_rows += int(consistent.sum())
         level_equal += level_eq.sum(axis=0)
         seqs, times = chunk["sequence_number"].to_numpy(), chunk["timestamp"].to_numpy()
+        if mismatch_rows is not None and not consistent.all():
+            mismatch_rows.append(_mismatch_frame(
+                np.flatnonzero(~consistent), seqs, times, bid_o | bid_v, ask_o | ask_v,
+                (obp, obs, vbp, vbs), (oap, oas, vap, vas), ps, ss,
+            ))  # fmt: skip
         for r in np.flatnonzero(~consistent)[: max_listed - len(mismatches)]:
             where = {"sequence_number": int(seqs[r]), "timestamp": iso(int(times[r]))}
             for side, (eo, ev, op, os_, vp, vs) in (
@@ -234,6 +244,23 @@ def book_agreement(
 
 
 _SIDES = (("bid", "price"), ("bid", "size"), ("ask", "price"), ("ask", "size"))
+
+
+def _mismatch_frame(bad, seqs, times, bid_err, ask_err, bid, ask, ps, ss) -> pl.DataFrame:
+    """The first differing level of each disagreeing row, vectorised over the rows."""
+    use_bid = bid_err[bad].any(axis=1)
+    level = np.where(use_bid, bid_err[bad].argmax(axis=1), ask_err[bad].argmax(axis=1))
+
+    def at(bid_m: np.ndarray, ask_m: np.ndarray, scale: int) -> np.ndarray:
+        units = np.where(use_bid, bid_m[bad, level], ask_m[bad, level])
+        return np.where(units == ABSENT, np.nan, units / 10.0**scale)
+
+    return pl.DataFrame({
+        "timestamp": times[bad], "sequence_number": seqs[bad],
+        "side": np.where(use_bid, "bid", "ask"), "level": level.astype(np.int64),
+        "ours_price": at(bid[0], ask[0], ps), "ours_size": at(bid[1], ask[1], ss),
+        "vendor_price": at(bid[2], ask[2], ps), "vendor_size": at(bid[3], ask[3], ss),
+    })  # fmt: skip
 
 
 def _rows(lf: pl.LazyFrame, rows: pl.Series, exprs: list[pl.Expr]) -> pl.DataFrame:
@@ -356,16 +383,18 @@ def top_of_book_agreement(
     n = aligned.height
     equal = int(aligned["equal"].sum())
     outside_known = None
+    out = pl.lit(False)
     if ps is not None and (known_bid_floor is not None or known_ask_ceiling is not None):
         floor = -1 if known_bid_floor is None else round(known_bid_floor * 10**ps)
         ceiling = None if known_ask_ceiling is None else round(known_ask_ceiling * 10**ps)
-        out = pl.lit(False)
         for col in ("best_bid_price", "golden_best_bid_price"):
             out = out | ((pl.col(col) != ABSENT) & (pl.col(col) < floor))
         if ceiling is not None:
             for col in ("best_ask_price", "golden_best_ask_price"):
                 out = out | (pl.col(col) > ceiling)
         outside_known = int(aligned.filter(~pl.col("equal") & out).height)
+    # where the book first went wrong: differences a top-20 seed could not know excepted
+    unexplained = aligned.filter(~pl.col("equal") & ~out)["minute"]
     per_minute = (
         aligned.group_by("minute")
         .agg(pl.len().alias("compared"), pl.col("equal").sum().alias("equal"))
@@ -396,6 +425,7 @@ def top_of_book_agreement(
         },
         "not_compared": {"book_unknown": book_unknown, "before_first_ticker": before_first},
         "mismatches_with_best_outside_known_depth": outside_known,
+        "first_unexplained_mismatch_minute": iso(unexplained.min()) if unexplained.len() else None,
         "first_mismatches": [
             {
                 "sequence_number": r["sequence_number"],

@@ -162,3 +162,29 @@ def level_agreement_figure(level_agreement: Sequence[float], *, title: str) -> F
     ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="lower left", fontsize="small")
     return fig
+
+
+def discrepancies_figure(
+    minutes_ns: np.ndarray, counts: dict[str, np.ndarray], *, title: str, span_ns=None
+) -> Figure:
+    """Discrepancies per minute, one stacked bar colour per kind; an empty chart says so."""
+    fig, ax = new_figure(8.0, 3.8)
+    times = [dt.datetime.fromtimestamp(int(m) / 1e9, dt.UTC) for m in minutes_ns]
+    bottom = np.zeros(len(times))
+    width = 1 / 1440 * 0.8  # days: 80% of a minute
+    for kind, values in counts.items():
+        values = np.asarray(values, float)
+        ax.bar(times, values, width=width, bottom=bottom, label=kind, align="edge")
+        bottom += values
+    if not counts:
+        ax.text(0.5, 0.5, "no discrepancy", transform=ax.transAxes, ha="center", va="center")
+        if span_ns is not None:
+            ax.set_xlim(*(dt.datetime.fromtimestamp(int(t) / 1e9, dt.UTC) for t in span_ns))
+    else:
+        ax.legend(loc="upper right", fontsize="small")
+    ax.set_title(title)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=dt.UTC))
+    ax.set_xlabel("time (UTC, minute)")
+    ax.set_ylabel("discrepancies")
+    ax.grid(alpha=0.3, axis="y")
+    return fig

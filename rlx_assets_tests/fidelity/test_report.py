@@ -8,12 +8,14 @@ import json
 import re
 from decimal import Decimal
 
+import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
 from rlx_assets.fidelity.report import JSON_NAME, KS_VARIABLES, MARKDOWN_NAME, build_fidelity_report
 from rlx_assets.fidelity.thresholds import FidelityThresholds, load_thresholds
 from rlx_assets.stats.plots import PNG_SIGNATURE
+from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.stats.sample_partitions import (
     GOLDEN_TABLES,
     PARTITIONS,
@@ -26,6 +28,13 @@ from rlx_assets_tests.stats.sample_partitions import (
 )
 
 FAST = {"tail_bootstrap_resamples": 20}
+IDENTITY_CHECKS = [
+    "discrepancies",
+    "ks.inter_trade_time",
+    "ks.trade_size",
+    "tail.difference",
+    "trade_agreement",
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +54,7 @@ def reports(sample_lake, recon, tmp_path_factory):
             day=p.day,
             reconstruction_dir=recon[p.key],
             vendor_files=p.files(sample_lake, VENDOR_TABLES),
-            golden_files=p.files(sample_lake, GOLDEN_TABLES),
+            golden_files=p.files(sample_lake, (*GOLDEN_TABLES, "book")),
             golden_captures=p.capture_paths(),
             out_dir=out_dir,
             thresholds=FidelityThresholds(),
@@ -75,7 +84,11 @@ def test_sample_report_meets_every_threshold(partition, reports):
     assert set(data["ks"]) == set(KS_VARIABLES)
     for key, ks in data["ks"].items():
         assert ks["passed"] and ks["n_a"] > 300 and ks["n_b"] > 300, key
-    assert data["ks"]["trade_size"]["statistic"] == 0.0  # the same trades on both sides
+    # lake and golden are one recording here: trade figures are identities, and marked so
+    assert data["ks"]["trade_size"]["statistic"] == 0.0
+    assert data["identity_checks"] == IDENTITY_CHECKS
+    assert not set(IDENTITY_CHECKS) & set(data["evidence"])
+    assert {"book_agreement", "top_of_book_agreement", "ks.quoted_spread"} <= set(data["evidence"])
     for source in ("lake", "golden"):
         tail = data["tail"][source]
         assert tail["ci"][0] <= tail["alpha"] <= tail["ci"][1]
@@ -90,14 +103,22 @@ def test_sample_report_meets_every_threshold(partition, reports):
     assert [n["metric"] for n in data["not_computed"]] == ["aggtrade_consistency"]
     assert "aggTrade" in data["not_computed"][0]["reason"]
     assert data["thresholds"] == th.model_dump()
+    # nothing located: no discrepancy of any kind, lake vs golden or ours vs the vendor book
+    assert data["discrepancies"]["rows"] == data["vendor_book_discrepancies"]["rows"] == 0
+    assert data["discrepancies_by_minute"] == data["vendor_book_discrepancies_by_minute"] == {}
+    assert data["reconstruction_certified"] is True
 
 
 @pytest.mark.parametrize("partition", PARTITIONS, ids=lambda p: p.key)
 def test_plots_are_pngs_and_the_markdown_shows_them_first(partition, reports):
     data, out_dir = reports[partition.key]
-    expected = {"top_of_book_agreement", "book_level_agreement", "tail_ccdf"} | {
-        f"ecdf_{k}" for k in KS_VARIABLES
-    }
+    expected = {
+        "top_of_book_agreement",
+        "book_level_agreement",
+        "tail_ccdf",
+        "discrepancies_per_minute",
+        "vendor_book_discrepancies_per_minute",
+    } | {f"ecdf_{k}" for k in KS_VARIABLES}
     assert set(data["plots"]) == expected
     markdown = (out_dir / MARKDOWN_NAME).read_text()
     for name in data["plots"].values():
@@ -147,7 +168,7 @@ def test_report_without_golden_samples_lists_what_it_could_not_compute(
     reasons = {n["metric"]: n["reason"] for n in data["not_computed"]}
     assert {
         "top_of_book_agreement", "trade_agreement", "tail.golden", "tail.difference",
-        "sequence_gaps.golden", "aggtrade_consistency",
+        "sequence_gaps.golden", "aggtrade_consistency", "discrepancies",
         *(f"ks.{k}" for k in KS_VARIABLES),
         *(f"origin_time.golden.{t}" for t in GOLDEN_TABLES),
     } == set(reasons)  # fmt: skip
@@ -155,7 +176,9 @@ def test_report_without_golden_samples_lists_what_it_could_not_compute(
     assert reasons["sequence_gaps.golden"] == "no golden capture files given"
     assert data["ks"] == {k: None for k in KS_VARIABLES}
     assert data["tail"]["lake"]["alpha"] > 1 and data["tail"]["golden"] is None
-    assert set(data["plots"]) == {"book_level_agreement", "tail_ccdf"}
+    assert set(data["plots"]) == {
+        "book_level_agreement", "tail_ccdf", "vendor_book_discrepancies_per_minute"
+    }  # fmt: skip
     markdown = (tmp_path / MARKDOWN_NAME).read_text()
     assert "`top_of_book_agreement`: no golden samples" in markdown
 
@@ -271,3 +294,93 @@ def test_aggtrade_quantities_are_checked_against_raw_trades(recon, sample_lake, 
     reasons = {n["metric"]: n["reason"] for n in data["not_computed"]}
     assert "aggtrade_consistency" not in reasons
     assert reasons["sequence_gaps.golden"] == "the golden captures hold no depth diff of the day"
+
+
+@pytest.mark.parametrize("partition", PARTITIONS, ids=lambda p: p.key)
+def test_every_figure_says_what_it_compares_and_identity_checks_are_marked(partition, reports):
+    data, out_dir = reports[partition.key]
+    prov = data["provenance"]
+    assert prov["same_recording"] is True
+    assert set(prov["shared_sources"]) == set(partition.captures)
+    for name in data["checks"]:
+        figure = data["figures"][name]
+        assert figure["basis"] and figure["independent_reason"], name
+        assert data["checks"][name]["independent"] is figure["independent"], name
+    for name in IDENTITY_CHECKS:
+        assert data["figures"][name]["independent"] is False
+        assert "same capture files" in data["figures"][name]["independent_reason"]
+    assert data["trades"]["independent"] is False and "vs golden trades" in data["trades"]["basis"]
+    book = data["book"]
+    assert book["independent"] is True and "reference book" in book["independent_reason"]
+    assert data["top_of_book"]["independent"] is True
+    assert "bookTicker" in data["top_of_book"]["basis"]
+    markdown = (out_dir / MARKDOWN_NAME).read_text()
+    assert "**Identity checks**" in markdown
+    trade_row = next(r for r in markdown.splitlines() if r.startswith("| Trade agreement"))
+    assert trade_row.endswith("**PASS** · identity check, not evidence |")
+    book_row = next(r for r in markdown.splitlines() if r.startswith("| Book agreement"))
+    assert "identity" not in book_row
+
+
+def test_identity_checks_are_left_out_of_the_verdict(recon, sample_lake, tmp_path):
+    """A failing identity check cannot sink (or carry) the verdict: here the golden trades
+    are the lake's with one price changed, yet both come from the same capture files."""
+    golden = SPOT_0809.files(sample_lake, GOLDEN_TABLES)
+    golden["trades"] = rewrite_parquet(
+        golden["trades"], tmp_path / "trades.parquet", set_value("price", 5000, 1.0)
+    )
+    _copy_metadata(SPOT_0809.file(sample_lake, "trades"), golden["trades"])
+    data = build_fidelity_report(
+        market=SPOT_0809.market, day=SPOT_0809.day, reconstruction_dir=recon[SPOT_0809.key],
+        vendor_files=SPOT_0809.files(sample_lake, VENDOR_TABLES), golden_files=golden,
+        golden_captures=None, out_dir=tmp_path / "report",
+        thresholds=FidelityThresholds(**FAST, trade_agreement_min=1.0),
+    )  # fmt: skip
+    assert data["checks"]["trade_agreement"]["passed"] is False
+    assert data["checks"]["trade_agreement"]["independent"] is False
+    assert data["passed"] is True and "trade_agreement" in data["identity_checks"]
+
+
+def test_golden_from_another_recording_is_evidence(recon, sample_lake, tmp_path):
+    """Golden trades that share no capture file with the lake (the provenance metadata of a
+    different recording) make the trade figures evidence again."""
+    golden = SPOT_0809.files(sample_lake, GOLDEN_TABLES)
+    table = pq.read_table(golden["trades"])
+    meta = dict(table.schema.metadata)
+    meta[b"rlx.source_files"] = json.dumps([{"name": "other.gz", "sha256": "0" * 64}]).encode()
+    golden["trades"] = tmp_path / "trades.parquet"
+    pq.write_table(table.replace_schema_metadata(meta), golden["trades"])
+    data = build_fidelity_report(
+        market=SPOT_0809.market, day=SPOT_0809.day, reconstruction_dir=recon[SPOT_0809.key],
+        vendor_files=SPOT_0809.files(sample_lake, VENDOR_TABLES),
+        golden_files={"trades": golden["trades"]}, golden_captures=None,
+        out_dir=tmp_path / "report", thresholds=FidelityThresholds(**FAST),
+    )  # fmt: skip
+    assert data["provenance"]["same_recording"] is False
+    assert data["figures"]["trade_agreement"]["independent"] is True
+    assert "trade_agreement" in data["evidence"] and data["identity_checks"] == []
+
+
+def test_a_vendor_book_built_by_the_kernel_is_an_identity_check(recon, sample_lake, tmp_path):
+    """A lake whose book rows came from the reconstruction's kernel (converter version 1):
+    book agreement is the kernel agreeing with itself, so it is no evidence."""
+    vendor = SPOT_0809.files(sample_lake, VENDOR_TABLES)
+    table = pq.read_table(vendor["book"])
+    meta = {k: v for k, v in table.schema.metadata.items() if k != b"rlx.book_builder"}
+    meta[b"rlx.converter_version"] = b"1"
+    vendor["book"] = tmp_path / "book.parquet"
+    pq.write_table(table.replace_schema_metadata(meta), vendor["book"])
+    data = build_fidelity_report(
+        market=SPOT_0809.market, day=SPOT_0809.day, reconstruction_dir=recon[SPOT_0809.key],
+        vendor_files=vendor, golden_files=None, golden_captures=None,
+        out_dir=tmp_path / "report", thresholds=FidelityThresholds(**FAST),
+    )  # fmt: skip
+    assert data["book"]["independent"] is False
+    assert "own kernel" in data["book"]["independent_reason"]
+    assert "book_agreement" in data["identity_checks"]
+    assert "book_agreement" not in data["evidence"]
+
+
+def _copy_metadata(source, target) -> None:
+    table = pq.read_table(target)
+    pq.write_table(table.replace_schema_metadata(pq.read_schema(source).metadata), target)

@@ -13,6 +13,8 @@ import hashlib
 import heapq
 import json
 import math
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -441,3 +443,21 @@ def test_parse_decimals_is_exact():
         parse_decimals(["1", "1e5"], "x")
     with pytest.raises(ConversionError, match="exceeds 2\\*\\*53"):
         parse_decimals(["123456789012.123456"], "x")
+
+
+def test_book_table_is_built_without_the_reconstruction_kernel(tmp_path):
+    """The vendor book must not come from the code it is used to check: the conversion runs
+    with the kernel module unimportable, and the file says what built it."""
+    capture = thin_spot_capture(tmp_path / "thin.gz")
+    script = (
+        "import sys; sys.modules['rlx_assets.book.kernel'] = None\n"
+        "from rlx_assets.lake.from_capture import convert_captures\n"
+        f"convert_captures([{str(capture)!r}], {str(tmp_path / 'out')!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    path = lake_file(tmp_path / "out", "book", ("BINANCE", "ETH-BTC"), day_of(T0 * 10**6))
+    assert pl.read_parquet(path)["bid_1_price"].to_list() == [0.0499]
+    meta = pq.read_schema(path).metadata
+    assert meta[b"rlx.book_builder"] == b"rlx_assets.book.reference"
+    assert meta[b"rlx.converter_version"] == b"2"

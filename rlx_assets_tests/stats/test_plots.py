@@ -106,3 +106,20 @@ def test_agreement_over_time_and_level_figures():
     levels = plots.level_agreement_figure([1.0] * 19 + [0.98], title="levels")
     assert len(levels.axes[0].patches) == 20
     _png(levels)
+
+
+def test_discrepancies_figure_stacks_kinds_per_minute_and_says_when_there_are_none():
+    minutes = np.array([0, 2]) * 60 * 10**9 + 1_723_161_240 * 10**9
+    fig = plots.discrepancies_figure(
+        minutes, {"sequence_gap": np.array([1, 0]), "trade_missing": np.array([3, 10])},
+        title="discrepancies",
+    )  # fmt: skip
+    bars = fig.axes[0].patches
+    assert [b.get_height() for b in bars] == [1, 0, 3, 10]
+    assert [b.get_y() for b in bars] == [0, 0, 1, 0]  # stacked on the kind below
+    assert _legend(fig) == ["sequence_gap", "trade_missing"]
+    _png(fig)
+    day = (1_723_075_200 * 10**9, 1_723_161_600 * 10**9)
+    empty = plots.discrepancies_figure(np.array([]), {}, title="none", span_ns=day)
+    assert [t.get_text() for t in empty.axes[0].texts] == ["no discrepancy"]
+    _png(empty)

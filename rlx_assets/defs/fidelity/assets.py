@@ -15,7 +15,7 @@ from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import load_thresholds
 from rlx_assets.staging import DataLayout, fetch, fetch_tree
 from rlx_assets.validation.certificate import staleness, verified_certificate
-from rlx_assets.validation.zones import CertificateError, read_json, write_json
+from rlx_assets.validation.zones import CertificateError, raw_path, read_json, write_json
 
 # Blocking: the stream must not be used. Warnings: distributional drift and integrity notes.
 FIDELITY_CHECKS = {
@@ -46,6 +46,12 @@ def golden_inputs(layout: DataLayout, capture_root: Path, market: str, day: dt.d
     return files, [c for c in captures if c.is_file()]
 
 
+def uncertified_inputs(layout: DataLayout, market: str, day: dt.date) -> dict[str, Path]:
+    """The raw vendor files of a partition without a valid certificate (what the gates saw)."""
+    files = {t: raw_path(layout, t, market, day) for t in ("trades", "book", "book_delta_v2")}
+    return {t: p for t, p in files.items() if fetch(p)}
+
+
 def check_results(report: dict) -> list[dg.AssetCheckResult]:
     """Fold the report's per-metric verdicts into the four checks a user reads."""
     checks = report["checks"]
@@ -59,25 +65,36 @@ def check_results(report: dict) -> list[dg.AssetCheckResult]:
         ],
     }
     results = []
+    figures = report.get("figures") or {}
     for name, members in groups.items():
         _, blocking = FIDELITY_CHECKS[name]
         evaluated = {m: checks[m] for m in members if m in checks}
+        # identity checks (both sides from one source) are shown but are not evidence
+        identity = {m: figures[m]["independent_reason"] for m in evaluated
+                    if not checks[m].get("independent", True)}  # fmt: skip
+        evidence = {m: c for m, c in evaluated.items() if m not in identity}
         missing = {m: r for m, r in not_computed.items() if m in members or m.startswith(name)}
-        failed = [m for m, c in evaluated.items() if not c["passed"]]
-        computable = bool(evaluated)
+        failed = [m for m, c in evidence.items() if not c["passed"]]
+        computable = bool(evidence)
         passed = computable and not failed
         # A blocking metric that cannot be computed is reported, not hidden: it fails as a
         # warning (nothing wrong was measured, but nothing was shown either).
         severity = (
             dg.AssetCheckSeverity.ERROR if blocking and computable else dg.AssetCheckSeverity.WARN
         )
+        where = [f"{m} first bad minute {evidence[m]['first_bad_minute']}" for m in failed
+                 if evidence[m].get("first_bad_minute")]  # fmt: skip
         summary = (
-            f"failed: {', '.join(failed)}"
+            f"failed: {', '.join(failed)}" + (f" ({'; '.join(where)})" if where else "")
             if failed
             else "all within thresholds"
             if computable
+            else f"identity check only, not evidence: {'; '.join(sorted(set(identity.values())))}"
+            if identity
             else f"not computed: {'; '.join(sorted(set(missing.values())))}"
         )
+        if identity and computable:
+            summary += f" (identity checks not counted: {', '.join(sorted(identity))})"
         results.append(
             dg.AssetCheckResult(
                 check_name=name,
@@ -86,6 +103,7 @@ def check_results(report: dict) -> list[dg.AssetCheckResult]:
                 metadata={
                     "summary": dg.MetadataValue.text(summary),
                     "metrics": dg.MetadataValue.json(evaluated),
+                    "identity_checks": dg.MetadataValue.json(identity),
                     "not_computed": dg.MetadataValue.json(missing),
                 },
             )
@@ -121,15 +139,29 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
     day, _, _, market = partition_of(context)
     layout = rlx.layout()
     reconstruction = reconstruction_dir(layout, market, day)
+    # The report is the diagnosis of a bad day too: a failed gate or a missing reconstruction
+    # only costs the "reconstruction certified" verdict and the figures that need them.
     if not fetch_tree(reconstruction) or not (reconstruction / "summary.json").is_file():
-        raise dg.Failure(f"{market} {day}: no reconstruction; materialise reconstructed_stream")
+        context.log.warning(f"{market} {day}: no reconstruction; lake vs golden only")
     try:
         certified = verified_certificate(layout, market, day)
     except CertificateError as error:
-        raise dg.Failure(str(error)) from None
-    vendor_files = certified.inputs
+        certified = None
+        vendor_files = uncertified_inputs(layout, market, day)
+        if not vendor_files:
+            raise dg.Failure(f"{error}; and no raw vendor file to diagnose") from None
+        gates = {"passed": False, "summary": str(error)}
+        context.log.warning(f"{error}: reporting on the raw files")
+    else:
+        vendor_files = certified.inputs
+        gates = {"passed": True, "summary": "certificate verified"}
     summary = read_summary(layout, market, day) or {}
-    if stale := staleness(summary.get("certificate_sha256"), certified.sha256, "reconstruction"):
+    # A reconstruction of an earlier certificate compared with today's files would locate
+    # differences that are only the republish: rebuild it first.
+    stale = certified is not None and staleness(
+        summary.get("certificate_sha256"), certified.sha256, "reconstruction"
+    )
+    if summary and stale:
         raise dg.Failure(f"{market} {day}: {stale}; materialise reconstructed_stream first")
     golden_files, captures = golden_inputs(layout, rlx.settings().capture_root, market, day)
     if golden_files is None:
@@ -144,10 +176,11 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
         golden_captures=captures,
         out_dir=out,
         thresholds=load_thresholds(),
+        upstream_gates=gates,
     )
     built_from = {
-        "certificate_sha256": certified.sha256,
-        "reconstruction_run_id": summary["run_id"],
+        "certificate_sha256": certified.sha256 if certified else None,
+        "reconstruction_run_id": summary.get("run_id"),
     }
     write_json(out / BUILT_FROM_NAME, built_from)
     return dg.MaterializeResult(
@@ -159,6 +192,17 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
             "top_of_book_agreement": _fraction(report["top_of_book_agreement"]),
             "trade_agreement": _fraction(report.get("trade_agreement")),
             "not_computed": dg.MetadataValue.json(report["not_computed"]),
+            "reconstruction_certified": dg.MetadataValue.bool(report["reconstruction_certified"]),
+            "discrepancies": dg.MetadataValue.json(
+                {
+                    k: (report.get(k) or {}).get("by_kind")
+                    for k in ("discrepancies", "vendor_book_discrepancies")
+                }  # fmt: skip
+            ),
+            "evidence": dg.MetadataValue.json(report.get("evidence", [])),
+            "identity_checks": dg.MetadataValue.json(
+                {n: report["figures"][n]["independent_reason"] for n in report["identity_checks"]}
+            ),
         },
     )
 

@@ -69,8 +69,19 @@ def test_report_with_golden_samples_meets_its_thresholds(env):
         for e in result.get_asset_materialization_events()
         if e.asset_key.to_user_string() == "fidelity_report"
     ]
-    summary = event.materialization.metadata["summary"].value
+    metadata = event.materialization.metadata
+    summary = metadata["summary"].value
     assert "data:image/png;base64," in summary and "PASS" in summary
+    # one recording on both sides: the UI says which figures are identity checks
+    assert "**Identity checks**" in summary
+    identity = metadata["identity_checks"].value
+    assert set(identity) == {"trade_agreement", "ks.trade_size", "ks.inter_trade_time",
+                             "tail.difference", "discrepancies"}  # fmt: skip
+    assert all("same capture files" in reason for reason in identity.values())
+    assert "book_agreement" in metadata["evidence"].value
+    integrity = outcome["stream_integrity"].metadata
+    assert "trade_agreement" in integrity["identity_checks"].value
+    assert "identity checks not counted: trade_agreement" in integrity["summary"].value
 
 
 def test_without_golden_samples_it_says_what_it_could_not_compute(env, tmp_path):
@@ -83,3 +94,28 @@ def test_without_golden_samples_it_says_what_it_could_not_compute(env, tmp_path)
     top = outcome["top_of_book_agreement"]
     assert not top.passed and top.severity == dg.AssetCheckSeverity.WARN
     assert "no golden samples" in top.metadata["summary"].value
+
+
+def test_report_is_written_for_a_partition_without_certificate_or_reconstruction(env):
+    """The report is the diagnosis: with the raw files acquired but no certificate and no
+    reconstruction, it still compares the lake with the golden recording and is written;
+    only "reconstruction certified" (and the checks that need the book) fall."""
+    assert run(env, dg.AssetSelection.groups("golden", "acquisition")).success
+    result = run(env, dg.AssetSelection.assets("fidelity_report"))
+    assert result.success
+    report_dir = env["root"] / "reports" / "BINANCE.BTC-USDT" / "2024-08-09"
+    report = json.loads((report_dir / "fidelity.json").read_text())
+    assert report["reconstruction_certified"] is False
+    assert report["upstream_gates"]["passed"] is False
+    assert "certificate" in report["upstream_gates"]["summary"]
+    assert report["discrepancies"]["rows"] == 0 and (report_dir / "discrepancies.parquet").is_file()
+    outcome = checks(result)
+    assert not outcome["book_agreement"].passed
+    assert outcome["book_agreement"].severity == dg.AssetCheckSeverity.WARN
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "fidelity_report"
+    ]
+    assert event.materialization.metadata["reconstruction_certified"].value is False
+    assert "Reconstruction certified: **no**" in event.materialization.metadata["summary"].value
