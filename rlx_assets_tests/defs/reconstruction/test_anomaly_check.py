@@ -80,12 +80,14 @@ def test_the_gate_passes_on_the_real_sample_days_under_both_profiles(env):
     )
 
 
-def test_a_diff_stamped_after_its_successor_fails_the_gate_naming_it(env):
-    """The vendor file stays in sequence order (its own gate passes), but one diff's exchange
-    time is later than the next diff's: in time order it arrives after a newer diff was applied.
-    It is refused, counted and the partition fails the gate, blocking what follows."""
-    path = env["lake"] / lake_relative_path("book_delta_v2", "BINANCE", "BTC-USDT", DAY8)
-    frame = pl.read_parquet(path)
+def test_a_diff_stamped_after_its_successor_fails_both_gates_naming_it(env, tmp_path):
+    """The vendor file stays in sequence order, but one diff's exchange time is later than the
+    next diff's: in time order it arrives after a newer diff was applied. The raw file's
+    temporal gate stops the chain first; and were it let through, reconstruction refuses the
+    diff, counts it and its own gate fails naming it."""
+    paths = {t: env["lake"] / lake_relative_path(t, "BINANCE", "BTC-USDT", DAY8)
+             for t in ("trades", "book_delta_v2", "book")}  # fmt: skip
+    frame = pl.read_parquet(paths["book_delta_v2"])
     seq, time = frame["sequence_number"].to_numpy(), frame["timestamp"].to_numpy()
     starts = np.flatnonzero(np.diff(seq) != 0) + 1
     k = starts.size // 2
@@ -102,10 +104,24 @@ def test_a_diff_stamped_after_its_successor_fails_the_gate_naming_it(env):
             .otherwise(pl.col("timestamp")).alias("timestamp")
         ).to_arrow()  # fmt: skip
 
-    rewrite_parquet(path, path, stamp_late)
+    rewrite_parquet(paths["book_delta_v2"], paths["book_delta_v2"], stamp_late)
     result = run(env, DAY8)
     assert not result.success
-    evaluation = gate(result)
+    temporal = next(
+        e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == dg.AssetKey("raw_book_delta_v2") and e.check_name == "temporal"
+    )
+    assert not temporal.passed
+    assert not reconstruction_dir(env["layout"], SPOT, DAY8).exists()
+
+    out = tmp_path / "out"
+    rebuilt = reconstruct_partition(
+        paths["trades"], paths["book_delta_v2"], paths["book"], out, None
+    )
+    summary = {"market": SPOT, "date": DAY8.isoformat(), "anomalies": rebuilt.anomalies,
+               "anomaly_first": rebuilt.anomaly_first}  # fmt: skip
+    evaluation = anomalies_check_result(summary, PROFILES["sample"], "sample")
     assert not evaluation.passed
     meta = evaluation.metadata
     assert meta["sequence_regressions"].value == end - start

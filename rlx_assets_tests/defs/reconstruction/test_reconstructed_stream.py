@@ -91,12 +91,24 @@ def test_the_fidelity_gate_fails_on_a_corrupted_delta(env):
     # Shift one delta row inside the top of the book by one tick ($0.01) after the first book row.
     book = pl.read_parquet(env["lake"] / lake_relative_path("book", "BINANCE", "BTC-USDT", DAY8))
     top = book.row(100, named=True)
-    row = frame.with_row_index("i").filter(
-        (pl.col("sequence_number") > top["sequence_number"])
-        & pl.col("side_is_bid")
-        & (pl.col("price") == top["bid_0_price"])
-        & (pl.col("size") > 0)
-    )["i"][0]
+    # ... onto a price its own diff does not touch, so the raw file's quality gate (one level
+    # twice in a diff) lets it through and only the book comparison can see it.
+    taken = frame.select("sequence_number", "side_is_bid", "price")
+    row = (
+        frame.with_row_index("i")
+        .filter(
+            (pl.col("sequence_number") > top["sequence_number"])
+            & pl.col("side_is_bid")
+            & (pl.col("price") == top["bid_0_price"])
+            & (pl.col("size") > 0)
+        )
+        .with_columns((pl.col("price") + 0.01).alias("shifted"))
+        .join(
+            taken.rename({"price": "shifted"}),
+            on=["sequence_number", "side_is_bid", "shifted"],
+            how="anti",
+        )["i"][0]
+    )
     corrupted_sequence = frame["sequence_number"][row]
 
     def shift(f: pl.DataFrame):
