@@ -124,22 +124,22 @@ def build_sample_lake() -> None:
     "--market",
     "markets",
     multiple=True,
-    help="Only this market (EXCHANGE.SYMBOL, one of RLX_MARKETS); repeat for several. "
-    "Default: every configured market.",
+    help="Only this market (EXCHANGE.SYMBOL, one of RLX_MARKETS); repeat for several "
+    "(default: every configured market).",
 )
 @click.option(
     "--from",
     "first_day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
-    help="First date (YYYY-MM-DD). Default: RLX_START_DATE.",
+    help="First date, YYYY-MM-DD (default: RLX_START_DATE).",
 )
 @click.option(
     "--to",
     "last_day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
-    help="Last date (YYYY-MM-DD). Default: yesterday (UTC), the last complete day.",
+    help="Last date, YYYY-MM-DD (default: yesterday in UTC, the last complete day).",
 )
 def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
     """List the valid partition keys, DATE|EXCHANGE.SYMBOL, one per line on stdout: the values
@@ -148,9 +148,9 @@ def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
     The partitions are every UTC day from RLX_START_DATE to yesterday times every market of
     RLX_MARKETS (read from the environment, like the assets do); a key outside them is refused
     by Dagster with a long DagsterInvalidSubsetError. With the bundled sample lake (RLX_LAKE_URI
-    unset) stderr also names the keys the sample has data for (once `rlx build-sample-lake` or
-    scripts/run_sample.sh built it). A bad RLX_* variable, an
-    unconfigured --market or --from after --to fails with one line naming it.
+    unset) stderr also names the keys the sample has trades and books for (once `rlx
+    build-sample-lake` or scripts/run_sample.sh built it). A bad RLX_* variable, an unconfigured
+    --market or --from after --to fails with one line naming it.
     """
     from rlx_assets.config import SettingsError, load_settings
 
@@ -187,11 +187,15 @@ def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
 
 
 def _sample_lake_partitions() -> list[str]:
-    """DATE|MARKET of every day file in the bundled sample lake (none before it is built)."""
+    """DATE|MARKET of the days the bundled sample lake has all three raw tables for (none before
+    it is built)."""
     from rlx_assets.config import SAMPLE_LAKE_DIR
 
-    days = SAMPLE_LAKE_DIR.glob("book_delta_v2/exchange=*/symbol=*/dt=*")
-    return [f"{d.name[3:]}|{d.parent.parent.name[9:]}.{d.parent.name[7:]}" for d in sorted(days)]
+    def keys(table: str) -> set[str]:
+        days = SAMPLE_LAKE_DIR.glob(f"{table}/exchange=*/symbol=*/dt=*")
+        return {f"{d.name[3:]}|{d.parent.parent.name[9:]}.{d.parent.name[7:]}" for d in days}
+
+    return sorted(keys("trades") & keys("book") & keys("book_delta_v2"))
 
 
 main.add_command(capture_command)

@@ -9,6 +9,7 @@ bash scripts/setup.sh
 export VIRTUAL_ENV="${PWD}/.venv"
 export PATH="${VIRTUAL_ENV}/bin:${PATH}"
 export DAGSTER_HOME="${PWD}"
+export PYTHONUNBUFFERED=1  # every step's event line reaches the log as it happens, none is lost
 unset RLX_LAKE_URI
 rlx build-sample-lake
 # Named pools keep their limits in the instance's storage (Dagster 1.13), not in dagster.yaml.
