@@ -42,11 +42,7 @@ for partition in \
   for job in golden_job daily_chain; do
     log="${log_dir}/${job}_${partition//[|]/_}.log"
     echo "== ${job} ${partition} (log: ${log})"
-    run_# Each run in one process: the default multiprocess executor starts a Python per step, and on
-# the sample that start-up costs far more than the steps (one partition's daily_chain: 394 s of
-# run for 30 s of steps on a loaded 2-core machine). Runs from the UI or the daemon keep it.
-IN_PROCESS='{"execution": {"config": {"in_process": {}}}}'
-started=${SECONDS}
+    run_started=${SECONDS}
     : >"${log}"
     dg launch --job "${job}" --partition "${partition}" -m rlx_assets.definitions \
       --config-json "${IN_PROCESS}" >"${log}" 2>&1 &
@@ -61,4 +57,4 @@ started=${SECONDS}
   done
 done
 echo "Done in $((SECONDS - started)) s: data under ${RLX_DATA_DIR:-data}/; browse the runs with:" \
-  "source .venv/bin/activate && DAGSTER_HOME=\$PWD dagster dev"
+  "source .venv/bin/activate && DAGSTER_HOME=\$PWD dg dev -m rlx_assets.definitions"
