@@ -26,7 +26,7 @@ follow_steps() {
       -e 's/.* - ([A-Za-z0-9_]+) - STEP_SUCCESS - Finished execution of step "[^"]*" in (.+)\.$/\1 \2 ok/p' \
       -e 's/.* - ([A-Za-z0-9_]+) - STEP_FAILURE - .*/\1 - FAILED/p' |
     while read -r step took verdict; do
-      printf '   %-34s %-42s %9s  %s\n' "${step}" "${partition}" "${took}" "${verdict}"
+      printf '   %-42s %-40s %8s  %s\n' "${step}" "${partition}" "${took}" "${verdict}"
     done
 }
 
