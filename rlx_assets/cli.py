@@ -46,9 +46,10 @@ class Progress:
 @click.group(epilog=EXIT_STATUS)
 def main() -> None:
     """rlx-assets command line: Binance captures to the Crypto Lake layout, the bundled sample
-    lake, live capture of golden samples, and the reconstruction benchmark.
+    lake, live capture of golden samples, the reconstruction benchmark, and the valid partition
+    keys.
 
-    The Dagster pipeline itself runs with `dagster` (see README.md); of these commands only
+    The Dagster pipeline itself runs with `dg` or `dagster` (see README.md); of these commands only
     `rlx partitions` reads the RLX_* settings of the assets. Progress and log lines go to stderr,
     results to the files named or to stdout. `rlx COMMAND --help` describes each command.
     """
