@@ -46,11 +46,12 @@ class Progress:
 @click.group(epilog=EXIT_STATUS)
 def main() -> None:
     """rlx-assets command line: Binance captures to the Crypto Lake layout, the bundled sample
-    lake, live capture of golden samples, and the reconstruction benchmark.
+    lake, live capture of golden samples, the reconstruction benchmark, and the valid partition
+    keys.
 
-    The Dagster pipeline itself runs with `dagster` (see README.md); these commands do not read
-    the RLX_* settings of the assets. Progress and log lines go to stderr, results to the files
-    named or to stdout. `rlx COMMAND --help` describes each command.
+    The Dagster pipeline itself runs with `dg` or `dagster` (see README.md); of these commands only
+    `rlx partitions` reads the RLX_* settings of the assets. Progress and log lines go to stderr,
+    results to the files named or to stdout. `rlx COMMAND --help` describes each command.
     """
 
 
@@ -117,6 +118,85 @@ def build_sample_lake() -> None:
     except (LakeError, ValueError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"sample lake ready: {lake}", err=True)
+
+
+@main.command("partitions", epilog=EXIT_STATUS)
+@click.option(
+    "--market",
+    "markets",
+    multiple=True,
+    help="Only this market (EXCHANGE.SYMBOL, one of RLX_MARKETS); repeat for several "
+    "(default: every configured market).",
+)
+@click.option(
+    "--from",
+    "first_day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="First date, YYYY-MM-DD (default: RLX_START_DATE).",
+)
+@click.option(
+    "--to",
+    "last_day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Last date, YYYY-MM-DD (default: yesterday in UTC, the last complete day).",
+)
+def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
+    """List the valid partition keys, DATE|EXCHANGE.SYMBOL, one per line on stdout: the values
+    `dagster asset materialize --partition`, `dg launch --partition` and backfills accept.
+
+    The partitions are every UTC day from RLX_START_DATE to yesterday times every market of
+    RLX_MARKETS (read from the environment, like the assets do); a key outside them is refused
+    by Dagster with a long DagsterInvalidSubsetError. With the bundled sample lake (RLX_LAKE_URI
+    unset) stderr also names the keys the sample has trades and books for (once `rlx
+    build-sample-lake` or scripts/run_sample.sh built it). A bad RLX_* variable, an unconfigured
+    --market or --from after --to fails with one line naming it.
+    """
+    from rlx_assets.config import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    from rlx_assets.defs.partitions import build_partitions
+
+    unknown = [m for m in markets if m not in settings.markets]
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)} not among the configured markets "
+            f"(RLX_MARKETS={','.join(settings.markets)})",
+            param_hint="--market",
+        )
+    if first_day and last_day and first_day > last_day:
+        raise click.BadParameter(f"--from {first_day:%Y-%m-%d} is after --to {last_day:%Y-%m-%d}")
+    dates = build_partitions(settings).get_partitions_def_for_dimension("date")
+    keys = [
+        f"{day}|{market}"
+        for day in dates.get_partition_keys()
+        if (first_day is None or day >= f"{first_day:%Y-%m-%d}")
+        and (last_day is None or day <= f"{last_day:%Y-%m-%d}")
+        for market in markets or settings.markets
+    ]
+    click.echo("\n".join(keys) if keys else "", nl=bool(keys))
+    click.echo(f"{len(keys)} partition keys", err=True)
+    if settings.lake_uri is None:
+        in_sample = sorted(set(keys) & set(_sample_lake_partitions()))
+        click.echo(
+            f"with data in the bundled sample lake: {', '.join(in_sample) or 'none'}", err=True
+        )
+
+
+def _sample_lake_partitions() -> list[str]:
+    """DATE|MARKET of the days the bundled sample lake has all three raw tables for (none before
+    it is built)."""
+    from rlx_assets.config import SAMPLE_LAKE_DIR
+
+    def keys(table: str) -> set[str]:
+        days = SAMPLE_LAKE_DIR.glob(f"{table}/exchange=*/symbol=*/dt=*")
+        return {f"{d.name[3:]}|{d.parent.parent.name[9:]}.{d.parent.name[7:]}" for d in days}
+
+    return sorted(keys("trades") & keys("book") & keys("book_delta_v2"))
 
 
 main.add_command(capture_command)

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rlx_assets.lake.markets import binance_instrument, parse_market_key
 from rlx_assets.remote import is_remote_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ class RlxSettings(BaseSettings):
     # Completed golden-sample capture files; unset: the bundled captures for the sample lake,
     # else $RLX_DATA_DIR/golden/raw (where `rlx capture --out` should write).
     capture_dir: Path | None = None
-    max_gap_ratio: float = 0.0001
+    max_gap_ratio: float = Field(0.0001, ge=0, le=1)
     # Gate thresholds profile (`sample` | `production`); unset: chosen from the lake.
     gate_profile: str | None = None
     download_attempts: int = 5
@@ -59,6 +61,9 @@ class RlxSettings(BaseSettings):
             value = tuple(m.strip() for m in value.split(",") if m.strip())
         if not value:
             raise ValueError("RLX_MARKETS is empty: name at least one market like BINANCE.BTC-USDT")
+        for market in value if isinstance(value, tuple | list) else ():
+            # Refused at load time, not at the first download: only Binance markets are served.
+            binance_instrument(*parse_market_key(market))
         return value
 
     @field_validator("lake_uri", mode="before")
@@ -91,5 +96,44 @@ class RlxSettings(BaseSettings):
         return self.data_root / "golden" / "raw"
 
 
+class SettingsError(ValueError):
+    """A bad environment variable in one line: its name and value, what is wrong, an example."""
+
+
+def settings_error(exc: ValidationError, settings_class: type[BaseSettings]) -> SettingsError:
+    """One line per pydantic error of `settings_class`, each naming the variable and a valid
+    value (the field's default), instead of pydantic's multi-line report."""
+    prefix = settings_class.model_config.get("env_prefix", "")
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"{prefix}{field}".upper()
+        # Our validators' messages stand as written; pydantic's own ("Input should be ...")
+        # continue the line in lower case.
+        reason = error["msg"].removeprefix("Value error, ")
+        if reason.startswith("Input "):
+            reason = "i" + reason[1:]
+        example = _example_value(settings_class, field)
+        problems.append(
+            f"{variable}={error['input']!r}: {reason}"
+            + (f" (valid example: {variable}={example})" if example else "")
+        )
+    return SettingsError("; ".join(problems))
+
+
+def _example_value(settings_class: type[BaseSettings], field: str) -> str | None:
+    info = settings_class.model_fields.get(field)
+    default = None if info is None else info.default
+    if default is None or default is PydanticUndefined:
+        return None
+    if isinstance(default, tuple | list):
+        return ",".join(map(str, default))
+    return default.isoformat() if isinstance(default, dt.date) else str(default)
+
+
 def load_settings() -> RlxSettings:
-    return RlxSettings()
+    """The `RLX_*` settings; a bad variable raises SettingsError (one line, with an example)."""
+    try:
+        return RlxSettings()
+    except ValidationError as exc:
+        raise settings_error(exc, RlxSettings) from None

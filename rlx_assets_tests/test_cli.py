@@ -1,3 +1,4 @@
+import datetime as dt
 import gzip
 import json
 import re
@@ -164,6 +165,7 @@ COMMANDS = [
     [],
     ["lake-from-capture"],
     ["build-sample-lake"],
+    ["partitions"],
     ["capture"],
     ["bench"],
     ["bench", "reconstruct"],
@@ -194,3 +196,76 @@ def test_help_describes_every_argument_option_default_and_the_exit_status(path):
     else:
         assert "environment" in command.help  # which variables it reads, if any
         assert "stderr" in command.help  # where its progress or log lines go
+
+
+# --- rlx partitions ----------------------------------------------------------------------------
+def days(first: str, last: str) -> list[str]:
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return [(start + dt.timedelta(n)).isoformat() for n in range((end - start).days + 1)]
+
+
+def test_partitions_lists_every_configured_market_for_every_day_in_range(monkeypatch):
+    monkeypatch.setenv("RLX_MARKETS", "BINANCE.ETH-USDT,BINANCE_FUTURES.BTC-USDT-PERP")
+    args = ["partitions", "--from", "2024-02-27", "--to", "2024-03-01"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"{day}|{market}"
+        for day in days("2024-02-27", "2024-03-01")  # a leap day inside
+        for market in ("BINANCE.ETH-USDT", "BINANCE_FUTURES.BTC-USDT-PERP")
+    ]
+    assert "8 partition keys" in result.stderr
+
+
+def test_partitions_start_at_rlx_start_date_and_end_yesterday(monkeypatch):
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(1)
+    monkeypatch.setenv("RLX_START_DATE", (yesterday - dt.timedelta(2)).isoformat())
+    result = CliRunner().invoke(main, ["partitions", "--market", "BINANCE.BTC-USDT"])
+    assert result.exit_code == 0, result.output
+    first = yesterday - dt.timedelta(2)
+    assert result.stdout.splitlines() == [
+        f"{day}|BINANCE.BTC-USDT" for day in days(first.isoformat(), yesterday.isoformat())
+    ]
+
+
+def test_partitions_name_the_keys_the_bundled_sample_lake_has(monkeypatch, sample_lake):
+    monkeypatch.setattr("rlx_assets.config.SAMPLE_LAKE_DIR", sample_lake)
+    result = CliRunner().invoke(main, ["partitions", "--from", "2024-08-08", "--to", "2024-08-09"])
+    assert result.exit_code == 0, result.output
+    sample_line = next(
+        line for line in result.stderr.splitlines() if line.startswith("with data in the bundled")
+    )
+    # The captures: spot 2024-08-08 23:54 to 2024-08-09 00:05, futures on 2024-08-08.
+    for key in ("2024-08-08|BINANCE.BTC-USDT", "2024-08-09|BINANCE.BTC-USDT",
+                "2024-08-08|BINANCE_FUTURES.BTC-USDT-PERP"):  # fmt: skip
+        assert key in sample_line
+    # The futures capture reaches one second into 2024-08-09: book rows, no trade, no partition.
+    assert "2024-08-09|BINANCE_FUTURES.BTC-USDT-PERP" not in sample_line
+    monkeypatch.setattr("rlx_assets.config.SAMPLE_LAKE_DIR", sample_lake.parent / "unbuilt")
+    result = CliRunner().invoke(main, ["partitions", "--from", "2024-08-08", "--to", "2024-08-09"])
+    assert "with data in the bundled sample lake: none" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "code", "message"),
+    [
+        ({}, ["--market", "KRAKEN.XBT-USD"], 2, "KRAKEN.XBT-USD not among the configured markets "
+         "(RLX_MARKETS=BINANCE.BTC-USDT,BINANCE_FUTURES.BTC-USDT-PERP)"),
+        ({}, ["--from", "2024-08-09", "--to", "2024-08-08"], 2, "--from 2024-08-09 is after --to"),
+        ({}, ["--from", "08/08/2024"], 2, "'08/08/2024' does not match the format '%Y-%m-%d'"),
+        ({"RLX_START_DATE": "2024-99-01"}, [], 1, "Error: RLX_START_DATE='2024-99-01': "),
+        ({"RLX_MARKETS": "KRAKEN.XBT-USD"}, [], 1, "unknown exchange 'KRAKEN': the supported "
+         "exchanges are BINANCE (Binance spot, e.g. BINANCE.BTC-USDT) and BINANCE_FUTURES"),
+    ],
+)  # fmt: skip
+def test_partitions_errors_are_one_line_naming_what_to_change(
+    monkeypatch, env, args, code, message
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["partitions", *args])
+    assert result.exit_code == code
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output and "ValidationError" not in result.output
+    if code == 1:
+        assert len(result.output.strip().splitlines()) == 1

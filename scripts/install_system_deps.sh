@@ -5,8 +5,10 @@
 #     is set and `playwright install` is never called.
 #   * Debian's PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb, pg_ctl, postgres) and
 #     psql; the tests start their own server in a temporary directory, none is left running.
-#   * From PyPI, pinned: the playwright package, dagster-postgres (0.29.x is the release paired
-#     with dagster 1.13.x) and psycopg2-binary. Keep these pins equal to pyproject's dev extras.
+#   * From PyPI, pinned, into the project's .venv (scripts/setup.sh installs them already with
+#     pyproject's dev extras; keep these pins equal): the playwright package, dagster-postgres
+#     (0.29.x is the release paired with dagster 1.13.x) and psycopg2-binary. The system
+#     interpreter is never installed into.
 # Runs non-interactively as root (CI); as another user it uses sudo for apt-get when it can.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,12 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
-PYTHON="${PYTHON:-python3}"
+VENV_PYTHON=.venv/bin/python
+# The interpreter whose packages are checked: the project's .venv, else (tests run outside the
+# scripts) the python3 on PATH, which is only checked, never installed into.
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "${VENV_PYTHON}" ]]; then PYTHON="${VENV_PYTHON}"; else PYTHON=python3; fi
+fi
 PY_PINS=(
   "playwright==1.65.2"
   "dagster-postgres==0.29.27"
@@ -62,8 +69,13 @@ EOF
   [[ "${installed}" == "${version}" ]] || missing_pins+=("${pin}")
 done
 if ((${#missing_pins[@]})); then
-  echo "install_system_deps: pip install ${missing_pins[*]}"
-  "${PYTHON}" -m pip install --disable-pip-version-check -q "${missing_pins[@]}"
+  if [[ "${PYTHON}" != "${VENV_PYTHON}" ]]; then
+    echo "install_system_deps: ${PYTHON} lacks ${missing_pins[*]}; run bash scripts/setup.sh" \
+      "(installs them into .venv) and run the tests with scripts/test.sh" >&2
+    exit 1
+  fi
+  echo "install_system_deps: uv pip install ${missing_pins[*]} into .venv"
+  .venv/bin/uv pip install --python "${VENV_PYTHON}" --quiet "${missing_pins[@]}"
 fi
 
 postgres_bin="$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -1)"

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, lint and format check, then every test (slow ones included).
+# The whole test suite: set-up, lint and format check, then every test (slow ones included),
+# all with the project's .venv (tests that start `dagster`, `rlx` or `python` find its binaries
+# first on PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install_system_deps.sh  # Debian chromium + PostgreSQL for the slow UI tests
-python3 -m ruff check .
-python3 -m ruff format --check .
-python3 -m pytest "$@"
+export VIRTUAL_ENV="${PWD}/.venv"
+export PATH="${VIRTUAL_ENV}/bin:${PATH}"
+python -m ruff check .
+python -m ruff format --check .
+python -m pytest "$@"

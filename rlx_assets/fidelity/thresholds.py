@@ -7,8 +7,10 @@ case), e.g. ``RLX_FIDELITY_TOP_OF_BOOK_AGREEMENT_MIN=0.995``. The values used ar
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rlx_assets.config import settings_error
 
 
 class FidelityThresholds(BaseSettings):
@@ -121,5 +123,9 @@ class FidelityThresholds(BaseSettings):
 
 
 def load_thresholds(**overrides: object) -> FidelityThresholds:
-    """Defaults, then ``RLX_FIDELITY_*`` from the environment, then ``overrides``."""
-    return FidelityThresholds(**overrides)
+    """Defaults, then ``RLX_FIDELITY_*`` from the environment, then ``overrides``; a bad value
+    raises ``SettingsError`` naming the variable and a valid example, in one line."""
+    try:
+        return FidelityThresholds(**overrides)
+    except ValidationError as exc:
+        raise settings_error(exc, FidelityThresholds) from None

@@ -85,7 +85,9 @@ def binance_instrument(exchange: str, symbol: str) -> BinanceInstrument:
     market = MARKET_BY_EXCHANGE.get(exchange)
     if market is None:
         raise ValueError(
-            f"unknown exchange {exchange!r}; expected one of {sorted(MARKET_BY_EXCHANGE)}"
+            f"unknown exchange {exchange!r}: the supported exchanges are {SPOT_EXCHANGE} (Binance "
+            f"spot, e.g. {SPOT_EXCHANGE}.BTC-USDT) and {USDM_EXCHANGE} (Binance USD-M perpetuals, "
+            f"e.g. {USDM_EXCHANGE}.BTC-USDT{PERP_SUFFIX})"
         )
     if not _LAKE_PART_RE.match(symbol):
         raise ValueError(f"not a Crypto Lake symbol: {symbol!r}")
