@@ -88,13 +88,14 @@ def test_reconstruction_refuses_a_ready_file_changed_after_certification(env):
 def test_the_fidelity_gate_fails_on_a_corrupted_delta(env):
     deltas = env["lake"] / lake_relative_path("book_delta_v2", "BINANCE", "BTC-USDT", DAY8)
     frame = pl.read_parquet(deltas)
-    # Shift one delta row inside the top of the book by one tick ($0.01) after the first book row.
+    # Shift three bid deltas at the best bid of a vendor book row by one tick ($0.01), each onto
+    # a price its own diff does not touch: the raw file's gates (one level told twice in a diff
+    # is a quality failure) let them through, and only the book comparison can see them (three
+    # phantom levels are more rows than the 0.1 % the gate tolerates).
     book = pl.read_parquet(env["lake"] / lake_relative_path("book", "BINANCE", "BTC-USDT", DAY8))
     top = book.row(100, named=True)
-    # ... onto a price its own diff does not touch, so the raw file's quality gate (one level
-    # twice in a diff) lets it through and only the book comparison can see it.
     taken = frame.select("sequence_number", "side_is_bid", "price")
-    row = (
+    rows = (
         frame.with_row_index("i")
         .filter(
             (pl.col("sequence_number") > top["sequence_number"])
@@ -107,13 +108,14 @@ def test_the_fidelity_gate_fails_on_a_corrupted_delta(env):
             taken.rename({"price": "shifted"}),
             on=["sequence_number", "side_is_bid", "shifted"],
             how="anti",
-        )["i"][0]
+        )["i"]
+        .head(3)
     )
-    corrupted_sequence = frame["sequence_number"][row]
+    corrupted_sequence = frame["sequence_number"][rows[0]]
 
     def shift(f: pl.DataFrame):
         return f.with_columns(
-            pl.when(pl.int_range(pl.len()) == row)
+            pl.when(pl.int_range(pl.len()).is_in(rows.implode()))
             .then(pl.col("price") + 0.01)
             .otherwise(pl.col("price"))
             .alias("price")
