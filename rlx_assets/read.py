@@ -315,7 +315,7 @@ def book_at(
     return _book_from_start(layout, day, t, depth)
 
 
-def _price_types(day: CurrentDay) -> tuple[pl.Decimal, pl.Decimal]:
+def price_types(day: CurrentDay) -> tuple[pl.Decimal, pl.Decimal]:
     schema = pq.read_schema(day.file(STREAM_FILE))
     price, size = schema.field("price").type, schema.field("size").type
     return pl.Decimal(price.precision, price.scale), pl.Decimal(size.precision, size.scale)
@@ -388,7 +388,7 @@ def _book_from_snapshot(day: CurrentDay, t: int, depth: int) -> pl.DataFrame | N
         return None
     row = snapshot.row(0, named=True)
     start_ns = to_ns(row["timestamp"])
-    price_type, size_type = _price_types(day)
+    price_type, size_type = price_types(day)
     start = _snapshot_levels(row, price_type, size_type)
     seed_sequence = int(day.summary.get("seed_sequence") or -1)
     last_applied = row["sequence_number"] if row["sequence_number"] is not None else seed_sequence
@@ -409,7 +409,7 @@ def _edge(row: dict[str, Any], side: str):
     return row[f"{side}_{BOOK_DEPTH - 1}_price"]
 
 
-def _starting_book(layout: DataLayout, day: CurrentDay, price_type, size_type):
+def starting_book(layout: DataLayout, day: CurrentDay, price_type, size_type):
     """The book the day started from and when it became known (None: before the day)."""
     summary = day.summary
     if summary.get("seeded_from") == "previous_day":
@@ -435,8 +435,8 @@ def _starting_book(layout: DataLayout, day: CurrentDay, price_type, size_type):
 
 
 def _book_from_start(layout: DataLayout, day: CurrentDay, t: int, depth: int | None):
-    price_type, size_type = _price_types(day)
-    start, known_from = _starting_book(layout, day, price_type, size_type)
+    price_type, size_type = price_types(day)
+    start, known_from = starting_book(layout, day, price_type, size_type)
     if known_from is not None and t < known_from:
         raise BookNotKnownError(
             f"{day.summary.get('market', '')} {day.day}: the book is not known before "
