@@ -169,6 +169,8 @@ COMMANDS = [
     ["capture"],
     ["bench"],
     ["bench", "reconstruct"],
+    ["export"],
+    ["export", "hftbacktest"],
 ]
 
 

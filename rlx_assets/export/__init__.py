@@ -1,0 +1,1 @@
+"""Certified days in the formats of other tools."""

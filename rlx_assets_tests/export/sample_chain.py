@@ -1,0 +1,48 @@
+"""The sample days certified and reconstructed by the real chain (Dagster, in process), once
+per session: what `rlx_assets.read` and the hftbacktest export read."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+SPOT = "BINANCE.BTC-USDT"
+SPOT_DAYS = ("2024-08-08", "2024-08-09")  # in date order: 08-09 starts from 08-08's end book
+CHAIN = dg.AssetSelection.groups("acquisition", "validation", "reconstruction")
+
+_built: dict[Path, Path] = {}
+
+
+def certified_sample_data(sample_lake: Path, root: Path) -> Path:
+    """A data root (below ``root``) holding certificates and reconstructions of the two spot
+    sample days, built by the project's own assets from a copy of the sample lake."""
+    if sample_lake in _built:
+        return _built[sample_lake]
+    from rlx_assets.definitions import defs
+    from rlx_assets.defs.resources import RlxEnvironment
+
+    lake = Path(shutil.copytree(sample_lake, root / "lake"))
+    data = root / "data"
+    resources = {
+        "rlx": RlxEnvironment(data_dir=str(data), lake_uri=str(lake), gate_profile="sample")
+    }
+    with dg.instance_for_test() as instance:
+        for day in SPOT_DAYS:
+            result = dg.materialize(
+                [*defs.assets, *defs.asset_checks],
+                selection=CHAIN,
+                partition_key=f"{day}|{SPOT}",
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+            )
+            assert result.success, f"the sample chain failed for {day}"
+    _built[sample_lake] = data
+    return data
+
+
+def copy_of(data: Path, target: Path) -> Path:
+    """A private copy of a certified data root, for a test that changes it."""
+    return Path(shutil.copytree(data, target, symlinks=True))

@@ -1,0 +1,277 @@
+"""rlx_assets.read on the real sample days, certified and reconstructed by the chain itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from rlx_assets import read
+from rlx_assets.book.reference import ReferenceBook
+from rlx_assets.staging import lake_relative_path
+from rlx_assets.validation.zones import ready_path
+from rlx_assets_tests.export.sample_chain import SPOT, certified_sample_data, copy_of
+
+DAY8, DAY9 = dt.date(2024, 8, 8), dt.date(2024, 8, 9)
+MIDNIGHT = read.to_ns(DAY9)
+
+
+@pytest.fixture(scope="session")
+def certified(sample_lake, tmp_path_factory) -> Path:
+    return certified_sample_data(sample_lake, tmp_path_factory.mktemp("certified"))
+
+
+def day_file(data: Path, day: dt.date, name: str) -> Path:
+    return data / "reconstruction" / SPOT / day.isoformat() / name
+
+
+# --- stream, trades, snapshots ------------------------------------------------------------------
+def test_stream_across_two_days_equals_the_two_days_files_concatenated(certified):
+    files = pl.concat(
+        [pl.read_parquet(day_file(certified, d, "stream.parquet")) for d in (DAY8, DAY9)]
+    )
+    frame = read.stream(SPOT, "2024-08-08", "2024-08-09", data_dir=certified)
+    assert isinstance(frame, pl.LazyFrame)
+    got = frame.collect()
+    assert got.height == files.height > 0
+    assert got.equals(files)
+    assert isinstance(got.schema["price"], pl.Decimal)  # exact decimals kept
+    # dates as date objects and one day alone (end omitted) select the same rows
+    assert (
+        read.stream(SPOT, DAY9, data_dir=certified)
+        .collect()
+        .equals(pl.read_parquet(day_file(certified, DAY9, "stream.parquet")))
+    )
+
+
+def test_a_time_range_keeps_only_its_rows_across_midnight(certified):
+    start, end = "2024-08-08T23:59:30", "2024-08-09T00:00:30"
+    got = read.stream(SPOT, start, end, data_dir=certified, columns=["event_time", "price"])
+    got = got.collect()
+    assert got.columns == ["event_time", "price"]
+    times = got["event_time"].dt.epoch("ns")
+    assert times.min() >= read.to_ns(start) and times.max() < read.to_ns(end)
+    assert (times < MIDNIGHT).any() and (times >= MIDNIGHT).any()
+    whole = read.stream(SPOT, DAY8, DAY9, data_dir=certified).collect()
+    inside = whole.filter(
+        (pl.col("event_time").dt.epoch("ns") >= read.to_ns(start))
+        & (pl.col("event_time").dt.epoch("ns") < read.to_ns(end))
+    )
+    assert got.height == inside.height
+
+
+def test_trades_and_snapshots_are_the_days_rows(certified):
+    trades = read.trades(SPOT, DAY8, DAY9, data_dir=certified).collect()
+    streams = pl.concat(
+        [pl.read_parquet(day_file(certified, d, "stream.parquet")) for d in (DAY8, DAY9)]
+    )
+    expected = streams.filter(pl.col("event_type") == "trade").select(read.TRADE_COLUMNS)
+    assert trades.equals(expected) and trades.height > 0
+    snaps = read.snapshots(SPOT, DAY9, data_dir=certified).collect()
+    assert snaps.equals(pl.read_parquet(day_file(certified, DAY9, "snapshots_1s.parquet")))
+    vendor = read.snapshots(SPOT, DAY9, data_dir=certified, every="vendor").collect()
+    assert vendor["matches_vendor"].all()
+
+
+# --- refusals ------------------------------------------------------------------------------------
+def test_a_day_whose_certificate_changed_after_its_reconstruction_is_refused_as_stale(
+    certified, tmp_path
+):
+    data = copy_of(certified, tmp_path / "data")
+    certificate = data / "certificates" / SPOT / "2024-08-08.json"
+    content = json.loads(certificate.read_text())
+    content["issued_at"] = "2030-01-01T00:00:00+00:00"  # re-issued after the reconstruction
+    certificate.write_text(json.dumps(content, indent=2))
+    with pytest.raises(read.DataNotCurrentError) as refused:
+        read.stream(SPOT, DAY8, DAY9, data_dir=data)
+    message = str(refused.value)
+    assert refused.value.days == [DAY8]
+    assert "2024-08-08: the reconstruction was built from certificate" in message
+    assert "stale" in message
+    assert "--job daily_chain --partition '2024-08-08|BINANCE.BTC-USDT'" in message
+    with pytest.raises(read.DataNotCurrentError, match="stale"):
+        read.book_at(SPOT, "2024-08-08T23:58:00", data_dir=data)
+    # the current day is still served, alone
+    kept = read.stream(SPOT, DAY8, DAY9, data_dir=data, allow_missing=True).collect()
+    assert kept.equals(pl.read_parquet(day_file(data, DAY9, "stream.parquet")))
+
+
+def test_missing_days_raise_one_error_naming_every_one_and_how_to_materialise_it(certified):
+    with pytest.raises(read.DataNotCurrentError) as refused:
+        read.stream(SPOT, "2024-08-06", "2024-08-10", data_dir=certified)
+    assert refused.value.days == [dt.date(2024, 8, 6), dt.date(2024, 8, 7), dt.date(2024, 8, 10)]
+    message = str(refused.value)
+    for day in ("2024-08-06", "2024-08-07", "2024-08-10"):
+        assert f"{day}: not reconstructed" in message
+        assert (
+            f"dg launch -m rlx_assets.definitions --job daily_chain --partition '{day}|{SPOT}'"
+            in message
+        )
+    assert "2024-08-08" not in message and "2024-08-09" not in message
+    skipped = read.stream(SPOT, "2024-08-06", "2024-08-10", data_dir=certified, allow_missing=True)
+    assert skipped.collect().equals(read.stream(SPOT, DAY8, DAY9, data_dir=certified).collect())
+    with pytest.raises(read.DataNotCurrentError, match="2024-08-01: not reconstructed"):
+        read.stream(SPOT, "2024-08-01", data_dir=certified, allow_missing=True)  # nothing left
+
+
+def test_a_reconstruction_that_does_not_name_its_certificate_is_refused(certified, tmp_path):
+    data = copy_of(certified, tmp_path / "data")
+    summary_path = day_file(data, DAY9, "summary.json")
+    summary = json.loads(summary_path.read_text())
+    del summary["certificate_sha256"]  # e.g. built by hand, outside the pipeline
+    summary_path.write_text(json.dumps(summary))
+    with pytest.raises(read.DataNotCurrentError, match="does not record the certificate"):
+        read.trades(SPOT, DAY9, data_dir=data)
+
+
+def test_verify_refuses_a_day_whose_certified_file_changed(certified, tmp_path):
+    data = copy_of(certified, tmp_path / "data")
+    ready = ready_path(read.data_layout(data), "trades", SPOT, DAY9)
+    ready.write_bytes(ready.read_bytes() + b"x")
+    assert read.stream(SPOT, DAY9, data_dir=data).collect().height > 0  # the cheap check only
+    with pytest.raises(read.DataNotCurrentError, match="changed after certification"):
+        read.stream(SPOT, DAY9, data_dir=data, verify=True)
+    assert read.stream(SPOT, DAY8, data_dir=data, verify=True).collect().height > 0
+
+
+# --- the book at an instant ----------------------------------------------------------------------
+def _ticks(value: Decimal, scale: int) -> int:
+    return int(value.scaleb(scale))
+
+
+def reference_books(certified: Path, lake: Path, day: dt.date, instants: list[int]):
+    """Per instant, the whole book after every event with event_time <= instant, rebuilt with
+    the pure-Python reference book from the day's start: the previous day's end book, or (a cold
+    day) the vendor's first book row of the lake; the stream's book rows applied when their
+    sequence number is above the seed's and not below one applied (the kernel's rule)."""
+    summary = json.loads(day_file(certified, day, "summary.json").read_text())
+    ps, ss = summary["price_scale"], summary["size_scale"]
+    book = ReferenceBook()
+    if summary["seeded_from"] == "previous_day":
+        seed = pq.read_table(certified / summary["seed_book"]).to_pylist()
+        for level in seed:
+            book.apply(
+                level["side"] == "bid", _ticks(level["price"], ps), _ticks(level["size"], ss)
+            )
+        known_from = None
+    else:
+        vendor = pq.read_table(lake / lake_relative_path("book", "BINANCE", "BTC-USDT", day))
+        first = vendor.slice(0, 1).to_pylist()[0]
+        for side in ("bid", "ask"):
+            for i in range(20):
+                price, size = first[f"{side}_{i}_price"], first[f"{side}_{i}_size"]
+                if price == price and size == size:  # NaN: no level
+                    book.apply(
+                        side == "bid",
+                        _ticks(Decimal(repr(price)), ps),
+                        _ticks(Decimal(repr(size)), ss),
+                    )
+        known_from = first["timestamp"]
+    seed_seq, applied_max = summary["seed_sequence"], -1
+    rows = pl.read_parquet(day_file(certified, day, "stream.parquet")).filter(
+        pl.col("event_type") == "book"
+    )
+    times = rows["event_time"].dt.epoch("ns").to_list()
+    sides, prices, sizes = rows["side"].to_list(), rows["price"].to_list(), rows["size"].to_list()
+    seqs = rows["sequence_number"].to_list()
+    books, r = {}, 0
+    for instant in sorted(instants):
+        while r < len(times) and times[r] <= instant:
+            if seqs[r] > seed_seq and seqs[r] >= applied_max:
+                book.apply(sides[r] == "bid", _ticks(prices[r], ps), _ticks(sizes[r], ss))
+                applied_max = seqs[r]
+            r += 1
+        books[instant] = book.levels()
+    return books, known_from, (ps, ss)
+
+
+def as_levels(frame: pl.DataFrame, scales) -> tuple[list, list]:
+    ps, ss = scales
+    out = {"bid": [], "ask": []}
+    for side, level, price, size in frame.iter_rows():
+        assert level == len(out[side])
+        out[side].append((_ticks(price, ps), _ticks(size, ss)))
+    return out["bid"], out["ask"]
+
+
+def multi_row_diff_times(certified: Path, day: dt.date, n: int) -> list[int]:
+    rows = pl.read_parquet(day_file(certified, day, "stream.parquet")).filter(
+        pl.col("event_type") == "book"
+    )
+    diffs = rows.group_by("sequence_number").agg(pl.len(), pl.col("event_time").first())
+    times = diffs.filter(pl.col("len") > 3)["event_time"].dt.epoch("ns").sort().to_list()
+    return times[:: max(1, len(times) // n)][:n]
+
+
+def test_book_at_equals_the_reference_book_at_50_instants(certified, sample_lake):
+    rng = random.Random(15)
+    instants: dict[dt.date, list[int]] = {}
+    for day in (DAY8, DAY9):
+        stream = pl.read_parquet(day_file(certified, day, "stream.parquet"), columns=["event_time"])
+        first, last = (
+            stream["event_time"].dt.epoch("ns").min(),
+            stream["event_time"].dt.epoch("ns").max(),
+        )
+        diffs = multi_row_diff_times(certified, day, 4)
+        picks = [rng.randrange(first, last + 1) for _ in range(17)]
+        picks += diffs + [t - 1 for t in diffs]  # with a whole multi-row diff, and just before it
+        instants[day] = picks
+    instants[DAY8] = [t for t in instants[DAY8] if t > read.to_ns("2024-08-08T23:54:16")]
+    # right after midnight: the previous day's end book, then its first rows
+    first9 = (
+        pl.read_parquet(day_file(certified, DAY9, "stream.parquet"))["event_time"]
+        .dt.epoch("ns")
+        .min()
+    )
+    instants[DAY9] += [MIDNIGHT, MIDNIGHT + 1, first9, first9 + 1_000_000]
+    assert sum(len(v) for v in instants.values()) >= 50
+    checked = 0
+    for day, times in instants.items():
+        books, _, scales = reference_books(certified, sample_lake, day, times)
+        for t in times:
+            bids, asks = books[t]
+            top = as_levels(read.book_at(SPOT, t, data_dir=certified), scales)
+            assert top == (bids[:20], asks[:20]), f"top 20 at {t}"
+            assert as_levels(read.book_at(SPOT, t, depth=3, data_dir=certified), scales) == (
+                bids[:3],
+                asks[:3],
+            )
+            checked += 1
+        for t in times[::6]:  # the whole book too
+            full = read.book_at(SPOT, t, depth=None, data_dir=certified)
+            assert as_levels(full, scales) == books[t], f"full book at {t}"
+    assert checked >= 50
+
+
+def test_book_at_agrees_with_the_best_prices_the_stream_carries(certified):
+    stream = read.stream(SPOT, DAY9, data_dir=certified).collect()
+    last = stream.filter(pl.col("update_complete")).tail(1).row(0, named=True)
+    book = read.book_at(SPOT, last["event_time"], data_dir=certified)
+    best = {side: book.filter((pl.col("side") == side) & (pl.col("level") == 0)).row(0, named=True)
+            for side in ("bid", "ask")}  # fmt: skip
+    assert (best["bid"]["price"], best["bid"]["size"]) == (
+        last["best_bid_price"],
+        last["best_bid_size"],
+    )
+    assert (best["ask"]["price"], best["ask"]["size"]) == (
+        last["best_ask_price"],
+        last["best_ask_size"],
+    )
+    end_book = pl.read_parquet(
+        day_file(certified, DAY9, "end_book.parquet"), columns=["side", "price", "size"]
+    )
+    full = read.book_at(SPOT, "2024-08-09T23:59:59.999999", depth=None, data_dir=certified)
+    assert full.select("side", "price", "size").equals(end_book)
+
+
+def test_book_at_before_a_cold_days_seed_says_the_book_is_not_known(certified):
+    with pytest.raises(read.BookNotKnownError, match="not known before 2024-08-08T23:54:1"):
+        read.book_at(SPOT, "2024-08-08T23:54:00", data_dir=certified)
+    with pytest.raises(ValueError, match="depth=0"):
+        read.book_at(SPOT, "2024-08-09T00:01:00", depth=0, data_dir=certified)
