@@ -10,6 +10,10 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_trades  # noqa: E402
 from rlx_assets.defs.fidelity.assets import fidelity_report  # noqa: E402
 from rlx_assets.defs.fidelity.freshness import fidelity_built_from_current_certificate  # noqa: E402
+from rlx_assets.defs.fidelity.sensors import (  # noqa: E402
+    build_fidelity_diagnosis_sensor,
+    fidelity_job,
+)
 from rlx_assets.defs.golden.assets import golden_gap_ratio, golden_samples  # noqa: E402
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream  # noqa: E402
 from rlx_assets.defs.reconstruction.checks import (  # noqa: E402
@@ -65,9 +69,9 @@ defs = dg.Definitions(
         built_from_current_certificate,
         fidelity_built_from_current_certificate,
     ],
-    jobs=[daily_chain, golden_job],
+    jobs=[daily_chain, golden_job, fidelity_job],
     schedules=[build_daily_schedule(daily_chain)],
-    sensors=[reconstruction_sensor, dead_run_sensor],
+    sensors=[reconstruction_sensor, dead_run_sensor, build_fidelity_diagnosis_sensor(daily_chain)],
     resources={"rlx": RlxEnvironment()},
     # Dagster's default executor, first freeing the pool slots of runs killed mid-run.
     executor=crash_recovering_executor,

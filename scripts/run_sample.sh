@@ -34,6 +34,22 @@ follow_steps() {
 # the sample that start-up costs far more than the steps (one partition's daily_chain: 394 s of
 # run for 30 s of steps on a loaded 2-core machine). Runs from the UI or the daemon keep it.
 IN_PROCESS='{"execution": {"config": {"in_process": {}}}}'
+
+# A failed blocking gate skips the fidelity report within daily_chain, yet the report is the
+# diagnosis of that day: with no daemon here (no fidelity_diagnosis_sensor) run it alone.
+diagnose_failed_day() {
+  local job="$1" partition="$2" chain_log="$3"
+  [[ "${job}" == daily_chain ]] || return 0
+  grep -q -- "- fidelity_report - ASSET_MATERIALIZATION" "${chain_log}" && return 0
+  local log="${log_dir}/fidelity_job_${partition//[|]/_}.log"
+  echo "== fidelity_job ${partition}: the diagnosis of the failed day (log: ${log})"
+  if dg launch --job fidelity_job --partition "${partition}" -m rlx_assets.definitions \
+      --config-json "${IN_PROCESS}" >"${log}" 2>&1 && grep -q "RUN_SUCCESS" "${log}"; then
+    echo "   report: ${RLX_DATA_DIR:-data}/reports/${partition#*|}/${partition%%|*}/fidelity.md"
+  else
+    echo "   fidelity_job failed too (nothing to diagnose from?): see ${log}"
+  fi
+}
 started=${SECONDS}
 for partition in \
     "2024-08-08|BINANCE.BTC-USDT" \
@@ -50,9 +66,14 @@ for partition in \
     follow_steps "${log}" "${run}" "${partition}"
     if ! wait "${run}"; then
       grep -E "STEP_FAILURE|RUN_FAILURE|Error|error" "${log}" | tail -20
+      diagnose_failed_day "${job}" "${partition}" "${log}"
       exit 1
     fi
-    grep -q "RUN_SUCCESS" "${log}" || { tail -20 "${log}"; exit 1; }
+    grep -q "RUN_SUCCESS" "${log}" || {
+      tail -20 "${log}"
+      diagnose_failed_day "${job}" "${partition}" "${log}"
+      exit 1
+    }
     echo "   ${job} succeeded in $((SECONDS - run_started)) s"
   done
 done
