@@ -10,11 +10,13 @@ from rlx_assets.book.store import read_summary, reconstruction_dir
 from rlx_assets.defs.golden.assets import golden_report_path, golden_samples
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream
+from rlx_assets.defs.reconstruction.checks import exceeded_anomalies
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import load_thresholds
 from rlx_assets.staging import DataLayout, fetch, fetch_tree
 from rlx_assets.validation.certificate import staleness, verified_certificate
+from rlx_assets.validation.profiles import active_profile
 from rlx_assets.validation.zones import CertificateError, raw_path, read_json, write_json
 
 # Blocking: the stream must not be used. Warnings: distributional drift and integrity notes.
@@ -156,6 +158,11 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
         vendor_files = certified.inputs
         gates = {"passed": True, "summary": "certificate verified"}
     summary = read_summary(layout, market, day) or {}
+    # The reconstruction's own blocking gate, judged again: a report run alone after it failed
+    # must not call the reconstruction certified.
+    _, profile = active_profile(rlx.settings())
+    if summary and gates["passed"] and (exceeded := exceeded_anomalies(summary, profile)):
+        gates = {"passed": False, "summary": "reconstruction anomalies: " + "; ".join(exceeded)}
     # A reconstruction of an earlier certificate compared with today's files would locate
     # differences that are only the republish: rebuild it first.
     stale = certified is not None and staleness(

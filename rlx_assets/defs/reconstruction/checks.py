@@ -91,20 +91,28 @@ def _where(first: dict | None) -> str:
     return where
 
 
+def exceeded_anomalies(summary: dict, thresholds: GateThresholds) -> list[str]:
+    """Every gated anomaly count of a reconstruction summary above the profile's threshold."""
+    counts, firsts = summary.get("anomalies", {}), summary.get("anomaly_first", {})
+    exceeded = []
+    for name, field in GATED_ANOMALIES.items():
+        count, limit = int(counts.get(name, 0)), int(getattr(thresholds, field))
+        if count > limit:
+            exceeded.append(f"{name} {count} > {limit} (first at {_where(firsts.get(name))})")
+    return exceeded
+
+
 def anomalies_check_result(
     summary: dict, thresholds: GateThresholds, profile: str
 ) -> dg.AssetCheckResult:
     """Each gated anomaly count of a reconstruction summary against the profile's threshold."""
     counts, firsts = summary.get("anomalies", {}), summary.get("anomaly_first", {})
     metadata: dict[str, dg.MetadataValue] = {"profile": dg.MetadataValue.text(profile)}
-    exceeded = []
     for name, field in GATED_ANOMALIES.items():
-        count, limit = int(counts.get(name, 0)), int(getattr(thresholds, field))
-        metadata[name] = dg.MetadataValue.int(count)
-        metadata[f"{name}_threshold"] = dg.MetadataValue.int(limit)
+        metadata[name] = dg.MetadataValue.int(int(counts.get(name, 0)))
+        metadata[f"{name}_threshold"] = dg.MetadataValue.int(int(getattr(thresholds, field)))
         metadata[f"{name}_first"] = dg.MetadataValue.text(_where(firsts.get(name)))
-        if count > limit:
-            exceeded.append(f"{name} {count} > {limit} (first at {_where(firsts.get(name))})")
+    exceeded = exceeded_anomalies(summary, thresholds)
     where = f"{summary.get('market')} {summary.get('date')}"
     text = f"{where}: " + ("; ".join(exceeded) if exceeded else "every anomaly within threshold")
     metadata["summary"] = dg.MetadataValue.text(text)

@@ -119,3 +119,24 @@ def test_report_is_written_for_a_partition_without_certificate_or_reconstruction
     ]
     assert event.materialization.metadata["reconstruction_certified"].value is False
     assert "Reconstruction certified: **no**" in event.materialization.metadata["summary"].value
+
+
+def test_a_report_run_alone_after_failed_reconstruction_anomalies_is_not_certified(env):
+    """The reconstruction's blocking anomaly gate failed (here: its summary counts one refused
+    sequence regression); the report built alone for that day is still written, but must not
+    call the reconstruction certified."""
+    chain = dg.AssetSelection.groups("acquisition", "validation", "reconstruction")
+    assert run(env, chain, "2024-08-08|BINANCE.BTC-USDT").success
+    assert run(env, chain).success
+    summary_path = env["root"] / "reconstruction" / "BINANCE.BTC-USDT" / "2024-08-09"
+    summary_path = summary_path / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["anomalies"]["sequence_regressions"] = 1
+    summary_path.write_text(json.dumps(summary))
+
+    run(env, dg.AssetSelection.assets("fidelity_report"))
+    report = json.loads(
+        (env["root"] / "reports" / "BINANCE.BTC-USDT" / "2024-08-09" / "fidelity.json").read_text()
+    )
+    assert report["reconstruction_certified"] is False
+    assert "sequence_regressions 1 > 0" in json.dumps(report)
