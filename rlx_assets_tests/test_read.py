@@ -5,18 +5,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
+import boto3
+import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
 from rlx_assets import read
 from rlx_assets.book.reference import ReferenceBook
+from rlx_assets.definitions import defs
+from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import lake_relative_path
 from rlx_assets.validation.zones import ready_path
-from rlx_assets_tests.export.sample_chain import SPOT, certified_sample_data, copy_of
+from rlx_assets_tests.conftest import TEST_SECRET
+from rlx_assets_tests.export.sample_chain import (
+    CHAIN,
+    SPOT,
+    SPOT_DAYS,
+    certified_sample_data,
+    copy_of,
+)
 
 DAY8, DAY9 = dt.date(2024, 8, 8), dt.date(2024, 8, 9)
 MIDNIGHT = read.to_ns(DAY9)
@@ -275,3 +287,45 @@ def test_book_at_before_a_cold_days_seed_says_the_book_is_not_known(certified):
         read.book_at(SPOT, "2024-08-08T23:54:00", data_dir=certified)
     with pytest.raises(ValueError, match="depth=0"):
         read.book_at(SPOT, "2024-08-09T00:01:00", depth=0, data_dir=certified)
+
+
+# --- an s3:// data root -------------------------------------------------------------------------
+def test_the_same_calls_read_a_data_root_on_s3(
+    certified, s3_server, sample_lake, tmp_path, monkeypatch
+):
+    """The chain writes the two days into a bucket (local S3 server); a reader with an empty
+    working copy of its own gets the same stream and book as from the local data root."""
+    monkeypatch.setenv("RLX_DATA_S3_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIARLXTESTKEY000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET)
+    bucket = f"rlx-read-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="eu-west-1").create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    s3_server.app.faults.clear()
+    uri = f"s3://{bucket}/rlx"
+    monkeypatch.setenv("RLX_WORK_DIR", str(tmp_path / "writer"))
+    rlx = RlxEnvironment(data_dir=uri, lake_uri=str(sample_lake), gate_profile="sample")
+    with dg.instance_for_test() as instance:
+        for day in SPOT_DAYS:
+            result = dg.materialize(
+                [*defs.assets, *defs.asset_checks],
+                selection=CHAIN,
+                partition_key=f"{day}|{SPOT}",
+                instance=instance,
+                resources={"rlx": rlx},
+                raise_on_error=False,
+            )
+            assert result.success, day
+
+    monkeypatch.setenv("RLX_WORK_DIR", str(tmp_path / "reader"))  # nothing local yet
+    from_s3 = read.stream(SPOT, DAY8, DAY9, data_dir=uri).collect()
+    local = read.stream(SPOT, DAY8, DAY9, data_dir=certified).collect()
+    assert from_s3.height == local.height > 0
+    assert from_s3.equals(local)
+    instant = "2024-08-09T00:03:07.250"
+    assert read.book_at(SPOT, instant, data_dir=uri).equals(
+        read.book_at(SPOT, instant, data_dir=certified)
+    )
+    with pytest.raises(read.DataNotCurrentError):
+        read.stream(SPOT, "2024-08-10", data_dir=uri).collect()
