@@ -227,7 +227,9 @@ def acquire_raw_file(
     if stored.state == "current":
         audit.write("reuse", uri=obj.uri, bytes=obj.size, verified_by=stored.verified_by)
         log(f"{relative_str} re-verified against {obj.uri} ({stored.verified_by}): reused")
-        return _record(layout, dest, relative_str, obj, run_id, "reused", stored.verified_by)
+        return _record(
+            layout, dest, relative_str, obj, run_id, "reused", stored.verified_by, stored.sha256
+        )
     if stored.state == "damaged":
         audit.write("stored_copy_damaged", uri=obj.uri, problem=stored.problem)
         log(f"{relative_str} no longer matches what was downloaded ({stored.problem}): fetching")
@@ -237,7 +239,7 @@ def acquire_raw_file(
     def verify(candidate: Path) -> None:
         transfer.verified_by = verify_digest(transfer.obj, transfer.digest)
         try:
-            read_parquet_facts(candidate, transfer.obj.uri)
+            transfer.facts = read_parquet_facts(candidate, transfer.obj.uri)
         except CorruptObjectError as error:
             raise _quarantine(layout, transfer, candidate, error, run_id) from None
         if stored.state == "republished":
@@ -286,8 +288,9 @@ def acquire_raw_file(
         )  # fmt: skip
         log(f"{relative_str}: the vendor republished it; previous version kept at {transfer.kept}")
     return _record(
-        layout, dest, relative_str, obj, run_id, "downloaded", transfer.verified_by, **previous
-    )
+        layout, dest, relative_str, obj, run_id, "downloaded", transfer.verified_by,
+        transfer.digest.sha256_hex, transfer.facts, **previous,
+    )  # fmt: skip
 
 
 @dataclass
@@ -299,6 +302,7 @@ class _Transfer:
     verified_by: str = ""
     stale: bool = False
     kept: Path | None = None
+    facts: ParquetFacts | None = None  # of the verified bytes, read once before the commit
 
 
 def _quarantine(
@@ -339,16 +343,20 @@ def _record(
     run_id: str,
     action: str,
     verified_by: str,
+    sha256: str,
+    facts: ParquetFacts | None = None,
     previous_sha256: str | None = None,
     previous_source_version: str | None = None,
 ) -> RawFile:
-    facts = read_parquet_facts(dest, relative)
+    """The manifest entry of the stored file; `sha256` (and `facts`, when known) were taken from
+    the very bytes committed, so the file is not read again for them."""
+    facts = facts or read_parquet_facts(dest, relative)
     raw = RawFile(
         table=obj.table,
         market=f"{obj.exchange}.{obj.symbol}",
         date=obj.day.isoformat(),
         path=relative,
-        sha256=sha256_file(dest),
+        sha256=sha256,
         size=dest.stat().st_size,
         rows=facts.rows,
         first_timestamp=facts.first_timestamp,
