@@ -5,6 +5,7 @@ from __future__ import annotations
 from rlx_assets.fidelity import discrepancies
 
 JSON_NAME = "fidelity.json"
+MARKDOWN_NAME = "fidelity.md"
 KS_VARIABLES = {
     # key: (title, axis label, x scale)
     "trade_size": ("Trade size", "size (base asset)", "log"),

@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 
 from rlx_assets.fidelity.discrepancies import FILE_NAME, KINDS
-from rlx_assets.fidelity.report import JSON_NAME, MARKDOWN_NAME, build_fidelity_report
+from rlx_assets.fidelity.markdown import JSON_NAME, MARKDOWN_NAME
+from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import FidelityThresholds
 from rlx_assets.stats.plots import PNG_SIGNATURE
 from rlx_assets_tests.damage import (

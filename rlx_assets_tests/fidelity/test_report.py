@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from rlx_assets.fidelity.report import JSON_NAME, KS_VARIABLES, MARKDOWN_NAME, build_fidelity_report
+from rlx_assets.fidelity.markdown import JSON_NAME, KS_VARIABLES, MARKDOWN_NAME
+from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import FidelityThresholds, load_thresholds
 from rlx_assets.stats.plots import PNG_SIGNATURE
 from rlx_assets_tests.damage import rewrite_parquet, set_value

@@ -1,10 +1,14 @@
-"""K-S tests and power-law tails: real trade sizes for the K-S tests; Pareto draws (the one
-place generated data is fine) for recovering a known exponent."""
+"""K-S tests and power-law tails: real trade sizes for the K-S tests and for the power-law fit
+against the reference implementation (the ``powerlaw`` package); Pareto draws (the one place
+generated data is fine) for recovering a known exponent."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import polars as pl
+import powerlaw
 import pytest
 
 from rlx_assets.stats.distributions import (
@@ -17,7 +21,7 @@ from rlx_assets.stats.distributions import (
     state_at,
     time_grid,
 )
-from rlx_assets_tests.stats.sample_partitions import FUTURES_0808, SPOT_0808
+from rlx_assets_tests.stats.sample_partitions import FUTURES_0808, PARTITIONS, SPOT_0808
 
 
 def _trades(lake, partition) -> pl.DataFrame:
@@ -96,6 +100,36 @@ def test_bootstrap_is_reproducible_with_its_seed(sample_lake):
     other = estimate_tail(sizes, resamples=30, seed=6)
     assert first.to_dict() == again.to_dict()
     assert first.fit == other.fit and (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
+
+
+@pytest.mark.parametrize("partition", PARTITIONS, ids=lambda p: p.key)
+def test_power_law_fit_equals_the_reference_implementation_on_real_trade_sizes(
+    sample_lake, partition
+):
+    """Same estimator as ``powerlaw.Fit`` (continuous, xmin by minimum K-S distance over every
+    distinct value): on each sample day's real trade sizes our xmin and tail size are its, and
+    alpha agrees to 1e-9 (relative). Our scan is told to try every candidate, and the library's
+    xmin range is set to the same candidates: the distinct values with at least ``min_tail``
+    sizes at or above them (it drops the last value of its range, hence one more above)."""
+    sizes = _trades(sample_lake, partition)["amount"].to_numpy()
+    min_tail = 50
+    values, counts = np.unique(sizes[sizes > 0], return_counts=True)
+    at_or_above = np.cumsum(counts[::-1])[::-1]
+    last = int(np.flatnonzero(at_or_above >= min_tail)[-1])
+    assert last + 2 < values.size  # a range end inside the data
+
+    ours = fit_power_law(sizes, min_tail=min_tail, max_candidates=values.size)
+    with warnings.catch_warnings():  # the library's own deprecation notices, one per xmin
+        warnings.simplefilter("ignore")
+        reference = powerlaw.Fit(
+            sizes, discrete=False, xmin=(values[0], values[last + 2]), verbose=0
+        )
+
+    assert ours.xmin == reference.xmin
+    assert ours.n_tail == int((sizes >= reference.xmin).sum())
+    assert ours.alpha == pytest.approx(reference.power_law.alpha, rel=1e-9)
+    assert 1 < ours.alpha <= 3  # the library's analytic estimator covers (1, 3] only
+    assert ours.ks_distance == pytest.approx(reference.power_law.D, abs=0.005)
 
 
 def test_power_law_fit_needs_a_tail():

@@ -10,7 +10,7 @@ from rlx_assets.book.store import read_summary, reconstruction_dir
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, missing_evidence, partition_of
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream
 from rlx_assets.defs.resources import RlxEnvironment
-from rlx_assets.fidelity.report import vendor_book_agreement
+from rlx_assets.fidelity.metrics import vendor_book_agreement
 from rlx_assets.fidelity.thresholds import FidelityThresholds, load_thresholds
 from rlx_assets.staging import DataLayout, fetch_tree
 from rlx_assets.validation.certificate import certified_inputs

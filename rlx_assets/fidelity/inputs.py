@@ -1,0 +1,140 @@
+"""The inputs of a fidelity report: the reconstruction's files, the vendor's and the golden
+recording's lake files (read lazily, each once) and the raw golden captures' trades. May
+import the book's file names, the capture reader and ``stats.agreement``; nothing of the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from rlx_assets.book.reconstruct import END_BOOK_FILE, SNAPSHOTS_VENDOR_FILE, STREAM_FILE
+from rlx_assets.book.store import SUMMARY_NAME
+from rlx_assets.capture.reader import iter_capture, stream_channel, stream_symbol
+from rlx_assets.lake.from_capture import parse_decimals
+from rlx_assets.stats.agreement import NotComputable, book_updates, day_bounds, to_ns
+
+VENDOR_TABLES = ("trades", "book", "book_delta_v2")
+GOLDEN_TABLES = ("trades", "book_delta_v2", "level_1")
+TIME_COLUMNS = ("timestamp", "receipt_timestamp")
+DELTA_COLUMNS = ("timestamp", "sequence_number")
+
+
+class Inputs:
+    """Lazily read, cached inputs."""
+
+    def __init__(self, recon: Path, vendor: dict[str, Path], golden: dict[str, Path]):
+        self.recon, self.vendor_files, self.golden_files = recon, vendor, golden
+        self._cache: dict[Any, Any] = {}
+        meta = _parquet_metadata(recon / END_BOOK_FILE)
+        snap_meta = _parquet_metadata(recon / SNAPSHOTS_VENDOR_FILE)
+        self.meta = {**snap_meta, **meta}
+        self.known_floor = _float_or_none(meta.get("rlx.known_bid_floor"))
+        self.known_ceiling = _float_or_none(meta.get("rlx.known_ask_ceiling"))
+        summary = recon / SUMMARY_NAME
+        self.summary = json.loads(summary.read_text()) if summary.is_file() else {}
+
+    def _read(self, key: Any, load: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = load()
+        return self._cache[key]
+
+    def vendor(self, table: str, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
+        path = self.vendor_path(table)
+        return self._read(("vendor", table, columns), lambda: _read(path, columns))
+
+    def vendor_path(self, table: str) -> Path:
+        if table not in self.vendor_files:
+            raise NotComputable(f"no vendor {table} file given")
+        return Path(self.vendor_files[table])
+
+    def golden(self, table: str, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
+        if table not in self.golden_files:
+            raise NotComputable(f"no golden {table} file given")
+        path = self.golden_files[table]
+        return self._read(("golden", table, columns), lambda: _read(path, columns))
+
+    def stream(self) -> pl.LazyFrame:
+        path = self.recon / STREAM_FILE
+        if not path.is_file():
+            raise NotComputable(f"the reconstruction has no {STREAM_FILE}")
+        return pl.scan_parquet(path)
+
+    def updates(self) -> pl.DataFrame:
+        return self._read("updates", lambda: book_updates(self.stream()))
+
+    def stream_trades(self) -> pl.DataFrame:
+        def load() -> pl.DataFrame:
+            lf = self.stream()
+            schema = lf.collect_schema()
+            return (
+                lf.filter(pl.col("event_type").cast(pl.String) == "trade")
+                .select(to_ns("event_time", schema["event_time"]), pl.col("size").cast(pl.Float64))
+                .collect()
+            )
+
+        return self._read("stream_trades", load)
+
+    def source_of(self, table_path: Path) -> str | None:
+        return _parquet_metadata(table_path).get("rlx.trade_source")
+
+
+def _read(path: Path, columns: tuple[str, ...] | None) -> pl.DataFrame:
+    return pl.read_parquet(path, columns=list(columns) if columns else None)
+
+
+def _parquet_metadata(path: Path) -> dict[str, str]:
+    if not Path(path).is_file():
+        return {}
+    raw = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"rlx.")}
+
+
+def _float_or_none(text: str | None) -> float | None:
+    return float(text) if text else None
+
+
+def capture_trades(
+    files: Sequence[Path], symbol: str, day: dt.date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """aggTrades of the day (``a``, ``f``, ``l``, ``quantity`` units) and every raw trade
+    (``t``, ``quantity`` units at the same scale) of ``symbol`` in the captures."""
+    start, end = day_bounds(day)
+    agg: dict[str, list] = {"a": [], "f": [], "l": [], "q": []}
+    raw: dict[str, list] = {"t": [], "q": []}
+    for path in files:
+        for rec in iter_capture(path):
+            if stream_symbol(rec.stream) != symbol:
+                continue
+            channel, d = stream_channel(rec.stream), rec.data
+            if channel == "aggTrade" and start <= int(d["T"]) * 1_000_000 < end:
+                for key in ("a", "f", "l"):
+                    agg[key].append(int(d[key]))
+                agg["q"].append(d["q"])
+            elif channel == "trade":
+                raw["t"].append(int(d["t"]))
+                raw["q"].append(d["q"])
+    agg_q, agg_scale = parse_decimals(agg["q"], "aggTrade quantities")
+    raw_q, raw_scale = parse_decimals(raw["q"], "trade quantities")
+    scale = max(agg_scale, raw_scale)
+    return (
+        pl.DataFrame(
+            {
+                "a": agg["a"],
+                "f": agg["f"],
+                "l": agg["l"],
+                "quantity": agg_q * 10 ** (scale - agg_scale),
+            },
+            schema={"a": pl.Int64, "f": pl.Int64, "l": pl.Int64, "quantity": pl.Int64},
+        ),
+        pl.DataFrame(
+            {"t": raw["t"], "quantity": raw_q * 10 ** (scale - raw_scale)},
+            schema={"t": pl.Int64, "quantity": pl.Int64},
+        ),
+    )

@@ -1,0 +1,262 @@
+"""The report's metrics computed from its ``Inputs``: each wraps a ``stats`` function with the
+thresholds and the facts the inputs carry (seed, known depth, trade source), and raises
+``NotComputable`` with the reason when the inputs cannot support it. May import ``inputs``,
+``bookkeeping``, ``discrepancies``, ``thresholds`` and ``stats``; nothing writes files here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from rlx_assets.book.reconstruct import SNAPSHOTS_VENDOR_FILE
+from rlx_assets.fidelity import discrepancies
+from rlx_assets.fidelity.bookkeeping import MetricRecorder
+from rlx_assets.fidelity.inputs import Inputs
+from rlx_assets.fidelity.thresholds import FidelityThresholds
+from rlx_assets.stats.agreement import (
+    NS_PER_S,
+    NotComputable,
+    book_agreement,
+    iso,
+    origin_time_validity,
+    to_ns,
+    trade_agreement,
+)
+from rlx_assets.stats.distributions import (
+    TailEstimate,
+    compare_tails,
+    estimate_tail,
+    inter_arrival_s,
+    ks_two_sample,
+    log_returns,
+    state_at,
+    time_grid,
+)
+
+# Crypto Lake collects Binance with cryptofeed, whose trades channel is aggTrade.
+VENDOR_TRADE_SOURCE = "aggTrade"
+
+
+def vendor_book_agreement(
+    reconstruction_dir: Path, vendor_book: Path, thresholds: FidelityThresholds | None = None
+) -> dict:
+    """The report's book-agreement figures alone: the reconstruction's own fidelity gate."""
+    inputs = Inputs(Path(reconstruction_dir), {"book": Path(vendor_book)}, {})
+    return book_figures(inputs, thresholds or FidelityThresholds())
+
+
+def book_figures(inputs: Inputs, th: FidelityThresholds, mismatch_rows: list | None = None) -> dict:
+    """Book agreement with the reconstruction's seed, start and known depth read from its files."""
+    path = inputs.recon / SNAPSHOTS_VENDOR_FILE
+    if not path.is_file():
+        raise NotComputable(f"the reconstruction has no {SNAPSHOTS_VENDOR_FILE}")
+    seed = inputs.meta.get("rlx.seed_sequence")
+    seeded_from = inputs.meta.get("rlx.seeded_from") or inputs.summary.get("seeded_from")
+    cold = inputs.summary.get("started_cold", seeded_from != "previous_day")
+    figures = book_agreement(
+        pl.scan_parquet(path), pl.scan_parquet(inputs.vendor_path("book")),
+        min_share=th.book_agreement_min,
+        seed_sequence=int(seed) if seed else None, started_cold=bool(cold),
+        known_bid_floor=inputs.known_floor, known_ask_ceiling=inputs.known_ceiling,
+        max_listed=th.max_listed, mismatch_rows=mismatch_rows,
+    )  # fmt: skip
+    if mismatch_rows:
+        first = min(int(f["timestamp"].min()) for f in mismatch_rows)
+        figures["first_bad_minute"] = _minute_label(first)
+    figures["started_cold"] = bool(cold)
+    figures["seeded_from"] = seeded_from
+    if "vendor_book_rows_compared" in inputs.summary:
+        s = inputs.summary
+        figures["reconstruction_summary"] = {
+            k: s.get(k)
+            for k in ("vendor_book_rows_compared", "vendor_book_rows_equal",
+                      "vendor_book_rows_equal_within_known_depth")
+        }  # fmt: skip
+    return figures
+
+
+def origin_figures(frame: pl.DataFrame, day: dt.date, th: FidelityThresholds) -> dict:
+    """Origin-time validity of one file under the report's thresholds."""
+    return origin_time_validity(
+        frame, day, negative_latency_bound_s=th.negative_latency_bound_s,
+        max_invalid_share=th.origin_time_invalid_share_max, max_listed=th.max_listed,
+    )  # fmt: skip
+
+
+def trade_figures(inputs: Inputs, th: FidelityThresholds) -> dict:
+    """Trade agreement, with each side's trade kind from its file metadata (or assumed)."""
+    lake_source = inputs.source_of(inputs.vendor_files["trades"])
+    lake_from = "file metadata rlx.trade_source"
+    if lake_source is None:
+        lake_source, lake_from = (
+            VENDOR_TRADE_SOURCE,
+            "assumed: Crypto Lake collects with cryptofeed",
+        )
+    golden_source = inputs.source_of(inputs.golden_files["trades"])
+    figures = trade_agreement(
+        inputs.vendor("trades"), inputs.golden("trades"), min_share=th.trade_agreement_min,
+        lake_source=lake_source, golden_source=golden_source, max_listed=th.max_listed,
+    )  # fmt: skip
+    figures["lake_source_from"] = lake_from
+    return figures
+
+
+def ks_samples(inputs: Inputs, th: FidelityThresholds) -> dict:
+    """Both sources' samples of each K-S variable over the time window both cover."""
+    lake_trades = inputs.stream_trades()
+    golden_trades = inputs.golden("trades").select(
+        to_ns("timestamp", inputs.golden("trades").schema["timestamp"]), "amount"
+    )
+    updates = inputs.updates().filter(
+        pl.col("best_bid_price").is_not_null() & pl.col("best_ask_price").is_not_null()
+    )
+    windows = [
+        (lake_trades["event_time"].min(), lake_trades["event_time"].max()),
+        (golden_trades["timestamp"].min(), golden_trades["timestamp"].max()),
+    ]
+    if updates.height:
+        windows.append((updates["event_time"].min(), updates["event_time"].max()))
+    level_1 = None
+    if "level_1" in inputs.golden_files:
+        level_1 = inputs.golden("level_1").filter(
+            pl.col("bid_0_price").is_not_nan() & pl.col("ask_0_price").is_not_nan()
+        )
+        windows.append((level_1["timestamp"].min(), level_1["timestamp"].max()))
+    known = [w for w in windows if w[0] is not None]
+    lo, hi = max(w[0] for w in known), min(w[1] for w in known)
+    if lo >= hi:
+        raise NotComputable("the lake and the golden samples cover no common time window")
+    lt = lake_trades.filter(pl.col("event_time").is_between(lo, hi))
+    gt = golden_trades.filter(pl.col("timestamp").is_between(lo, hi))
+    samples: dict[str, Any] = {
+        "window": [iso(lo), iso(hi)],
+        "trade_size": (lt["size"].to_numpy(), gt["amount"].to_numpy()),
+        "inter_trade_time": (
+            inter_arrival_s(lt["event_time"].to_numpy()),
+            inter_arrival_s(gt["timestamp"].to_numpy()),
+        ),
+    }
+    if level_1 is not None and updates.height:
+        step = int(th.ks_sample_interval_s * NS_PER_S)
+        grid = time_grid(lo, hi, step)
+        u = updates.sort("event_time")
+        ut = u["event_time"].to_numpy()
+        bid = u["best_bid_price"].cast(pl.Float64).to_numpy()
+        ask = u["best_ask_price"].cast(pl.Float64).to_numpy()
+        g = level_1.sort("timestamp")
+        gts = g["timestamp"].to_numpy()
+        gbid, gask = g["bid_0_price"].to_numpy(), g["ask_0_price"].to_numpy()
+        lake_bid, lake_ask = state_at(ut, bid, grid), state_at(ut, ask, grid)
+        gold_bid, gold_ask = state_at(gts, gbid, grid), state_at(gts, gask, grid)
+        samples["quoted_spread"] = (lake_ask - lake_bid, gold_ask - gold_bid)
+        samples["mid_price_return"] = (
+            log_returns((lake_ask + lake_bid) / 2),
+            log_returns((gold_ask + gold_bid) / 2),
+        )
+        samples["grid"] = {"interval_s": th.ks_sample_interval_s, "points": int(grid.size)}
+    return samples
+
+
+def ks_figures(samples: dict | None, key: str, th: FidelityThresholds) -> dict:
+    """The K-S test of one variable over the common window, with both medians."""
+    if key not in samples:
+        raise NotComputable(
+            "needs the golden level_1 (bookTicker) and a known book in the stream"
+            if key in ("quoted_spread", "mid_price_return")
+            else "no samples"
+        )
+    a, b = samples[key]
+    try:
+        result = ks_two_sample(a, b, min_pvalue=th.ks_min_pvalue, max_statistic=th.ks_max_statistic)
+    except ValueError as error:
+        raise NotComputable(str(error)) from None
+    out = result.to_dict()
+    out["window"] = samples["window"]
+    if key in ("quoted_spread", "mid_price_return"):
+        out["sampling"] = samples.get("grid")
+    out["median"] = {"lake": float(np.nanmedian(a)), "golden": float(np.nanmedian(b))}
+    return out
+
+
+def tail_figures(
+    report: MetricRecorder,
+    inputs: Inputs,
+    samples: dict | None,
+    samples_reason: str | None,
+    th: FidelityThresholds,
+) -> tuple[dict[str, TailEstimate], dict[str, np.ndarray]]:
+    report.data["tail"] = {}
+    kwargs = {
+        "resamples": th.tail_bootstrap_resamples, "seed": th.tail_bootstrap_seed,
+        "ci_level": th.tail_ci_level, "min_tail": th.tail_min_size,
+        "max_candidates": th.tail_max_xmin_candidates,
+    }  # fmt: skip
+    estimates: dict[str, TailEstimate] = {}
+    values: dict[str, np.ndarray] = {}
+
+    def fit(source: str) -> dict:
+        if samples is not None:
+            x = samples["trade_size"][0 if source == "lake" else 1]
+        elif source == "lake":
+            x = inputs.stream_trades()["size"].to_numpy()
+        else:
+            raise NotComputable("no golden samples for this partition")
+        values[source] = x
+        # independent resamples per source: with one seed, equal samples would give equal
+        # resamples and a zero-width interval for the difference
+        seed = th.tail_bootstrap_seed + (0 if source == "lake" else 1)
+        try:
+            estimates[source] = estimate_tail(x, **{**kwargs, "seed": seed})
+        except ValueError as error:
+            raise NotComputable(str(error)) from None
+        return estimates[source].to_dict()
+
+    report.run("tail.lake", None, lambda: fit("lake"), store=("tail", "lake"))
+    report.run(
+        "tail.golden", None, lambda: fit("golden"),
+        unavailable=None if samples is not None else samples_reason,
+        store=("tail", "golden"),
+    )  # fmt: skip
+
+    def difference() -> dict:
+        if len(estimates) < 2:
+            raise NotComputable("needs a tail fit of both sources")
+        return compare_tails(
+            estimates["lake"], estimates["golden"], tolerance=th.tail_alpha_tolerance
+        )
+
+    report.run("tail.difference", "warn", difference, store=("tail", "difference"))
+    if samples is not None:
+        report.data["tail"]["window"] = samples["window"]
+    return estimates, values
+
+
+def locate_lake_vs_golden(inputs: Inputs, th: FidelityThresholds) -> pl.DataFrame:
+    """Every located difference of the lake's files from the golden recording's."""
+    parts = []
+    both = set(inputs.vendor_files) & set(inputs.golden_files)
+    if not both & {"trades", "book_delta_v2", "book"}:
+        raise NotComputable("the lake and the golden samples share no trades or book table")
+    if "trades" in both:
+        parts.append(
+            discrepancies.trade_discrepancies(inputs.vendor("trades"), inputs.golden("trades"))
+        )
+    if "book_delta_v2" in both:
+        parts.append(discrepancies.delta_discrepancies(
+            inputs.vendor("book_delta_v2"), inputs.golden("book_delta_v2"),
+            time_gap_bound_s=th.time_gap_bound_s,
+        ))  # fmt: skip
+    if "book" in both:
+        parts.append(
+            discrepancies.book_row_discrepancies(inputs.vendor("book"), inputs.golden("book"))
+        )
+    return pl.concat(parts).sort("time", "kind", "id")
+
+
+def _minute_label(ns: int) -> str:
+    return iso(ns // NS_PER_S // 60 * 60 * NS_PER_S)[:16] + "Z"
