@@ -10,6 +10,18 @@ non-parametric bootstrap that refits ``xmin`` too.
 Work is bounded: data are reduced to their distinct values with counts (trade sizes repeat a
 lot), a bootstrap resample is a multinomial draw over those counts, and at most
 ``max_candidates`` xmin values are scanned by a compiled kernel.
+
+Kept, not replaced by the reference implementation, because it is the same estimator and much
+faster: told to scan every candidate, ``fit_power_law`` gives ``powerlaw.Fit(x, discrete=False)``'s
+xmin and tail size, and its alpha to 1e-9, on the sample days' real trade sizes (test:
+``rlx_assets_tests/stats/test_distributions.py``; ``powerlaw`` 2.0.0 is a dev dependency only).
+Measured there on 10k to 21k sizes: 1 to 10 ms per fit here against 1.2 to 8.8 s for the library,
+and the report's bootstrap refits 200 times. Two differences by design: with tied values our K-S
+distance takes the larger of the gaps just below and at each value (the library only the one
+below), and the library's analytic estimator covers alpha in (1, 3] (above, it optimises
+numerically within [0, 3] unless told otherwise), ours any alpha > 1. The report's default
+``max_candidates=200`` thins the xmin grid by rank: its fit is the best on that grid, which on
+the sample days' trade sizes moved alpha by 0.001 to 0.034 from the full scan's.
 """
 
 from __future__ import annotations
