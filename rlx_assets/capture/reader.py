@@ -11,7 +11,7 @@ Two line formats are accepted, detected per line, in gzip or plain text files:
   in ``CaptureStats`` and skipped.
 
 Every message comes out as a ``CaptureRecord``; snapshots always carry the stream name
-``<symbol>@depthSnapshot``, whichever format they came from.
+``<symbol>@depthSnapshot``, whichever format they came from. Imports ``line_format`` only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reading capture files into raw columns per symbol, in arrival order, and telling spot from
-USD-M futures by the messages' fields. Imports ``rlx_assets.capture.reader``,
-``rlx_assets.lake.markets`` and ``staging`` only.
+USD-M futures by the messages' fields. Imports ``rlx_assets.capture`` (reader, line format),
+``rlx_assets.lake.markets``, ``staging`` and the converter's ``decimals`` only.
 """
 
 from __future__ import annotations
