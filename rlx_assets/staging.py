@@ -241,6 +241,12 @@ def atomic_write_bytes(dest: Path, data: bytes) -> None:
         handle.write(data)
 
 
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write_bytes(
+        path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode()
+    )
+
+
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON object as a line; O_APPEND keeps concurrent writers' lines whole."""
     line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from rlx_assets.cli import Progress, main
-from rlx_assets.lake import from_capture
+from rlx_assets.lake.from_capture import reading as capture_reading
 
 CAPTURES = Path(__file__).parents[1] / "data" / "sample" / "captures"
 
@@ -106,7 +106,7 @@ def stamped_messages(stderr: str) -> list[str]:
 
 
 def test_lake_from_capture_shows_progress_on_the_real_captures(tmp_path, monkeypatch):
-    monkeypatch.setattr(from_capture, "PROGRESS_SECONDS", 0.0)  # a line every 8,192 messages
+    monkeypatch.setattr(capture_reading, "PROGRESS_SECONDS", 0.0)  # a line every 8,192 messages
     captures = sorted(CAPTURES.glob("*.gz"))
     out = tmp_path / "lake"
     result = CliRunner().invoke(main, ["lake-from-capture", *map(str, captures), "--out", str(out)])

@@ -10,4 +10,5 @@ export VIRTUAL_ENV="${PWD}/.venv"
 export PATH="${VIRTUAL_ENV}/bin:${PATH}"
 python -m ruff check .
 python -m ruff format --check .
+lint-imports  # the import contracts in pyproject.toml: layers, no cycles
 python -m pytest "$@"

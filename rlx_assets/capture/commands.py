@@ -14,23 +14,61 @@ Also runnable as ``python -m rlx_assets.capture.commands``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
+import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from rlx_assets.capture.recorder import (
+from rlx_assets.capture.line_queue import CaptureWriteError
+from rlx_assets.capture.recorder import Recorder
+from rlx_assets.capture.recorder_config import (
     DEFAULT_MAX_CONNECTION_AGE_S,
     DEFAULT_STREAMS,
     MARKETS,
     RecorderConfig,
-    run_capture,
 )
-from rlx_assets.capture.recorder import logger as capture_logger
+from rlx_assets.capture.recorder_log import log_event
+from rlx_assets.capture.recorder_log import logger as capture_logger
+
+
+async def record_until_signalled(
+    config: RecorderConfig, signals: Iterable[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
+) -> Recorder:
+    """Run a recorder until SIGINT/SIGTERM; a second signal gets the default (abrupt) action."""
+    recorder = Recorder(config)
+    loop = asyncio.get_running_loop()
+    signals = tuple(signals)
+
+    def on_signal(sig: signal.Signals) -> None:
+        for s in signals:
+            loop.remove_signal_handler(s)
+        recorder.request_stop(f"received {sig.name}")
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await recorder.run()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    return recorder
+
+
+def run_capture(config: RecorderConfig) -> int:
+    """Record until SIGINT/SIGTERM; 0 after a clean stop, 1 when the files could not be written."""
+    try:
+        asyncio.run(record_until_signalled(config))
+    except CaptureWriteError as exc:
+        log_event(logging.ERROR, "failed", str(exc))
+        return 1
+    return 0
 
 
 class JsonLogFormatter(logging.Formatter):

@@ -11,7 +11,7 @@ Two line formats are accepted, detected per line, in gzip or plain text files:
   in ``CaptureStats`` and skipped.
 
 Every message comes out as a ``CaptureRecord``; snapshots always carry the stream name
-``<symbol>@depthSnapshot``, whichever format they came from.
+``<symbol>@depthSnapshot``, whichever format they came from. Imports ``line_format`` only.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-SNAPSHOT_CHANNEL = "depthSnapshot"
-GAP_STREAM = "rlx.gap"
+from rlx_assets.capture.line_format import GAP_STREAM, snapshot_stream
+
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -70,10 +70,6 @@ def stream_channel(stream: str) -> str:
     """``"btcusdt@depth@100ms"`` -> ``"depth"``, ``"btcusdt@depthSnapshot"`` ->
     ``"depthSnapshot"``."""
     return stream.split("@", 2)[1] if "@" in stream else ""
-
-
-def snapshot_stream(symbol: str) -> str:
-    return f"{symbol.lower()}@{SNAPSHOT_CHANNEL}"
 
 
 def _open_text(path: Path) -> TextIO:

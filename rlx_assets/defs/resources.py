@@ -4,7 +4,8 @@ import dagster as dg
 
 from rlx_assets.config import RlxSettings, load_settings
 from rlx_assets.lake.acquire import RetryPolicy
-from rlx_assets.lake.sources import LakeSource, source_from_settings
+from rlx_assets.lake.configured_source import source_from_settings
+from rlx_assets.lake.sources import LakeSource
 from rlx_assets.staging import DataLayout, open_layout
 
 

@@ -14,6 +14,8 @@ import pyarrow.parquet as pq
 import tenacity
 
 from rlx_assets.lake.digest import TransferDigest, digest_file, verify_digest
+from rlx_assets.lake.manifest import append_manifest_entry, manifest_entry, manifest_path_of
+from rlx_assets.lake.quarantine import quarantine_unreadable_object
 from rlx_assets.lake.sources import (
     CorruptObjectError,
     CorruptTransferError,
@@ -31,14 +33,12 @@ from rlx_assets.staging import (
     fetch,
     keep_version,
     lake_relative_path,
-    read_json_lines,
     remove_orphan_partials,
     sha256_file,
     utc_now_iso,
 )
 
 T = TypeVar("T")
-MANIFEST_NAME = "raw.jsonl"
 
 
 @dataclass(frozen=True)
@@ -130,15 +130,6 @@ def with_retries(
     return retrying(action)
 
 
-def latest_manifest_entry(layout: DataLayout, relative_path: str) -> dict | None:
-    entries = [
-        e
-        for e in read_json_lines(layout.manifest_dir / MANIFEST_NAME)
-        if e["path"] == relative_path
-    ]
-    return entries[-1] if entries else None
-
-
 @dataclass(frozen=True)
 class StoredCopy:
     """What the raw zone holds for a partition, judged against the manifest and the source.
@@ -219,11 +210,10 @@ def acquire_raw_file(
         return source.locate(table, exchange, symbol, day)
 
     obj = with_retries(locate, policy, on_retry)
-    relative = lake_relative_path(table, exchange, symbol, day)
-    dest = layout.zone("raw") / relative
-    relative_str = str(Path("staging", "raw", relative))
+    dest = layout.zone("raw") / lake_relative_path(table, exchange, symbol, day)
+    relative_str = manifest_path_of(table, market, day)
 
-    stored = judge_stored_copy(dest, latest_manifest_entry(layout, relative_str), obj)
+    stored = judge_stored_copy(dest, manifest_entry(layout, table, market, day), obj)
     if stored.state == "current":
         audit.write("reuse", uri=obj.uri, bytes=obj.size, verified_by=stored.verified_by)
         log(f"{relative_str} re-verified against {obj.uri} ({stored.verified_by}): reused")
@@ -308,9 +298,6 @@ class _Transfer:
 def _quarantine(
     layout: DataLayout, transfer: _Transfer, received: Path, error: Exception, run_id: str
 ) -> QuarantinedObjectError:
-    # Imported here: rlx_assets.validation.zones imports this module (MANIFEST_NAME).
-    from rlx_assets.validation.zones import quarantine_unreadable_object
-
     obj = transfer.obj
     report = {
         "date": obj.day.isoformat(),
@@ -368,8 +355,5 @@ def _record(
         previous_sha256=previous_sha256,
         previous_source_version=previous_source_version,
     )
-    append_json_line(
-        layout.manifest_dir / MANIFEST_NAME,
-        {"time": utc_now_iso(), "run_id": run_id, **asdict(raw)},
-    )
+    append_manifest_entry(layout, {"time": utc_now_iso(), "run_id": run_id, **asdict(raw)})
     return raw

@@ -1,13 +1,14 @@
 """Where the vendor's daily files come from: the bundled sample lake, a local directory, or
 Crypto Lake on S3. Every source answers the same three questions: may we read (access gate),
-which object holds a table's day (locate), and its bytes (open)."""
+which object holds a table's day (locate), and its bytes (open). The choice by settings is
+``configured_source.py``; this module imports ``config``, ``staging`` and (to build the sample
+lake) ``lake.from_capture`` only."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import os
-import re
 import shutil
 import threading
 import urllib.parse
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from rlx_assets.config import SAMPLE_CAPTURES_DIR, SAMPLE_LAKE_DIR, RlxSettings
-from rlx_assets.staging import DataLayout, lake_relative_path, sha256_file
+from rlx_assets.config import SAMPLE_CAPTURES_DIR, SAMPLE_LAKE_DIR
+from rlx_assets.staging import lake_relative_path, sha256_file
 
 _SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
@@ -198,33 +199,3 @@ def ensure_sample_lake(
             if not stamp_file.is_file():
                 raise
         return lake_dir
-
-
-_S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/?(?P<prefix>.*?)/?$")
-
-
-def source_from_settings(settings: RlxSettings) -> LakeSource:
-    """`RLX_LAKE_URI`: unset -> sample lake, `s3://...` -> Crypto Lake, else a local directory."""
-    uri = settings.lake_uri
-    if uri is None:
-        return LocalLakeSource(
-            ensure_sample_lake(), description=f"bundled sample lake {SAMPLE_LAKE_DIR}"
-        )
-    if uri.startswith("s3://"):
-        match = _S3_URI.match(uri)
-        if not match:
-            raise LakeAccessError(f"RLX_LAKE_URI={uri!r} is not of the form s3://BUCKET/PREFIX")
-        from rlx_assets.lake.crypto_lake import CryptoLakeSource
-
-        return CryptoLakeSource(
-            match["bucket"],
-            match["prefix"],
-            DataLayout(settings.data_root).lakeapi_cache,
-            timeout_s=settings.download_timeout_s,
-            connect_timeout_s=settings.download_connect_timeout_s,
-        )
-    if "://" in uri and not uri.startswith("file://"):
-        raise LakeAccessError(
-            f"RLX_LAKE_URI={uri!r}: only local paths and s3:// URIs are supported"
-        )
-    return LocalLakeSource(Path(uri.removeprefix("file://")).expanduser().resolve())

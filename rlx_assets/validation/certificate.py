@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from rlx_assets.config import PROJECT_ROOT, load_settings
+from rlx_assets.lake.manifest import manifest_entry
 from rlx_assets.staging import (
     DataLayout,
     append_json_line,
@@ -49,7 +50,6 @@ from rlx_assets.validation.zones import (
     REQUIRED_TABLES,
     CertificateError,
     gate_report_path,
-    manifest_entry,
     read_json,
     ready_path,
     write_json,

@@ -12,21 +12,24 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rlx_assets.lake.acquire import MANIFEST_NAME
-from rlx_assets.lake.markets import parse_market_key
+from rlx_assets.lake.manifest import (
+    append_manifest_entry,
+    manifest_entry,
+    manifest_entry_of,
+    vendor_file_path,
+)
+from rlx_assets.lake.quarantine import log_quarantine_event, quarantine_dir
 from rlx_assets.staging import (
     DataLayout,
     append_json_line,
     atomic_write,
-    atomic_write_bytes,
     fetch,
     keep_version,
-    lake_relative_path,
     list_files,
-    read_json_lines,
     remove_tree,
     sha256_file,
     utc_now_iso,
+    write_json,
 )
 
 REQUIRED_TABLES = ("trades", "book", "book_delta_v2")
@@ -36,53 +39,16 @@ class CertificateError(Exception):
     """A certified input is missing or changed since certification: refuse to read it."""
 
 
-def relative_file(table: str, market: str, day: dt.date) -> Path:
-    exchange, symbol = parse_market_key(market)
-    return lake_relative_path(table, exchange, symbol, day)
-
-
 def raw_path(layout: DataLayout, table: str, market: str, day: dt.date) -> Path:
-    return layout.zone("raw") / relative_file(table, market, day)
+    return layout.zone("raw") / vendor_file_path(table, market, day)
 
 
 def ready_path(layout: DataLayout, table: str, market: str, day: dt.date) -> Path:
-    return layout.zone("ready") / relative_file(table, market, day)
+    return layout.zone("ready") / vendor_file_path(table, market, day)
 
 
 def gate_report_path(layout: DataLayout, table: str, market: str, day: dt.date) -> Path:
     return layout.zone("validating") / market / day.isoformat() / f"{table}.gates.json"
-
-
-def quarantine_dir(layout: DataLayout, table: str, market: str, day: dt.date) -> Path:
-    return layout.zone("quarantine") / relative_file(table, market, day).parent
-
-
-def manifest_entries(layout: DataLayout, table: str, market: str, day: dt.date) -> list[dict]:
-    """Every manifest entry of the raw file, oldest first."""
-    relative = str(Path("staging", "raw", relative_file(table, market, day)))
-    return [
-        e for e in read_json_lines(layout.manifest_dir / MANIFEST_NAME) if e["path"] == relative
-    ]
-
-
-def manifest_entry(layout: DataLayout, table: str, market: str, day: dt.date) -> dict | None:
-    """The latest manifest entry of the raw file: the checksum the gates hold it to."""
-    entries = manifest_entries(layout, table, market, day)
-    return entries[-1] if entries else None
-
-
-def manifest_entry_of(
-    layout: DataLayout, table: str, market: str, day: dt.date, sha256: str
-) -> dict | None:
-    """The latest manifest entry that recorded these exact bytes (their source version)."""
-    matching = [e for e in manifest_entries(layout, table, market, day) if e["sha256"] == sha256]
-    return matching[-1] if matching else None
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write_bytes(
-        path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode()
-    )
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -98,15 +64,6 @@ def record_gate_report(
     return path
 
 
-def log_quarantine_event(
-    layout: DataLayout, event: str, table: str, market: str, day: dt.date, **fields: object
-) -> None:
-    record = {"time": utc_now_iso(), "event": event, "table": table, "market": market}
-    append_json_line(
-        layout.root / "logs" / "quarantine.jsonl", {**record, "date": day.isoformat(), **fields}
-    )
-
-
 def quarantine(layout: DataLayout, table: str, market: str, day: dt.date, report: dict) -> Path:
     """Copy the failing raw file and its gate report into quarantine; ready stays untouched."""
     target = quarantine_dir(layout, table, market, day)
@@ -117,24 +74,6 @@ def quarantine(layout: DataLayout, table: str, market: str, day: dt.date, report
     write_json(target / "report.json", report)
     failed = [g["gate"] for g in report["gates"] if not g["passed"]]
     log_quarantine_event(layout, "quarantined", table, market, day, failed=failed)
-    return target
-
-
-def quarantine_unreadable_object(
-    layout: DataLayout, table: str, market: str, day: dt.date, received: Path, report: dict
-) -> Path:
-    """Keep a vendor object that arrived whole and verified but is not a readable Crypto Lake
-    file in quarantine (never in raw) with a report saying what is wrong."""
-    target = quarantine_dir(layout, table, market, day)
-    name = relative_file(table, market, day).name
-    with atomic_write(target / name) as handle, open(received, "rb") as source:
-        shutil.copyfileobj(source, handle)
-    write_json(target / "report.json", {"table": table, "market": market, **report})
-    log_quarantine_event(
-        layout, "quarantined", table, market, day,
-        reason="unreadable vendor object", uri=report.get("source_uri"),
-        error=report.get("error"),
-    )  # fmt: skip
     return target
 
 
@@ -250,8 +189,8 @@ def restore_last_good(
         "table": table, "market": market, "date": day.isoformat(), "sha256": good,
         "path": str(raw.relative_to(layout.root)), "size": raw.stat().st_size,
     }  # fmt: skip
-    append_json_line(
-        layout.manifest_dir / MANIFEST_NAME,
+    append_manifest_entry(
+        layout,
         {
             **previous,
             "time": utc_now_iso(),

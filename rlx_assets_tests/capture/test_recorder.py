@@ -7,8 +7,8 @@ import base64
 import errno
 import gzip
 import json
+import logging
 import os
-import random
 import re
 import shutil
 import signal
@@ -24,16 +24,11 @@ from pathlib import Path
 import pytest
 
 from rlx_assets.capture.files import PARTIAL_SUFFIX, RotatingGzipWriter, verify_sidecar
+from rlx_assets.capture.line_format import MalformedFrame, split_frame
+from rlx_assets.capture.line_queue import CaptureWriteError
 from rlx_assets.capture.reader import CaptureStats, iter_capture
-from rlx_assets.capture.recorder import (
-    CaptureWriteError,
-    MalformedFrame,
-    Recorder,
-    RecorderConfig,
-    backoff_delay,
-    combined_stream_url,
-    split_frame,
-)
+from rlx_assets.capture.recorder import Recorder
+from rlx_assets.capture.recorder_config import RecorderConfig, combined_stream_url
 from rlx_assets_tests.conftest import SAMPLE_CAPTURES
 from rlx_assets_tests.servers.binance import (
     BinanceReplayServer,
@@ -198,19 +193,6 @@ def test_split_frame_returns_the_exact_data_text(spot):
         with pytest.raises(MalformedFrame) as caught:
             split_frame(text)
         assert caught.value.reason == reason
-
-
-def test_backoff_is_exponential_capped_and_jittered():
-    rng = random.Random(7)
-    for attempt in range(40):
-        ceiling = min(30.0, 0.5 * 2**attempt)
-        for _ in range(50):
-            delay = backoff_delay(attempt, 0.5, 30.0, rng)
-            assert ceiling / 2 <= delay <= ceiling <= 30.0
-    samples = {backoff_delay(3, 0.5, 30.0, rng) for _ in range(100)}
-    assert len(samples) == 100 and max(samples) - min(samples) > 1.0  # jitter spreads [2, 4]
-    assert backoff_delay(10_000, 0.5, 30.0, rng) <= 30.0
-    assert backoff_delay(-1, 0.5, 30.0, rng) <= 0.5
 
 
 def test_combined_stream_url_and_config_defaults(tmp_path):
@@ -436,6 +418,27 @@ def test_stopping_while_disconnected_closes_the_gap_at_the_stop(spot, tmp_path):
     assert lines[-1].stream == "rlx.gap" and gap["reason"] == "disconnect"
     assert gap["start_ns"] == messages(lines)[-1].capture_ns < gap["end_ns"]
     assert gap["detail"].endswith("recorder stopped before the stream resumed")
+
+
+@pytest.mark.parametrize("reset_s", [0.0, 1e9])
+def test_the_backoff_starts_over_after_a_connection_lived_backoff_reset_s(
+    spot, tmp_path, caplog, reset_s
+):
+    frames = ReplayCapture(spot.frames[:900], spot.snapshot)
+    drops = [Drop(after=300), Drop(after=600)]
+    caplog.set_level(logging.INFO, logger="rlx_assets.capture")
+    with BinanceReplayServer(frames, drops=drops) as server:
+        record(
+            make_config(server, tmp_path, backoff_base_s=0.02, backoff_cap_s=10.0,
+                        backoff_reset_s=reset_s),
+            lambda r: r.stats.messages == len(frames.frames) and r.stats.reconnects == 2,
+        )  # fmt: skip
+    delays = [r.fields["retry_in_s"] for r in caplog.records if r.event == "disconnected"]
+    assert len(delays) == 2 and 0.01 <= delays[0] <= 0.02
+    if reset_s == 0.0:  # every connection lived long enough: each drop waits as the first
+        assert 0.01 <= delays[1] <= 0.02
+    else:  # the count went on across the connection: the second drop waits twice as long
+        assert 0.02 <= delays[1] <= 0.04
 
 
 def test_refused_connections_are_retried_without_inventing_gaps(tmp_path):

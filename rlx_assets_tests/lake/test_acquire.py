@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from rlx_assets.config import RlxSettings
-from rlx_assets.lake.acquire import MANIFEST_NAME, RetryPolicy, acquire_raw_file
+from rlx_assets.lake.acquire import RetryPolicy, acquire_raw_file
+from rlx_assets.lake.configured_source import source_from_settings
+from rlx_assets.lake.manifest import MANIFEST_NAME
 from rlx_assets.lake.sources import (
     CorruptObjectError,
     LakeAccessError,
     NoDataError,
     TransientLakeError,
-    source_from_settings,
 )
 from rlx_assets.staging import DataLayout, lake_relative_path, read_json_lines
 from rlx_assets_tests.conftest import LAKE_PREFIX, TEST_SECRET

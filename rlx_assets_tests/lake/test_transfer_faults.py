@@ -14,14 +14,15 @@ import time
 import pytest
 
 from rlx_assets.config import RlxSettings
-from rlx_assets.lake.acquire import MANIFEST_NAME, RetryPolicy, acquire_raw_file
+from rlx_assets.lake.acquire import RetryPolicy, acquire_raw_file
+from rlx_assets.lake.configured_source import source_from_settings
 from rlx_assets.lake.digest import MIB, TransferDigest, verify_digest
+from rlx_assets.lake.manifest import MANIFEST_NAME
 from rlx_assets.lake.sources import (
     CorruptTransferError,
     LakeObject,
     QuarantinedObjectError,
     TransientLakeError,
-    source_from_settings,
 )
 from rlx_assets.staging import DataLayout, lake_relative_path, read_json_lines, sha256_file
 from rlx_assets.validation.status import refresh_status

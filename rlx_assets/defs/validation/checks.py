@@ -13,6 +13,7 @@ from rlx_assets.defs.acquisition.assets import RAW_TABLES
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.defs.validation.assets import readiness_certificate
+from rlx_assets.lake.manifest import manifest_entry
 from rlx_assets.staging import DataLayout, fetch, utc_now_iso
 from rlx_assets.validation.certificate import (
     certificate_path,
@@ -23,7 +24,6 @@ from rlx_assets.validation.gates import GATES, GateInput, GateResult, run_gates_
 from rlx_assets.validation.profiles import GateThresholds, active_profile
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import (
-    manifest_entry,
     quarantine,
     raw_path,
     read_json,

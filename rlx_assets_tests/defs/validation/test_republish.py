@@ -20,6 +20,7 @@ from rlx_assets.defs.reconstruction.freshness import (
     reconstruction_freshness_result,
 )
 from rlx_assets.defs.resources import RlxEnvironment
+from rlx_assets.lake.manifest import manifest_entry
 from rlx_assets.staging import DataLayout, lake_relative_path, read_json_lines, sha256_file
 from rlx_assets.validation.certificate import (
     certificate_fingerprint,
@@ -30,7 +31,6 @@ from rlx_assets.validation.certificate import (
 )
 from rlx_assets.validation.zones import (
     gate_report_path,
-    manifest_entry,
     quarantine_dir,
     raw_path,
     read_json,

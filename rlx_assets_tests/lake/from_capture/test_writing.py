@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlx_assets.lake import from_capture
-from rlx_assets.lake.from_capture import ConversionError, convert_captures, parse_decimals
+from rlx_assets.lake.from_capture import ConversionError, convert_captures, writing
 from rlx_assets.lake.schemas import LAKE_TABLES, VENDOR_SCHEMAS, schema_mismatches
 
-CAPTURES = Path(__file__).parents[2] / "data" / "sample" / "captures"
+CAPTURES = Path(__file__).parents[3] / "data" / "sample" / "captures"
 SPOT = (CAPTURES / "spot_btcusdt_20240808.gz", CAPTURES / "spot_btcusdt_20240809.gz")
 USDM = (CAPTURES / "usdm_btcusdt_20240808.gz",)
 MARKETS = {  # lake market -> its capture files
@@ -403,7 +403,7 @@ def test_existing_output_is_replaced_only_after_a_complete_write(tmp_path, monke
         handle.write(b"PAR1 partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(from_capture.pq, "write_table", broken_write)
+    monkeypatch.setattr(writing.pq, "write_table", broken_write)
     with pytest.raises(OSError, match="disk full"):
         convert_captures([capture], out)
     assert target.read_bytes() == b"previous"
@@ -433,16 +433,6 @@ def test_market_detection_and_override(tmp_path):
         convert_captures([unknown], tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="nope.gz"):
         convert_captures([tmp_path / "nope.gz"], tmp_path / "out")
-
-
-def test_parse_decimals_is_exact():
-    units, scale = parse_decimals(["61837.63000000", "0.00001000", "7", "12.5"], "x")
-    assert scale == 5
-    assert units.tolist() == [6_183_763_000, 1, 700_000, 1_250_000]
-    with pytest.raises(ConversionError, match="not a plain decimal number: '1e5'"):
-        parse_decimals(["1", "1e5"], "x")
-    with pytest.raises(ConversionError, match="exceeds 2\\*\\*53"):
-        parse_decimals(["123456789012.123456"], "x")
 
 
 def test_book_table_is_built_without_the_reconstruction_kernel(tmp_path):
