@@ -29,10 +29,12 @@ Measured:
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import datetime as dt
 import json
 import math
 import os
+import pstats
 import resource
 import subprocess
 import sys
@@ -344,12 +346,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def end_to_end(part: TiledPartition, source_lake: Path, out_dir: Path) -> dict:
+def end_to_end(
+    part: TiledPartition, source_lake: Path, out_dir: Path, profile: bool = False
+) -> dict:
     """``reconstruct_partition`` on the tiled files in a fresh process (its own peak RSS)."""
     args = {
         "paths": {k: str(v) for k, v in part.paths.items()},
         "warmup": {k: str(v) for k, v in _partition_paths(source_lake).items()},
         "out": str(out_dir),
+        "profile": profile,
     }
     proc = subprocess.run(
         [sys.executable, "-c", "from rlx_assets.book.bench import _child; _child()"],
@@ -401,14 +406,29 @@ def parquet_io_floor(
     }
 
 
-def _timed_run(paths: dict[str, Path], out: Path) -> dict:
+def _main_thread_profile(profiler: cProfile.Profile, top: int = 8) -> dict:
+    """CPU seconds of this thread: in all, and the ``top`` functions by their own time (the
+    compiled kernels, conversions and pyarrow calls made here; Parquet pages are encoded on the
+    writer thread, whose CPU is the process's minus this)."""
+    stats = pstats.Stats(profiler).stats
+    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    return {
+        "main_thread_cpu_seconds": sum(v[2] for v in stats.values()),
+        "main_thread_top": {f"{Path(k[0]).stem}.{k[2]}": round(v[2], 4) for k, v in rows},
+    }
+
+
+def _timed_run(paths: dict[str, Path], out: Path, profile: bool = False) -> dict:
     """``reconstruct_partition`` on ``paths`` into ``out``: wall and CPU figures, the result's
-    counts and the Parquet I/O floor of the same files (measured after, on this thread)."""
+    counts and the Parquet I/O floor of the same files (measured after, on this thread);
+    ``profile``: also this thread's CPU by function (``_main_thread_profile``)."""
+    profiler = cProfile.Profile(time.thread_time) if profile else None
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
-    result: ReconstructionResult = reconstruct_partition(
-        paths["trades"], paths["book_delta_v2"], paths["book"], out, None
-    )
+    with profiler or contextlib.nullcontext():
+        result: ReconstructionResult = reconstruct_partition(
+            paths["trades"], paths["book_delta_v2"], paths["book"], out, None
+        )
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0
     peak_rss_mb = _peak_rss_mb()  # before the floor holds its stream rows in memory
@@ -430,6 +450,7 @@ def _timed_run(paths: dict[str, Path], out: Path) -> dict:
         "vendor_book_rows_compared": result.vendor_book_rows_compared,
         "vendor_book_rows_equal": result.vendor_book_rows_equal,
         "anomalies": result.anomalies,
+        **(_main_thread_profile(profiler) if profiler else {}),
     }
 
 
@@ -444,7 +465,7 @@ def _child() -> None:
         "end_to_end_events_per_cpu_s", "io_floor_events_per_s", "floor_ratio", "result_events",
         "vendor_book_rows_equal",
     )  # fmt: skip
-    tiled = _timed_run({k: Path(v) for k, v in args["paths"].items()}, out / "day")
+    tiled = _timed_run({k: Path(v) for k, v in args["paths"].items()}, out / "day", args["profile"])
     print(json.dumps({**tiled, **{f"real_day_{k}": real_day[k] for k in keep}}))
 
 
@@ -453,6 +474,7 @@ def run_benchmark(
     workdir: Path | None = None,
     reference_rows: int = 200_000,
     log=lambda _m: None,
+    profile: bool = False,
 ) -> dict:
     from rlx_assets.lake.sources import ensure_sample_lake
 
@@ -467,7 +489,7 @@ def run_benchmark(
         log(f"kernel: {kernel['kernel_events_per_s'] / 1e6:.1f}M book updates/s")
         reference = reference_throughput(part, reference_rows)
         del part.tile_sides, part.tile_ticks, part.tile_lots, part.tile_diff_starts, part.resyncs
-        e2e = end_to_end(part, source_lake, tmp_path / "out")
+        e2e = end_to_end(part, source_lake, tmp_path / "out", profile)
         log(
             f"end to end: {e2e['end_to_end_events_per_s'] / 1e6:.2f}M events/s "
             f"({e2e['end_to_end_events_per_cpu_s'] / 1e6:.2f}M per CPU second); Parquet I/O "

@@ -20,7 +20,8 @@ def test_bench_reconstruct_prints_one_json_object(sample_lake, tmp_path, monkeyp
     monkeypatch.setattr(sources, "ensure_sample_lake", lambda: sample_lake)
     result = CliRunner().invoke(
         main,
-        ["bench", "reconstruct", "--events", "200000", "--json", "--workdir", str(tmp_path)],
+        ["bench", "reconstruct", "--events", "200000", "--json", "--profile"]
+        + ["--workdir", str(tmp_path)],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -45,6 +46,9 @@ def test_bench_reconstruct_prints_one_json_object(sample_lake, tmp_path, monkeyp
     assert 0 < report["end_to_end_events_per_cpu_s"] < floor
     read, write = report["io_floor_read_ns_per_event"], report["io_floor_write_ns_per_event"]
     assert read > 0 and write > 0 and floor == pytest.approx(1e9 / (read + write))
+    # --profile: the main thread's CPU by function, the book replay among it
+    assert 0 < report["main_thread_cpu_seconds"] <= report["end_to_end_cpu_seconds"]
+    assert report["main_thread_top"]["replay._replay"] > 0
     assert list(tmp_path.iterdir()) == []  # temporary files removed
 
 
