@@ -309,7 +309,13 @@ def bench() -> None:
     help="Existing directory for the temporary input and output files, removed at the end "
     "(default: the system temp dir, $TMPDIR or /tmp).",
 )
-def bench_reconstruct(events: int, as_json: bool, workdir: Path | None) -> None:
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Also profile the end-to-end run's main thread (cProfile on thread CPU time): "
+    "main_thread_cpu_seconds and its top functions (main_thread_top).",
+)
+def bench_reconstruct(events: int, as_json: bool, workdir: Path | None, profile: bool) -> None:
     """Throughput of the order-book reconstruction on a day built by tiling the real sample
     capture (data/sample; the sample lake is built first if missing).
 
@@ -329,7 +335,7 @@ def bench_reconstruct(events: int, as_json: bool, workdir: Path | None) -> None:
     with Progress() as log:
         log(f"building a day of {events:,} events by tiling the sample capture")
         try:
-            result = run_benchmark(events=events, workdir=workdir, log=log)
+            result = run_benchmark(events=events, workdir=workdir, log=log, profile=profile)
         except (LakeError, ValueError, OSError) as exc:
             raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -347,8 +353,18 @@ def bench_reconstruct(events: int, as_json: bool, workdir: Path | None) -> None:
         f"I/O floor:  {result['io_floor_events_per_s'] / 1e6:8.2f} M events/s on one core "
         f"(pyarrow alone: read {result['io_floor_read_ns_per_event']:.0f} + write "
         f"{result['io_floor_write_ns_per_event']:.0f} ns/event)\n"
+        f"ratio:      {result['floor_ratio']:8.2f} of the floor per CPU second\n"
+        f"real day:   {result['real_day_end_to_end_events_per_s'] / 1e6:8.2f} M events/s "
+        f"({result['real_day_result_events']:,} events of the real sample day; "
+        f"{result['real_day_floor_ratio']:.2f} of its floor per CPU second)\n"
         f"peak RSS:   {result['peak_rss_mb']:8.0f} MB\n"
-        f"reference:  {result['reference_events_per_s'] / 1e6:8.2f} M updates/s (pure Python); "
+        + (
+            f"main thread: {result['main_thread_cpu_seconds']:.2f} s CPU of "
+            f"{result['end_to_end_cpu_seconds']:.2f}; top: {result['main_thread_top']}\n"
+            if profile
+            else ""
+        )
+        + f"reference:  {result['reference_events_per_s'] / 1e6:8.2f} M updates/s (pure Python); "
         f"kernel is {result['kernel_vs_reference']:.0f}x faster"
     )
 

@@ -2,11 +2,14 @@
 
 Input: a day-sized partition made by tiling the real sample partition (Binance spot BTCUSDT,
 2024-08-08, from ``data/sample/captures``) in time, sequence number and trade id. Tiling is
-synthetic and used only here, for scale, never as evidence of fidelity. Each tile after the
-first starts with one synthetic "resync" diff that turns the book left by the previous tile
-back into the tile's seed book (the seed's levels, then deletes of every other level), so every
-tile replays the real 6 minutes from the same state (no stale levels piling up into a crossed
-book); the tiled vendor ``book`` rows therefore still describe the book as on the real day.
+synthetic and used only here, for scale, never as evidence of fidelity. Each tile's prices are
+shifted by a drift (``DRIFT_PER_DAY`` of the price over the tiled day, as on a volatile day), so
+the book wanders across the dense range instead of replaying the same ticks, whose pages and
+cache lines would already be warm. Each tile after the first starts with one synthetic "resync"
+diff that turns the book left by the previous tile into the tile's (shifted) seed book (the
+seed's levels, then deletes of every other level), so every tile replays the real 6 minutes from
+the same state relative to its prices (no stale levels piling up into a crossed book); the tiled
+vendor ``book`` rows therefore still describe the book as on the real day.
 
 Measured:
 
@@ -14,21 +17,31 @@ Measured:
   best bid/ask emitted after every row (how the reconstruction calls it), and with one event
   per diff;
 * end to end: ``reconstruct_partition`` from the vendor Parquet files to all outputs, in a child
-  process (after a warm-up on one tile, so JIT compilation is excluded) whose peak RSS
-  (``VmHWM``) is reported;
+  process (after a warm-up on the real sample day, so JIT compilation is excluded) whose peak
+  RSS (``VmHWM``) is reported; the same figures for the real sample day alone (``real_day_*``,
+  its second run in that process: small, so fixed costs weigh more);
 * the Parquet I/O floor: pyarrow alone on one thread reading the columns reconstruction reads
   and writing stream rows again with the stream's own options, CPU per event. Reconstruction
   does both and more, so on one core it cannot be faster than this;
 * the pure-Python ``ReferenceBook`` on a slice of the same rows, for the speed ratio.
+
+``floor_ratio`` is events per CPU second over the floor's. Where the rest goes (``--profile``,
+and every write timed on one thread, 5 M tiled events, one core of the shared 2-core machine):
+the stream is written at the floor's cost; beyond the floor come the book replay (``_replay``:
+0.6-0.9 of the floor's CPU), the vendor book's reading, comparison and ``snapshots_vendor``
+writing (about 0.45), float -> units conversions (0.15) and Python glue. The replay alone thus
+caps the ratio near 0.6, so 0.70 needs a faster replay, not only less overhead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import datetime as dt
 import json
 import math
 import os
+import pstats
 import resource
 import subprocess
 import sys
@@ -67,6 +80,7 @@ NS_PER_DAY = 86_400 * 10**9
 ROW_GROUP_ROWS = 1 << 20  # what pyarrow writes by default: the vendor files' likely layout
 KERNEL_CHUNK = 1 << 21
 FLOOR_WRITE_ROWS = 4_000_000  # stream rows written again for the I/O floor
+DRIFT_PER_DAY = 0.08  # the tiles' prices move 8% over the tiled day (a volatile BTC day)
 TABLES = ("trades", "book_delta_v2", "book")
 
 
@@ -84,12 +98,24 @@ class TiledPartition:
     trades: int
     book_updates: int
     book_rows: int
-    # every delta row as the book applies it (sides, ticks, lots), one tile incl. its resync
+    # every delta row of the first tile as the book applies it (sides, ticks, lots)
     tile_sides: np.ndarray
     tile_ticks: np.ndarray
     tile_lots: np.ndarray
     tile_diff_starts: np.ndarray  # True where a row starts a new diff
-    tile0_rows: int  # rows of the first tile (no resync diff)
+    drift_ticks: int  # tile k's prices are the first tile's + k * drift_ticks
+    resyncs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # tiles 1..: the resync diff
+
+    def applied_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(sides, ticks, lots, diff starts) of every delta row of the tiled day, in order."""
+        parts: list[tuple[np.ndarray, ...]] = []
+        for k in range(self.tiles):
+            if k:
+                bid, ticks, lots = self.resyncs[k - 1]
+                parts.append((bid, ticks, lots, np.arange(ticks.size) == 0))
+            shifted = self.tile_ticks + k * self.drift_ticks
+            parts.append((self.tile_sides, shifted, self.tile_lots, self.tile_diff_starts))
+        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
 
 
 def build_tiled_partition(
@@ -118,17 +144,32 @@ def build_tiled_partition(
     seed_bid_ticks, seed_bid_lots, seed_ask_ticks, seed_ask_lots = _seed_levels(book, ps, ss)
     end_bid = end.column("side").to_numpy(zero_copy_only=False) == "bid"
     end_ticks = end.column("price_ticks").to_numpy()
-    resync_bid, resync_ticks, resync_lots = _resync_rows(
-        end_bid, end_ticks, seed_bid_ticks, seed_bid_lots, seed_ask_ticks, seed_ask_lots
-    )
-
     # in-memory rows for the kernel benchmark: tile 0's applied rows, then resync + rows
     rows_bid = deltas.column("side_is_bid").to_numpy(zero_copy_only=False)
     rows_ticks = units(deltas.column("price").to_numpy(), ps, "price")
     rows_lots = units(deltas.column("size").to_numpy(), ss, "size")
 
-    per_tile = trades.num_rows + deltas.num_rows + resync_ticks.size
+    # with a drift no level survives a resync: it deletes every end level and inserts the seed
+    resync_rows = end_ticks.size + seed_bid_ticks.size + seed_ask_ticks.size
+    per_tile = trades.num_rows + deltas.num_rows + resync_rows
     tiles = max(1, math.ceil((events - trades.num_rows - deltas.num_rows) / per_tile) + 1)
+    mid = (int(seed_bid_ticks[0]) + int(seed_ask_ticks[0])) // 2
+    drift = int(mid * DRIFT_PER_DAY / tiles)
+    resyncs = [
+        _resync_rows(
+            end_bid, end_ticks + (k - 1) * drift, seed_bid_ticks + k * drift, seed_bid_lots,
+            seed_ask_ticks + k * drift, seed_ask_lots,
+        )
+        for k in range(1, tiles)
+    ]  # fmt: skip
+    price_ticks = {  # the price columns as ticks (-1: no level), shifted per tile
+        table: {
+            name: units(source.column(name).to_numpy(zero_copy_only=False), ps, name, -1)
+            for name in source.column_names
+            if name == "price" or name.endswith("_price")
+        }
+        for table, source in (("trades", trades), ("book_delta_v2", deltas), ("book", book))
+    }
     all_times = np.concatenate(
         [trades.column("timestamp").to_numpy(), deltas.column("timestamp").to_numpy(),
          book.column("timestamp").to_numpy()]
@@ -142,17 +183,21 @@ def build_tiled_partition(
     t_ids = trades.column("id").to_numpy()
     id_span = int(t_ids.max() - t_ids.min()) + 1
 
-    resync_tbl = pa.table(
-        {
-            "timestamp": np.full(resync_ticks.size, seed_time, np.int64),
-            "receipt_timestamp": np.full(resync_ticks.size, seed_recv, np.int64),
-            "sequence_number": np.full(resync_ticks.size, seed_seq, np.int64),
-            "side_is_bid": resync_bid,
-            "price": resync_ticks / 10.0**ps,
-            "size": resync_lots / 10.0**ss,
-        },
-        schema=VENDOR_SCHEMAS["book_delta_v2"],
-    )
+    def resync_table(k: int) -> pa.Table:
+        """Tile k's resync diff, at the seed's time and sequence number (shifted with the tile)."""
+        bid, ticks, lots = resyncs[k - 1]
+        return pa.table(
+            {
+                "timestamp": np.full(ticks.size, seed_time, np.int64),
+                "receipt_timestamp": np.full(ticks.size, seed_recv, np.int64),
+                "sequence_number": np.full(ticks.size, seed_seq, np.int64),
+                "side_is_bid": bid,
+                "price": ticks / 10.0**ps,  # already at the tile's prices
+                "size": lots / 10.0**ss,
+            },
+            schema=VENDOR_SCHEMAS["book_delta_v2"],
+        )
+
     paths = _partition_paths(out_dir)
     sources = {"trades": trades, "book_delta_v2": deltas, "book": book}
     shift_cols = {
@@ -170,7 +215,7 @@ def build_tiled_partition(
                 shifts = {"t": base_shift + k * time_span, "seq": k * seq_span, "id": k * id_span}
                 parts = [sources[table]]
                 if table == "book_delta_v2" and k > 0:
-                    parts = [resync_tbl, sources[table]]
+                    parts = [resync_table(k), sources[table]]
                 for part in parts:
                     cols = []
                     for field in schema:
@@ -178,6 +223,9 @@ def build_tiled_partition(
                         key = shift_cols[table].get(field.name)
                         if key is not None:
                             col = pa.array(col.to_numpy() + shifts[key], pa.int64())
+                        elif field.name in price_ticks[table] and part is sources[table]:
+                            ticks = price_ticks[table][field.name]
+                            col = pa.array(_prices(ticks, k * drift, ps), pa.float64())
                         cols.append(col)
                     pending.append(pa.Table.from_arrays(cols, schema=schema))
                     pending_rows += part.num_rows
@@ -186,7 +234,7 @@ def build_tiled_partition(
                     pending, pending_rows = [], 0
         log(f"wrote {table}: {pq.read_metadata(path).num_rows} rows")
     n_trades = tiles * trades.num_rows
-    n_deltas = tiles * deltas.num_rows + (tiles - 1) * resync_ticks.size
+    n_deltas = tiles * deltas.num_rows + sum(r[1].size for r in resyncs)
     return TiledPartition(
         paths=paths,
         tiles=tiles,
@@ -194,14 +242,19 @@ def build_tiled_partition(
         trades=n_trades,
         book_updates=n_deltas,
         book_rows=tiles * book.num_rows,
-        tile_sides=np.concatenate([resync_bid, rows_bid]),
-        tile_ticks=np.concatenate([resync_ticks, rows_ticks]),
-        tile_lots=np.concatenate([resync_lots, rows_lots]),
-        tile_diff_starts=np.concatenate(
-            [np.arange(resync_ticks.size) == 0, np.diff(d_seq_kept, prepend=-1) != 0]
-        ),
-        tile0_rows=rows_ticks.size,
+        tile_sides=rows_bid,
+        tile_ticks=rows_ticks,
+        tile_lots=rows_lots,
+        tile_diff_starts=np.diff(d_seq_kept, prepend=-1) != 0,
+        drift_ticks=drift,
+        resyncs=resyncs,
     )
+
+
+def _prices(ticks: np.ndarray, shift: int, scale: int) -> np.ndarray:
+    """Ticks shifted by ``shift`` as the vendor's floats (the nearest float to the decimal, so
+    still an exact decimal at ``scale``); tick -1 (no level) stays NaN."""
+    return np.where(ticks < 0, np.nan, (ticks + shift) / 10.0**scale)
 
 
 def _resync_rows(end_bid, end_ticks, bid_ticks, bid_lots, ask_ticks, ask_lots):
@@ -239,13 +292,8 @@ def kernel_throughput(part: TiledPartition) -> dict:
     * ``kernel_events_per_s``: rows/s with every row an event and the best bid/ask emitted
       after each, as ``reconstruct_partition`` uses it;
     * ``kernel_diff_events_per_s``: rows/s with one event per diff (best bid/ask after each)."""
-    tile = part.tile_ticks.size
-    skip = tile - part.tile0_rows  # the first tile has no resync diff
-    n = part.tile0_rows + (part.tiles - 1) * tile
-    sides = np.tile(part.tile_sides, part.tiles)[skip:]
-    ticks = np.tile(part.tile_ticks, part.tiles)[skip:]
-    lots = np.tile(part.tile_lots, part.tiles)[skip:]
-    diff_starts = np.tile(part.tile_diff_starts, part.tiles)[skip:]
+    sides, ticks, lots, diff_starts = part.applied_rows()
+    n = ticks.size
     lo, hi = int(ticks.min()), int(ticks.max())
     chunk = min(KERNEL_CHUNK, n)
     book = DenseBook(lo, hi - lo + 1)
@@ -281,10 +329,10 @@ def kernel_throughput(part: TiledPartition) -> dict:
 
 def reference_throughput(part: TiledPartition, rows: int) -> dict:
     """The pure-Python book on the first ``rows`` rows, best bid/ask read after every row."""
-    rows = min(rows, part.tile0_rows)
-    sides = part.tile_sides[-part.tile0_rows :][:rows].tolist()
-    ticks = part.tile_ticks[-part.tile0_rows :][:rows].tolist()
-    lots = part.tile_lots[-part.tile0_rows :][:rows].tolist()
+    rows = min(rows, part.tile_ticks.size)
+    sides = part.tile_sides[:rows].tolist()
+    ticks = part.tile_ticks[:rows].tolist()
+    lots = part.tile_lots[:rows].tolist()
     book = ReferenceBook()
     t0 = time.perf_counter()
     for s, t, q in zip(sides, ticks, lots, strict=True):
@@ -305,12 +353,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def end_to_end(part: TiledPartition, source_lake: Path, out_dir: Path) -> dict:
+def end_to_end(
+    part: TiledPartition, source_lake: Path, out_dir: Path, profile: bool = False
+) -> dict:
     """``reconstruct_partition`` on the tiled files in a fresh process (its own peak RSS)."""
     args = {
         "paths": {k: str(v) for k, v in part.paths.items()},
         "warmup": {k: str(v) for k, v in _partition_paths(source_lake).items()},
         "out": str(out_dir),
+        "profile": profile,
     }
     proc = subprocess.run(
         [sys.executable, "-c", "from rlx_assets.book.bench import _child; _child()"],
@@ -362,43 +413,67 @@ def parquet_io_floor(
     }
 
 
-def _child() -> None:
-    args = json.loads(sys.stdin.read())
-    out = Path(args["out"])
-    w = args["warmup"]
-    reconstruct_partition(
-        Path(w["trades"]), Path(w["book_delta_v2"]), Path(w["book"]), out / "warmup", None
-    )
-    p = args["paths"]
+def _main_thread_profile(profiler: cProfile.Profile, top: int = 8) -> dict:
+    """CPU seconds of this thread: in all, and the ``top`` functions by their own time (the
+    compiled kernels, conversions and pyarrow calls made here; Parquet pages are encoded on the
+    writer thread, whose CPU is the process's minus this)."""
+    stats = pstats.Stats(profiler).stats
+    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    return {
+        "main_thread_cpu_seconds": sum(v[2] for v in stats.values()),
+        "main_thread_top": {f"{Path(k[0]).stem}.{k[2]}": round(v[2], 4) for k, v in rows},
+    }
+
+
+def _timed_run(paths: dict[str, Path], out: Path, profile: bool = False) -> dict:
+    """``reconstruct_partition`` on ``paths`` into ``out``: wall and CPU figures, the result's
+    counts and the Parquet I/O floor of the same files (measured after, on this thread);
+    ``profile``: also this thread's CPU by function (``_main_thread_profile``)."""
+    profiler = cProfile.Profile(time.thread_time) if profile else None
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
-    result: ReconstructionResult = reconstruct_partition(
-        Path(p["trades"]), Path(p["book_delta_v2"]), Path(p["book"]), out / "day", None
-    )
+    with profiler or contextlib.nullcontext():
+        result: ReconstructionResult = reconstruct_partition(
+            paths["trades"], paths["book_delta_v2"], paths["book"], out, None
+        )
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0
     peak_rss_mb = _peak_rss_mb()  # before the floor holds its stream rows in memory
-    size = sum(f.stat().st_size for f in (out / "day").iterdir())
-    paths = {k: Path(v) for k, v in p.items()}
+    size = sum(f.stat().st_size for f in out.iterdir())
     schema = stream_schema(result.price_scale, result.size_scale, written=True)
-    floor = parquet_io_floor(paths, out / "day" / STREAM_FILE, schema, out / "floor.parquet")
-    print(
-        json.dumps(
-            {
-                "end_to_end_seconds": seconds,
-                "end_to_end_cpu_seconds": cpu,
-                "end_to_end_events_per_s": result.events / seconds,
-                "end_to_end_events_per_cpu_s": result.events / cpu if cpu else None,
-                **floor,
-                "peak_rss_mb": peak_rss_mb,
-                "output_mb": size / 1e6,
-                "result_events": result.events,
-                "vendor_book_rows_compared": result.vendor_book_rows_compared,
-                "vendor_book_rows_equal": result.vendor_book_rows_equal,
-                "anomalies": result.anomalies,
-            }
-        )
-    )
+    floor = parquet_io_floor(paths, out / STREAM_FILE, schema, out.parent / "floor.parquet")
+    (out.parent / "floor.parquet").unlink()
+    per_cpu_s = result.events / cpu if cpu else None
+    return {
+        "end_to_end_seconds": seconds,
+        "end_to_end_cpu_seconds": cpu,
+        "end_to_end_events_per_s": result.events / seconds,
+        "end_to_end_events_per_cpu_s": per_cpu_s,
+        **floor,
+        "floor_ratio": per_cpu_s / floor["io_floor_events_per_s"] if per_cpu_s else None,
+        "peak_rss_mb": peak_rss_mb,
+        "output_mb": size / 1e6,
+        "result_events": result.events,
+        "vendor_book_rows_compared": result.vendor_book_rows_compared,
+        "vendor_book_rows_equal": result.vendor_book_rows_equal,
+        "anomalies": result.anomalies,
+        **(_main_thread_profile(profiler) if profiler else {}),
+    }
+
+
+def _child() -> None:
+    args = json.loads(sys.stdin.read())
+    out = Path(args["out"])
+    real = {k: Path(v) for k, v in args["warmup"].items()}
+    reconstruct_partition(real["trades"], real["book_delta_v2"], real["book"], out / "warmup", None)
+    real_day = _timed_run(real, out / "real_day")
+    keep = (
+        "end_to_end_seconds", "end_to_end_cpu_seconds", "end_to_end_events_per_s",
+        "end_to_end_events_per_cpu_s", "io_floor_events_per_s", "floor_ratio", "result_events",
+        "vendor_book_rows_equal",
+    )  # fmt: skip
+    tiled = _timed_run({k: Path(v) for k, v in args["paths"].items()}, out / "day", args["profile"])
+    print(json.dumps({**tiled, **{f"real_day_{k}": real_day[k] for k in keep}}))
 
 
 def run_benchmark(
@@ -406,6 +481,7 @@ def run_benchmark(
     workdir: Path | None = None,
     reference_rows: int = 200_000,
     log=lambda _m: None,
+    profile: bool = False,
 ) -> dict:
     from rlx_assets.lake.sources import ensure_sample_lake
 
@@ -419,8 +495,8 @@ def run_benchmark(
         kernel = kernel_throughput(part)
         log(f"kernel: {kernel['kernel_events_per_s'] / 1e6:.1f}M book updates/s")
         reference = reference_throughput(part, reference_rows)
-        del part.tile_sides, part.tile_ticks, part.tile_lots, part.tile_diff_starts
-        e2e = end_to_end(part, source_lake, tmp_path / "out")
+        del part.tile_sides, part.tile_ticks, part.tile_lots, part.tile_diff_starts, part.resyncs
+        e2e = end_to_end(part, source_lake, tmp_path / "out", profile)
         log(
             f"end to end: {e2e['end_to_end_events_per_s'] / 1e6:.2f}M events/s "
             f"({e2e['end_to_end_events_per_cpu_s'] / 1e6:.2f}M per CPU second); Parquet I/O "

@@ -18,7 +18,6 @@ call ``apply_levels`` directly with their own event boundaries.
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import numpy as np
@@ -437,32 +436,3 @@ def plan_depth_sync(is_snapshot, first_id, last_id, prev_id, futures):
             _feed_diff(d, first_id, last_id, prev_id, futures, st, buf, order, flags)
     n_out = st[_NOUT]
     return order[:n_out].copy(), flags[:n_out].copy(), st[:6].copy()
-
-
-def benchmark(n_events: int = 1_000_000, levels_per_event: int = 10, seed: int = 0) -> dict:
-    """Synthetic throughput of ``apply_levels`` (a random walk around a mid price, top 20 after
-    every event), compile time and first-touch of the buffers excluded. For sizing only, never
-    as evidence of fidelity."""
-    rng = np.random.default_rng(seed)
-    n = n_events * levels_per_event
-    mid = 1_000_000 + np.repeat(np.cumsum(rng.integers(-2, 3, n_events)), levels_per_event)
-    offset = rng.integers(1, 200, n)
-    sides = rng.random(n) < 0.5
-    ticks = np.where(sides, mid - offset, mid + offset)
-    sizes = np.where(rng.random(n) < 0.3, 0, rng.integers(1, 10_000, n))
-    ends = np.arange(1, n_events + 1, dtype=np.int64) * levels_per_event
-    out = TopOfBook.empty(n_events, 20)
-    book = DenseBook.covering(ticks)
-    book.apply(sides, ticks, sizes, ends, out=out)  # compile, touch every buffer
-    book = DenseBook.covering(ticks)
-    t0 = time.perf_counter()
-    top = book.apply(sides, ticks, sizes, ends, out=out)
-    elapsed = time.perf_counter() - t0
-    return {
-        "events": n_events,
-        "level_updates": n,
-        "seconds": elapsed,
-        "updates_per_s": n / elapsed,
-        "events_per_s": n_events / elapsed,
-        "rows": top.rows,
-    }

@@ -9,7 +9,6 @@ from rlx_assets.book.kernel import (
     SYNC_COUNTERS,
     DenseBook,
     TopOfBook,
-    benchmark,
     plan_depth_sync,
 )
 
@@ -191,11 +190,6 @@ def test_futures_sync_uses_pu():
 def test_no_snapshot_means_no_book(futures):
     steps, c = plan([("diff", 1, 2, 0), ("diff", 3, 4, 2)], futures)
     assert steps == [] and c["diffs_applied"] == 0
-
-
-def test_benchmark_runs():
-    result = benchmark(n_events=2_000, levels_per_event=4)
-    assert result["rows"] == 2_000 and result["updates_per_s"] > 0
 
 
 def test_chunks_with_reused_output_buffers_equal_one_pass():

@@ -18,12 +18,10 @@ Measured on the sample partitions (``chunk_rows`` small, so windows are exercise
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,68 +31,22 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_assets.book.kernel import DenseBook
 from rlx_assets.book.reconstruct import (
     END_BOOK_FILE,
     SNAPSHOTS_1S_FILE,
     SNAPSHOTS_VENDOR_FILE,
     STREAM_FILE,
     ReconstructionError,
-    ReconstructionResult,
-    _Book,
-    end_book_levels,
     end_book_schema,
-    reconstruct_partition,
     snapshot_schema,
     stream_schema,
 )
-from rlx_assets.staging import lake_relative_path
+from rlx_assets_tests.book.reconstruct.conftest import (
+    OUTPUTS,
+    Run,
+    run,
+)
 from rlx_assets_tests.conftest import SAMPLE_CAPTURES
-
-SPOT = ("BINANCE", "BTC-USDT")
-FUTURES = ("BINANCE_FUTURES", "BTC-USDT-PERP")
-D8, D9 = dt.date(2024, 8, 8), dt.date(2024, 8, 9)
-CHUNK = 60_000  # small windows: many merges, row groups and vendor-row hand-overs
-OUTPUTS = (STREAM_FILE, SNAPSHOTS_VENDOR_FILE, SNAPSHOTS_1S_FILE, END_BOOK_FILE)
-
-
-def partition(lake: Path, market: tuple[str, str], day: dt.date) -> dict[str, Path]:
-    return {
-        t: lake / lake_relative_path(t, market[0], market[1], day)
-        for t in ("trades", "book_delta_v2", "book")
-    }
-
-
-def run(paths: dict[str, Path], out: Path, previous: Path | None = None, **kw):
-    return reconstruct_partition(
-        paths["trades"], paths["book_delta_v2"], paths["book"], out, previous,
-        chunk_rows=kw.pop("chunk_rows", CHUNK), **kw,
-    )  # fmt: skip
-
-
-@dataclass
-class Run:
-    out: Path
-    result: ReconstructionResult
-    paths: dict[str, Path]
-
-    def table(self, name: str) -> pa.Table:
-        return pq.read_table(self.out / name)
-
-
-@pytest.fixture(scope="module")
-def runs(sample_lake, tmp_path_factory) -> dict[str, Run]:
-    base = tmp_path_factory.mktemp("reconstruct")
-    out: dict[str, Run] = {}
-    for name, market, day, previous in (
-        ("spot08", SPOT, D8, None),
-        ("spot09", SPOT, D9, "spot08"),
-        ("futures08", FUTURES, D8, None),
-    ):
-        paths = partition(sample_lake, market, day)
-        prev = out[previous].out / END_BOOK_FILE if previous else None
-        out[name] = Run(base / name, run(paths, base / name, prev), paths)
-    return out
 
 
 # --- independent reference: the captures' bookTicker stream -------------------------------------
@@ -473,26 +425,6 @@ def test_trades_may_be_missing(runs, tmp_path):
     assert r.trades == 0 and r.book_updates == runs["futures08"].result.book_updates
     assert r.vendor_book_rows_equal == runs["futures08"].result.vendor_book_rows_equal
     shutil.rmtree(tmp_path / "out")
-
-
-def test_end_book_from_the_occupancy_bits_equals_a_scan_of_the_sizes():
-    """The end book is read from the dense book's occupancy bits: the same levels as a scan of
-    the size arrays, across word boundaries and after deletes emptied whole words."""
-    rng = np.random.default_rng(5)
-    n = 20_000
-    sides = rng.random(n) < 0.5
-    ticks = np.where(sides, 5_000 - rng.integers(0, 3_000, n), 5_000 + rng.integers(0, 3_000, n))
-    lots = rng.integers(0, 2, n) * rng.integers(1, 1_000, n)  # half of the rows are deletes
-    lots[-2_000:] = 0  # the last rows only delete
-    ends = np.arange(1, n + 1)
-    flags = np.zeros(n, dtype=np.uint8)
-    with_bits, plain = _Book(1_000, 8_000), DenseBook(1_000, 8_000)
-    for book in (with_bits, plain):
-        book.apply(sides, ticks, lots, ends, flags, depth=1)
-    got, want = end_book_levels(with_bits), end_book_levels(plain)
-    assert want[0].size and want[2].size
-    for a, b in zip(got, want, strict=True):
-        assert np.array_equal(a, b)
 
 
 # --- the price-range plans and the gated anomalies -----------------------------------------------
