@@ -329,7 +329,7 @@ def bench_reconstruct(events: int, as_json: bool, workdir: Path | None, profile:
     """
     import json
 
-    from rlx_assets.book.bench import run_benchmark
+    from rlx_assets.bench import run_benchmark
     from rlx_assets.lake.sources import LakeError
 
     with Progress() as log:

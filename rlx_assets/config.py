@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from rlx_assets.lake.markets import binance_instrument, parse_market_key
+from rlx_assets.markets import binance_instrument, parse_market_key
 from rlx_assets.remote import is_remote_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

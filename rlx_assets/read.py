@@ -35,7 +35,6 @@ import pyarrow.parquet as pq
 from rlx_assets.book.reconstruct import SNAPSHOTS_1S_FILE, SNAPSHOTS_VENDOR_FILE, STREAM_FILE
 from rlx_assets.book.store import read_summary, reconstruction_dir
 from rlx_assets.config import load_settings
-from rlx_assets.lake.schemas import BOOK_DEPTH
 from rlx_assets.staging import DataLayout, fetch, fetch_tree, open_layout
 from rlx_assets.validation.certificate import (
     certificate_fingerprint,
@@ -43,6 +42,7 @@ from rlx_assets.validation.certificate import (
     verified_certificate,
 )
 from rlx_assets.validation.zones import CertificateError
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 Instant = dt.date | dt.datetime | str | int
 NS_PER_DAY = 86_400_000_000_000

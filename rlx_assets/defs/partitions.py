@@ -8,7 +8,7 @@ from typing import NamedTuple
 import dagster as dg
 
 from rlx_assets.config import RlxSettings, load_settings
-from rlx_assets.lake.markets import parse_market_key
+from rlx_assets.markets import parse_market_key
 
 
 def build_partitions(settings: RlxSettings) -> dg.MultiPartitionsDefinition:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from rlx_assets.lake.schemas import BOOK_DEPTH
 from rlx_assets.stats.agreement import NS_PER_MINUTE, NS_PER_S, iso, to_ns
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 FILE_NAME = "discrepancies.parquet"
 KINDS = (

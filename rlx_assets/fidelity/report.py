@@ -54,7 +54,7 @@ from rlx_assets.fidelity.metrics import (
 from rlx_assets.fidelity.plot_files import write_discrepancy_plots, write_file, write_plots
 from rlx_assets.fidelity.provenance import detect_provenance
 from rlx_assets.fidelity.thresholds import FidelityThresholds
-from rlx_assets.lake.markets import binance_instrument, parse_market_key
+from rlx_assets.markets import binance_instrument, parse_market_key
 from rlx_assets.staging import atomic_write
 from rlx_assets.stats.agreement import (
     NotComputable,

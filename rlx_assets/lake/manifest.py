@@ -1,6 +1,6 @@
 """The raw zone's manifest, ``staging/manifest/raw.jsonl``: one JSON line per vendor file
 stored, reused or restored, newest last. Owns its name, the path it records for a file, and its
-one reader. Imports ``staging`` and ``lake.markets`` only.
+one reader. Imports ``staging`` and ``markets`` only.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from rlx_assets.lake.markets import parse_market_key
+from rlx_assets.markets import parse_market_key
 from rlx_assets.staging import DataLayout, append_json_line, lake_relative_path, read_json_lines
 
 MANIFEST_NAME = "raw.jsonl"

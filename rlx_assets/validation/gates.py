@@ -20,9 +20,9 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from rlx_assets.lake.schemas import BOOK_DEPTH, VENDOR_SCHEMAS, schema_mismatches
 from rlx_assets.staging import sha256_file
 from rlx_assets.validation.profiles import GateThresholds
+from rlx_assets.vendor_schemas import BOOK_DEPTH, VENDOR_SCHEMAS, schema_mismatches
 
 GATES = ("file_integrity", "schema", "quality", "temporal", "volume")
 MAX_EXAMPLES = 5

@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from rlx_assets.lake.markets import market_key
+from rlx_assets.markets import market_key
 from rlx_assets.staging import DataLayout, list_files, utc_now_iso
 from rlx_assets.validation.zones import REQUIRED_TABLES, write_json
 

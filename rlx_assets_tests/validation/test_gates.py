@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rlx_assets.lake.schemas import VENDOR_SCHEMAS
 from rlx_assets.staging import lake_relative_path, sha256_file
 from rlx_assets.validation import gates
 from rlx_assets.validation.gates import GATES, GateInput, run_gates
 from rlx_assets.validation.profiles import PROFILES
+from rlx_assets.vendor_schemas import VENDOR_SCHEMAS
 from rlx_assets_tests.damage import (
     cast_column,
     keep_rows,

@@ -1,7 +1,7 @@
 """Reconstruct one partition (UTC day x market) from Crypto Lake's vendor files.
 
 Input: the day's ``trades``, ``book_delta_v2`` and ``book`` Parquet files in the vendor's raw
-columns (``rlx_assets.lake.schemas``; prices and sizes float64, times int64 ns), and optionally
+columns (``rlx_assets.vendor_schemas``; prices and sizes float64, times int64 ns), and optionally
 the previous day's ``end_book.parquet``. Output, in ``out_dir`` (each file written atomically):
 
 ``stream.parquet``

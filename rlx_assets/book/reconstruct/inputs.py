@@ -28,7 +28,7 @@ from rlx_assets.book.reconstruct.reading import (
     _numpy,
     input_batches,
 )
-from rlx_assets.lake.schemas import BOOK_DEPTH
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 
 @njit(cache=True, nogil=True)

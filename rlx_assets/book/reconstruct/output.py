@@ -25,7 +25,7 @@ from rlx_assets.book.reconstruct.replay import (
     OI_TIME,
     _Buffers,
 )
-from rlx_assets.lake.schemas import BOOK_DEPTH
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 STREAM_FILE = "stream.parquet"
 SNAPSHOTS_VENDOR_FILE = "snapshots_vendor.parquet"

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rlx_assets.book.reconstruct.decimals import ReconstructionError
-from rlx_assets.lake.schemas import BOOK_DEPTH
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 DEFAULT_CHUNK_ROWS = 2_000_000
 

@@ -10,7 +10,7 @@ from numba import njit
 from rlx_assets.book.kernel import BASE_TICK, FLAG_EMIT, apply_levels
 from rlx_assets.book.reconstruct.bitmaps import _lazy_zeros, _mark, _top_levels
 from rlx_assets.book.reconstruct.decimals import _I64_MIN
-from rlx_assets.lake.schemas import BOOK_DEPTH
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 # ctrl slots (int64), carried from window to window
 C_KNOWN = 0  # the book is known (seeded and reached)

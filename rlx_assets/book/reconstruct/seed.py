@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from rlx_assets.book.reconstruct.decimals import _I64_MAX, _I64_MIN, ReconstructionError, units
 from rlx_assets.book.reconstruct.reading import _BOOK_COLUMNS, _LEVEL_COLUMNS, _first_batch
-from rlx_assets.lake.schemas import BOOK_DEPTH
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 
 @dataclass

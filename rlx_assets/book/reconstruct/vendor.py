@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from rlx_assets.book.reconstruct.decimals import _I64_MAX, _I64_MIN, decimal_string
-from rlx_assets.lake.schemas import BOOK_DEPTH
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 MAX_FIRST_MISMATCHES = 10
 

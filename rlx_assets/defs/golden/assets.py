@@ -16,10 +16,10 @@ from rlx_assets.capture.golden import (
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, missing_evidence, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.from_capture import convert_captures
-from rlx_assets.lake.markets import binance_instrument
-from rlx_assets.lake.schemas import LAKE_TABLES
+from rlx_assets.markets import binance_instrument
 from rlx_assets.staging import DataLayout, commit_file, fetch, lake_relative_path, utc_now_iso
 from rlx_assets.validation.zones import read_json, write_json
+from rlx_assets.vendor_schemas import LAKE_TABLES
 
 
 def golden_lake_root(layout: DataLayout) -> Path:

@@ -1,7 +1,7 @@
 """Convert Binance captures into Crypto Lake's raw layout (``rlx lake-from-capture``).
 
 Output: ``{out}/{table}/exchange={EX}/symbol={SYM}/dt={YYYY-MM-DD}/1.snappy.parquet`` with the
-vendor's raw columns (``rlx_assets.lake.schemas.VENDOR_SCHEMAS``), so that a capture can stand in
+vendor's raw columns (``rlx_assets.vendor_schemas.VENDOR_SCHEMAS``), so that a capture can stand in
 for (or be compared with) the vendor's files.
 
 How the tables are derived:

@@ -1,6 +1,6 @@
 """Reading capture files into raw columns per symbol, in arrival order, and telling spot from
 USD-M futures by the messages' fields. Imports ``rlx_assets.capture`` (reader, line format),
-``rlx_assets.lake.markets``, ``staging`` and the converter's ``decimals`` only.
+``rlx_assets.markets``, ``staging`` and the converter's ``decimals`` only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rlx_assets.capture.reader import (
     stream_symbol,
 )
 from rlx_assets.lake.from_capture.decimals import ConversionError
-from rlx_assets.lake.markets import split_symbol
+from rlx_assets.markets import split_symbol
 from rlx_assets.staging import sha256_file
 
 # A day of one busy symbol is millions of lines: say how far the read is at most this often.

@@ -1,6 +1,6 @@
 """The vendor's tables from the raw columns of one market's files, merged by receive time:
 ``trades``, ``level_1``, ``book_delta_v2`` and ``book`` (top 20 rebuilt by the pure-Python
-reference book). Imports ``rlx_assets.book.reference``, ``rlx_assets.lake.schemas`` and the
+reference book). Imports ``rlx_assets.book.reference``, ``rlx_assets.vendor_schemas`` and the
 converter's ``decimals`` and ``reading`` only.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from rlx_assets.book.reference import top_after_each_diff
 from rlx_assets.lake.from_capture.decimals import parse_decimals, units_to_float
 from rlx_assets.lake.from_capture.reading import Columns, Trades
-from rlx_assets.lake.schemas import BOOK_DEPTH
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 # Recorded in the book file: what built its rows (the fidelity report reads it to tell a
 # cross-implementation check from the kernel agreeing with itself).

@@ -1,6 +1,6 @@
 """The conversion itself (``convert_captures``): read every file, build each market's tables,
 and write them one UTC day per file in the vendor's layout, atomically. Imports the converter's
-other modules, ``rlx_assets.lake.markets``/``schemas`` and ``staging`` only.
+other modules, ``rlx_assets.markets``/``vendor_schemas`` and ``staging`` only.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from rlx_assets.lake.from_capture.tables import (
     merged_depth,
     trades_table,
 )
-from rlx_assets.lake.markets import LakeMarket, lake_market
-from rlx_assets.lake.schemas import VENDOR_SCHEMAS
+from rlx_assets.markets import LakeMarket, lake_market
 from rlx_assets.staging import atomic_write, lake_relative_path
+from rlx_assets.vendor_schemas import VENDOR_SCHEMAS
 
 CONVERTER = "rlx_assets.lake.from_capture"
 CONVERTER_VERSION = "2"  # 2: book table from the pure-Python reference book

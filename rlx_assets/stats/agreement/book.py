@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from rlx_assets.lake.schemas import BOOK_DEPTH
 from rlx_assets.stats.agreement.base import (
     ABSENT,
     NotComputable,
@@ -18,6 +17,7 @@ from rlx_assets.stats.agreement.base import (
     to_ns,
     units_expr,
 )
+from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 
 def _level_matrix(frame: pl.DataFrame, side: str, what: str) -> np.ndarray:

@@ -25,7 +25,7 @@ import pytest
 
 from rlx_assets.lake import from_capture
 from rlx_assets.lake.from_capture import ConversionError, convert_captures, writing
-from rlx_assets.lake.schemas import LAKE_TABLES, VENDOR_SCHEMAS, schema_mismatches
+from rlx_assets.vendor_schemas import LAKE_TABLES, VENDOR_SCHEMAS, schema_mismatches
 
 CAPTURES = Path(__file__).parents[3] / "data" / "sample" / "captures"
 SPOT = (CAPTURES / "spot_btcusdt_20240808.gz", CAPTURES / "spot_btcusdt_20240809.gz")

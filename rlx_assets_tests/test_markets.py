@@ -1,6 +1,6 @@
 import pytest
 
-from rlx_assets.lake.markets import (
+from rlx_assets.markets import (
     BinanceInstrument,
     LakeMarket,
     binance_instrument,

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import rlx_assets.lake.sources as sources
-from rlx_assets.book.bench import build_tiled_partition
+from rlx_assets.bench import build_tiled_partition
 from rlx_assets.cli import main
 
 KEYS = {"kernel_events_per_s", "end_to_end_events_per_s", "peak_rss_mb", "events"}

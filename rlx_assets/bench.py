@@ -69,8 +69,8 @@ from rlx_assets.book.reconstruct import (
     units,
 )
 from rlx_assets.book.reference import ReferenceBook
-from rlx_assets.lake.schemas import VENDOR_SCHEMAS
 from rlx_assets.staging import lake_relative_path
+from rlx_assets.vendor_schemas import VENDOR_SCHEMAS
 
 DEFAULT_EVENTS = 30_000_000
 SOURCE_EXCHANGE = "BINANCE"
@@ -364,7 +364,7 @@ def end_to_end(
         "profile": profile,
     }
     proc = subprocess.run(
-        [sys.executable, "-c", "from rlx_assets.book.bench import _child; _child()"],
+        [sys.executable, "-c", "from rlx_assets.bench import _child; _child()"],
         input=json.dumps(args),
         capture_output=True,
         text=True,
