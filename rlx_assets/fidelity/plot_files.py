@@ -16,7 +16,6 @@ import numpy as np
 from rlx_assets.fidelity import discrepancies
 from rlx_assets.fidelity.markdown import KS_VARIABLES
 from rlx_assets.staging import atomic_write
-from rlx_assets.stats import plots
 from rlx_assets.stats.agreement import NS_PER_S, NotComputable, day_bounds
 
 PLOT_FILES = {
@@ -36,6 +35,8 @@ def write_file(path: Path, data: bytes) -> None:
 
 
 def write_discrepancy_plots(report, out_dir, located, day) -> dict[str, str]:
+    from rlx_assets.stats import plots  # matplotlib loads only when a report draws (~1.5 s)
+
     written: dict[str, str] = {}
     start, end = day_bounds(day)
     for key, name, what in (
@@ -62,6 +63,8 @@ def write_discrepancy_plots(report, out_dir, located, day) -> dict[str, str]:
 
 
 def write_plots(report, out_dir, book, tob, per_minute, samples, tails, th) -> dict[str, str]:
+    from rlx_assets.stats import plots  # matplotlib loads only when a report draws (~1.5 s)
+
     written: dict[str, str] = {}
     market_day = f"{report.market_day}"
 
