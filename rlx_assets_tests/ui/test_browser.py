@@ -73,8 +73,9 @@ def dagster_ui(damaged_lake, tmp_path):
 @pytest.fixture
 def page(tmp_path):
     require_system_deps()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=UI_TIMEOUT_MS)  # expect's own default is 5 s, not the page's
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
