@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -15,6 +20,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAPTURES = REPO_ROOT / "data" / "sample" / "captures"
 LAKE_PREFIX = "market-data/cryptofeed"
 TEST_SECRET = "rlxTestSecretKey0123456789abcdefSECRET"
+# `dagster asset materialize` options for a run whose steps still run in a process each (Dagster's
+# multiprocess executor, as by default) but forked from one server that imported the definitions
+# once: a fresh Python per step spends most of its time importing them (about 12 s on a quiet
+# core here). The daemon-launched runs of ui/ keep the default start, as users get it.
+FORKED_STEPS = (
+    "--config-json",
+    json.dumps({"execution": {"config": {"multiprocess": {"start_method": {
+        "forkserver": {"preload_modules": ["rlx_assets.definitions"]}}}}}}),
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -30,10 +44,31 @@ def isolated_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+def run_wide_dir(tmp_path_factory) -> Path:
+    """A directory of this test run shared by all its pytest-xdist workers (each worker's own
+    base directory sits in it); the session's base directory when the run is not distributed."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def run_wide_lock(tmp_path_factory, name: str) -> Iterator[None]:
+    """Held by one worker at a time: the first builds a shared output, the others then reuse it."""
+    with open(run_wide_dir(tmp_path_factory) / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def sample_lake(tmp_path_factory) -> Path:
-    """The sample lake built from the real captures by the project's own converter."""
-    return ensure_sample_lake(tmp_path_factory.mktemp("sample") / "lake", SAMPLE_CAPTURES)
+    """The sample lake built from the real captures by the project's own converter, once per
+    run (all workers read it; tests that damage it work on a copy)."""
+    with run_wide_lock(tmp_path_factory, "sample_lake"):
+        lake = run_wide_dir(tmp_path_factory) / "sample" / "lake"
+        return ensure_sample_lake(lake, SAMPLE_CAPTURES)
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +99,26 @@ def s3_lake(s3_server, sample_lake, aws_credentials):
         client.upload_file(str(path), bucket, key)
     s3_server.app.faults.clear()
     return {"uri": f"s3://{bucket}/{LAKE_PREFIX}", "bucket": bucket, "client": client}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (scripts/test.sh: `-n 2 --dist worksteal`), start every worker on its
+    share of the longest tests. worksteal hands worker i the i-th of N consecutive slices of the
+    collection and lets an idle worker take the tail of another's queue: so the `slow` tests
+    (those under ui/, with a daemon and a webserver, first) are dealt round-robin to the heads
+    of the slices, and short tests fill the tails, where they balance the finish."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    slow.sort(key=lambda item: "/ui/" not in item.nodeid)  # stable: otherwise collection order
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    ordered, remaining = [], len(items)
+    for worker in range(workers):
+        size = remaining // (workers - worker)  # as worksteal's first split
+        head = slow[worker::workers]
+        take = max(size - len(head), 0)
+        ordered += head + fast[:take]
+        del fast[:take]
+        remaining -= size
+    items[:] = ordered + fast

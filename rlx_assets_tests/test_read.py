@@ -36,7 +36,7 @@ MIDNIGHT = read.to_ns(DAY9)
 
 @pytest.fixture(scope="session")
 def certified(sample_lake, tmp_path_factory) -> Path:
-    return certified_sample_data(sample_lake, tmp_path_factory.mktemp("certified"))
+    return certified_sample_data(sample_lake, tmp_path_factory)
 
 
 def day_file(data: Path, day: dt.date, name: str) -> Path:

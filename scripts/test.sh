@@ -11,4 +11,6 @@ export PATH="${VIRTUAL_ENV}/bin:${PATH}"
 python -m ruff check .
 python -m ruff format --check .
 lint-imports  # the import contracts in pyproject.toml: layers, no cycles
-python -m pytest "$@"
+# Both cores: two pytest-xdist workers; worksteal lets an idle worker take queued tests from
+# the other, and rlx_assets_tests/conftest.py starts each worker on its share of the slow ones.
+python -m pytest -n 2 --dist worksteal "$@"

@@ -1,5 +1,6 @@
 """The sample days certified and reconstructed by the real chain (Dagster, in process), once
-per session: what `rlx_assets.read` and the hftbacktest export read."""
+per test run (pytest-xdist workers share it): what `rlx_assets.read` and the hftbacktest export
+read."""
 
 from __future__ import annotations
 
@@ -8,26 +9,34 @@ from pathlib import Path
 
 import dagster as dg
 
+from rlx_assets_tests.conftest import run_wide_dir, run_wide_lock
+
 SPOT = "BINANCE.BTC-USDT"
 SPOT_DAYS = ("2024-08-08", "2024-08-09")  # in date order: 08-09 starts from 08-08's end book
 CHAIN = dg.AssetSelection.groups("acquisition", "validation", "reconstruction")
 
-_built: dict[Path, Path] = {}
+
+def certified_sample_data(sample_lake: Path, tmp_path_factory) -> Path:
+    """A data root holding certificates and reconstructions of the two spot sample days, built
+    by the project's own assets from a copy of the sample lake; tests read it, never change it
+    (`copy_of` gives a private copy)."""
+    root = run_wide_dir(tmp_path_factory) / "certified_sample"
+    with run_wide_lock(tmp_path_factory, "certified_sample"):
+        if not (root / "BUILT").is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a build that died half way
+            _build(sample_lake, root)
+            (root / "BUILT").write_text("")
+    return root / "data"
 
 
-def certified_sample_data(sample_lake: Path, root: Path) -> Path:
-    """A data root (below ``root``) holding certificates and reconstructions of the two spot
-    sample days, built by the project's own assets from a copy of the sample lake."""
-    if sample_lake in _built:
-        return _built[sample_lake]
+def _build(sample_lake: Path, root: Path) -> None:
     from rlx_assets.definitions import defs
     from rlx_assets.defs.resources import RlxEnvironment
 
     lake = Path(shutil.copytree(sample_lake, root / "lake"))
-    data = root / "data"
-    resources = {
-        "rlx": RlxEnvironment(data_dir=str(data), lake_uri=str(lake), gate_profile="sample")
-    }
+    environment = RlxEnvironment(
+        data_dir=str(root / "data"), lake_uri=str(lake), gate_profile="sample"
+    )
     with dg.instance_for_test() as instance:
         for day in SPOT_DAYS:
             result = dg.materialize(
@@ -35,12 +44,10 @@ def certified_sample_data(sample_lake: Path, root: Path) -> Path:
                 selection=CHAIN,
                 partition_key=f"{day}|{SPOT}",
                 instance=instance,
-                resources=resources,
+                resources={"rlx": environment},
                 raise_on_error=False,
             )
             assert result.success, f"the sample chain failed for {day}"
-    _built[sample_lake] = data
-    return data
 
 
 def copy_of(data: Path, target: Path) -> Path:

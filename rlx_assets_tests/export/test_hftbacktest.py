@@ -30,7 +30,7 @@ DEPTH, TRADE, CLEAR, SNAPSHOT = 1, 2, 3, 4
 
 @pytest.fixture(scope="session")
 def certified(sample_lake, tmp_path_factory) -> Path:
-    return certified_sample_data(sample_lake, tmp_path_factory.mktemp("certified"))
+    return certified_sample_data(sample_lake, tmp_path_factory)
 
 
 def export(data: Path, day: str, out: Path):

@@ -64,7 +64,8 @@ class DagsterUI:
         return Path(self.env["RLX_DATA_DIR"])
 
     def log_path(self, name: str) -> Path:
-        return self.home / "logs" / f"{name}.log"
+        # Not $DAGSTER_HOME/logs: Dagster's telemetry uploader renames that folder to .logs_queue.
+        return self.home / "process_logs" / f"{name}.log"
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
         with contextlib.suppress(OSError):
@@ -75,7 +76,7 @@ class DagsterUI:
 
     def start(self) -> DagsterUI:
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "logs").mkdir(exist_ok=True)
+        self.log_path("any").parent.mkdir(exist_ok=True)
         shutil.copy(self.dagster_yaml, self.home / "dagster.yaml")
         # A returning user: no "join the community" dialog over the first page.
         (self.home / ".nux").mkdir(exist_ok=True)
