@@ -50,6 +50,9 @@ def celery_settings(settings: RlxSettings) -> dict[str, Any]:
             "broker_transport_options": {
                 **broker_transport_options,
                 "visibility_timeout": settings.celery_visibility_timeout_s,
+                # Look for such tasks every 5 s (kombu's default: every 100 s).
+                "unacked_restore_interval": 5,
+                "unacked_restore_throttle": 1,
             },
             "broker_connection_retry_on_startup": True,
         },
