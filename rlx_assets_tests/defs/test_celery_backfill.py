@@ -49,7 +49,7 @@ HEAVY_STEP = "reconstructed_stream"
 # comparison. Everything else in certificates, summaries and reports must be equal.
 VOLATILE_KEYS = {
     "run_id", "issued_at", "reconstructed_at", "certificate_issued_at", "certificate_sha256",
-    "checked_at", "time",
+    "checked_at", "time", "generated_at",
 }  # fmt: skip
 
 
@@ -176,6 +176,9 @@ class Deployment:
             "AWS_CONFIG_FILE": str(home / "no-aws-config"),
         }
         return home, env
+
+    def work_dirs(self) -> tuple[str, ...]:
+        return tuple(str(home / "work") for home in self.base.iterdir() if home.is_dir())
 
     def log(self, name: str, chars: int = 4000) -> str:
         with contextlib.suppress(OSError):
@@ -327,12 +330,17 @@ def celery_step_workers(instance, run_id: str) -> list[tuple[str, str]]:
 # -- comparing with the single-process run -----------------------------------------------------
 
 
-def deterministic(value):
-    """A JSON document without the keys that name a run or a clock time."""
+def deterministic(value, roots: tuple[str, ...]):
+    """A JSON document without the keys that name a run or a clock time, and with local paths
+    relative to the machine's own data root or working copy (in `roots`)."""
     if isinstance(value, dict):
-        return {k: deterministic(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+        return {k: deterministic(v, roots) for k, v in value.items() if k not in VOLATILE_KEYS}
     if isinstance(value, list):
-        return [deterministic(v) for v in value]
+        return [deterministic(v, roots) for v in value]
+    if isinstance(value, str):
+        for root in roots:
+            if value.startswith(root + "/"):
+                return "<data root>" + value.removeprefix(root)
     return value
 
 
@@ -356,8 +364,8 @@ def differences(ours, theirs, where: str = "") -> list[str]:
 def json_differences(cluster: Deployment, key: str, local: Path, stored_as: str = "") -> list[str]:
     """The first differences of a JSON file (at `stored_as` in the bucket, default `key`)."""
     found = differences(
-        deterministic(json.loads(cluster.read(stored_as or key))),
-        deterministic(json.loads((local / key).read_text())),
+        deterministic(json.loads(cluster.read(stored_as or key)), cluster.work_dirs()),
+        deterministic(json.loads((local / key).read_text()), (str(local),)),
     )
     return [f"{key}{where}" for where in found[:10]]
 
