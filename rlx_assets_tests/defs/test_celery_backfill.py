@@ -22,7 +22,10 @@ import dagster as dg
 import pytest
 import yaml
 
+from rlx_assets.config import SettingsError, load_settings
 from rlx_assets.definitions import defs as project_defs
+from rlx_assets.defs.executors import build_executor, celery_worker_app
+from rlx_assets.defs.recovery import crash_recovering_executor
 from rlx_assets_tests.conftest import LAKE_PREFIX, REPO_ROOT, TEST_SECRET
 from rlx_assets_tests.servers.postgres import LocalPostgres
 from rlx_assets_tests.servers.redis import LocalRedis
@@ -489,3 +492,39 @@ def test_a_worker_killed_mid_step_has_its_step_rerun_on_the_other_worker(
     assert len([k for k in deployment.keys("logs/manifest/raw.jsonl.d/")]) == 3
     assert_same_outputs(deployment, single_process_run, [partition])
     assert_pools_and_queue_held(deployment, [run])
+
+
+# -- the settings that choose and configure it -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"RLX_EXECUTOR": "celery"}, "RLX_EXECUTOR=celery needs RLX_CELERY_BROKER (valid example:"),
+        ({"RLX_EXECUTOR": "k8s"}, "RLX_EXECUTOR='k8s': input should be 'multiprocess' or 'celery'"),
+        (
+            {"RLX_EXECUTOR": "celery", "RLX_CELERY_BROKER": "amqp://guest@127.0.0.1//"},
+            "RLX_CELERY_BROKER='amqp://guest@127.0.0.1//': must be a Redis URL",
+        ),
+    ],
+)
+def test_a_bad_executor_setting_is_refused_in_one_line(monkeypatch, variables, message):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as refused:
+        build_executor(load_settings())
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+def test_the_executor_and_the_workers_share_one_celery_configuration(monkeypatch):
+    assert build_executor(load_settings()) is crash_recovering_executor  # the default
+    monkeypatch.setenv("RLX_EXECUTOR", "celery")
+    monkeypatch.setenv("RLX_CELERY_BROKER", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("RLX_CELERY_VISIBILITY_TIMEOUT_S", "120")
+    settings = load_settings()
+    assert build_executor(settings).name == "celery"
+    worker = celery_worker_app(settings).conf
+    assert (worker.broker_url, worker.result_backend) == ("redis://127.0.0.1:6379/0",) * 2
+    assert worker.task_acks_late and worker.task_reject_on_worker_lost
+    assert worker.broker_transport_options["visibility_timeout"] == 120
+    assert "execute_plan" in celery_worker_app(settings).tasks
