@@ -523,8 +523,9 @@ def test_the_executor_and_the_workers_share_one_celery_configuration(monkeypatch
     monkeypatch.setenv("RLX_CELERY_VISIBILITY_TIMEOUT_S", "120")
     settings = load_settings()
     assert build_executor(settings).name == "celery"
-    worker = celery_worker_app(settings).conf
+    app = celery_worker_app(settings)
+    worker = app.conf
     assert (worker.broker_url, worker.result_backend) == ("redis://127.0.0.1:6379/0",) * 2
     assert worker.task_acks_late and worker.task_reject_on_worker_lost
     assert worker.broker_transport_options["visibility_timeout"] == 120
-    assert "execute_plan" in celery_worker_app(settings).tasks
+    assert "execute_plan" in app.tasks
