@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticUndefined
@@ -53,6 +53,14 @@ class RlxSettings(BaseSettings):
     # HMAC-SHA256 key signing readiness certificates (unset: certificates say "signed": false).
     # A SecretStr so that no repr, log or error ever shows it.
     certificate_key: SecretStr | None = None
+    # Where a run's steps execute: `multiprocess` (subprocesses of the run, the default) or
+    # `celery` (Celery workers fed through RLX_CELERY_BROKER; README "Scaling out").
+    executor: Literal["multiprocess", "celery"] = "multiprocess"
+    celery_broker: str | None = None  # redis://HOST:PORT/DB
+    celery_backend: str | None = None  # unset: the broker
+    # A step whose worker died is given to another worker this long after it started: keep it
+    # above the longest step, or a step still running is started a second time.
+    celery_visibility_timeout_s: int = Field(3600, gt=0)
 
     @field_validator("markets", mode="before")
     @classmethod
@@ -64,6 +72,13 @@ class RlxSettings(BaseSettings):
         for market in value if isinstance(value, tuple | list) else ():
             # Refused at load time, not at the first download: only Binance markets are served.
             binance_instrument(*parse_market_key(market))
+        return value
+
+    @field_validator("celery_broker", "celery_backend")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must be a Redis URL like redis://127.0.0.1:6379/0")
         return value
 
     @field_validator("lake_uri", mode="before")

@@ -7,7 +7,9 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
+from rlx_assets.config import load_settings  # noqa: E402
 from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_trades  # noqa: E402
+from rlx_assets.defs.executors import build_executor  # noqa: E402
 from rlx_assets.defs.fidelity.assets import fidelity_report  # noqa: E402
 from rlx_assets.defs.fidelity.freshness import fidelity_built_from_current_certificate  # noqa: E402
 from rlx_assets.defs.fidelity.sensors import (  # noqa: E402
@@ -22,7 +24,7 @@ from rlx_assets.defs.reconstruction.checks import (  # noqa: E402
 )
 from rlx_assets.defs.reconstruction.freshness import built_from_current_certificate  # noqa: E402
 from rlx_assets.defs.reconstruction.sensors import reconstruction_sensor  # noqa: E402
-from rlx_assets.defs.recovery import crash_recovering_executor, dead_run_sensor  # noqa: E402
+from rlx_assets.defs.recovery import dead_run_sensor  # noqa: E402
 from rlx_assets.defs.resources import RlxEnvironment  # noqa: E402
 from rlx_assets.defs.schedules import build_daily_schedule  # noqa: E402
 from rlx_assets.defs.validation.assets import readiness_certificate, validated_partition  # noqa: E402
@@ -73,6 +75,7 @@ defs = dg.Definitions(
     schedules=[build_daily_schedule(daily_chain)],
     sensors=[reconstruction_sensor, dead_run_sensor, build_fidelity_diagnosis_sensor(daily_chain)],
     resources={"rlx": RlxEnvironment()},
-    # Dagster's default executor, first freeing the pool slots of runs killed mid-run.
-    executor=crash_recovering_executor,
+    # Dagster's default executor (or Celery workers: RLX_EXECUTOR), each first freeing the pool
+    # slots of runs killed mid-run.
+    executor=build_executor(load_settings()),
 )

@@ -5,6 +5,9 @@
 #     is set and `playwright install` is never called.
 #   * Debian's PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb, pg_ctl, postgres) and
 #     psql; the tests start their own server in a temporary directory, none is left running.
+#   * Debian's `redis-server` (/usr/bin/redis-server): the Celery broker and result backend of the
+#     Celery backfill test, started by the test on 127.0.0.1 in a temporary directory. The
+#     Debian package's own service is never used (there is no init system in CI).
 #   * From PyPI, pinned, into the project's .venv (scripts/setup.sh installs them already with
 #     pyproject's dev extras; keep these pins equal): the playwright package, dagster-postgres
 #     (0.29.x is the release paired with dagster 1.13.x) and psycopg2-binary. The system
@@ -27,7 +30,7 @@ PY_PINS=(
   "dagster-postgres==0.29.27"
   "psycopg2-binary==2.9.13"
 )
-DEB_PACKAGES=(chromium fonts-liberation postgresql postgresql-client)
+DEB_PACKAGES=(chromium fonts-liberation postgresql postgresql-client redis-server)
 
 if [[ "$(id -u)" -eq 0 ]]; then
   as_root=()
@@ -57,6 +60,8 @@ fi
 test -x /usr/bin/chromium || { echo "install_system_deps: /usr/bin/chromium missing" >&2; exit 1; }
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null ||
   { echo "install_system_deps: no /usr/lib/postgresql/*/bin/initdb" >&2; exit 1; }
+test -x /usr/bin/redis-server ||
+  { echo "install_system_deps: /usr/bin/redis-server missing" >&2; exit 1; }
 
 missing_pins=()
 for pin in "${PY_PINS[@]}"; do
@@ -80,4 +85,4 @@ fi
 
 postgres_bin="$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -1)"
 echo "install_system_deps: ok ($(/usr/bin/chromium --version 2>/dev/null | head -1);" \
-  "$("${postgres_bin}" --version))"
+  "$("${postgres_bin}" --version); $(/usr/bin/redis-server --version | cut -d' ' -f1-3))"
