@@ -445,7 +445,9 @@ def test_a_backfill_on_two_celery_workers_equals_a_single_process_run(
     assert_pools_and_queue_held(deployment, runs)
 
 
-@pytest.mark.parametrize("deployment", [40], indirect=True)  # visibility timeout, s
+# Visibility timeout, s: a dead worker's step is redelivered after it; it must exceed the longest
+# step even on a loaded CI machine (the sample's take 2-30 s), or a live step runs twice.
+@pytest.mark.parametrize("deployment", [90], indirect=True)
 def test_a_worker_killed_mid_step_has_its_step_rerun_on_the_other_worker(
     deployment, single_process_run
 ):
