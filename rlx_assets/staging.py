@@ -274,3 +274,19 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
 
 def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def log_partition_event(
+    layout: DataLayout,
+    log_name: str,
+    event: str,
+    table: str,
+    market: str,
+    day: dt.date,
+    **fields: object,
+) -> None:
+    """One line of ``logs/<log_name>.jsonl`` about one table of one partition."""
+    record = {"time": utc_now_iso(), "event": event, "table": table, "market": market}
+    append_json_line(
+        layout.root / "logs" / f"{log_name}.jsonl", {**record, "date": day.isoformat(), **fields}
+    )

@@ -13,9 +13,8 @@ from pathlib import Path
 from rlx_assets.lake.manifest import vendor_file_path
 from rlx_assets.staging import (
     DataLayout,
-    append_json_line,
     atomic_write,
-    utc_now_iso,
+    log_partition_event,
     write_json,
 )
 
@@ -27,10 +26,7 @@ def quarantine_dir(layout: DataLayout, table: str, market: str, day: dt.date) ->
 def log_quarantine_event(
     layout: DataLayout, event: str, table: str, market: str, day: dt.date, **fields: object
 ) -> None:
-    record = {"time": utc_now_iso(), "event": event, "table": table, "market": market}
-    append_json_line(
-        layout.root / "logs" / "quarantine.jsonl", {**record, "date": day.isoformat(), **fields}
-    )
+    log_partition_event(layout, "quarantine", event, table, market, day, **fields)
 
 
 def quarantine_unreadable_object(

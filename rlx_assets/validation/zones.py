@@ -21,11 +21,11 @@ from rlx_assets.lake.manifest import (
 from rlx_assets.lake.quarantine import log_quarantine_event, quarantine_dir
 from rlx_assets.staging import (
     DataLayout,
-    append_json_line,
     atomic_write,
     fetch,
     keep_version,
     list_files,
+    log_partition_event,
     remove_tree,
     sha256_file,
     utc_now_iso,
@@ -89,10 +89,7 @@ def log_ready_event(
     layout: DataLayout, event: str, table: str, market: str, day: dt.date, **fields: object
 ) -> None:
     """`logs/ready.jsonl`: every replacement and restoration of a gated file, old and new."""
-    record = {"time": utc_now_iso(), "event": event, "table": table, "market": market}
-    append_json_line(
-        layout.root / "logs" / "ready.jsonl", {**record, "date": day.isoformat(), **fields}
-    )
+    log_partition_event(layout, "ready", event, table, market, day, **fields)
 
 
 def source_version_of(
