@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlx_assets.book.reconstruct import END_BOOK_FILE, ReconstructionResult
-from rlx_assets.fidelity.report import vendor_book_agreement
+from rlx_assets.fidelity.metrics import vendor_book_agreement
 from rlx_assets_tests.book.reconstruct.conftest import run
 
 
