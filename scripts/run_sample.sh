@@ -14,7 +14,10 @@ unset RLX_LAKE_URI
 rlx build-sample-lake
 # Named pools keep their limits in the instance's storage (Dagster 1.13), not in dagster.yaml.
 dagster instance concurrency set crypto_lake_download 4 >/dev/null
+dagster instance concurrency set validation 4 >/dev/null
 dagster instance concurrency set reconstruction 2 >/dev/null
+dagster instance concurrency set golden 4 >/dev/null
+dagster instance concurrency set fidelity 4 >/dev/null
 log_dir="${RLX_DATA_DIR:-data}/logs/run_sample"
 mkdir -p "${log_dir}"
 

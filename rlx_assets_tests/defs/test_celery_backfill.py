@@ -431,7 +431,7 @@ def test_a_backfill_on_two_celery_workers_equals_a_single_process_run(
     )
     assert {r.tags["dagster/partition"]: r.status for r in runs} == {
         p: dg.DagsterRunStatus.SUCCESS for p in PARTITIONS
-    }
+    }, deployment.log("daemon", 12000)
 
     # Every step ran on a Celery worker, and both workers took steps.
     placed = [w for r in runs for _, w in celery_step_workers(deployment.instance, r.run_id)]

@@ -92,7 +92,9 @@ def test_cli_backfill_isolates_a_damaged_day_and_keeps_to_the_pool_limits(
     book = lake / lake_relative_path("book", "BINANCE", "BTC-USDT", damaged_day)
     rewrite_parquet(book, book, set_value("bid_0_price", 5, 1e9))  # one crossed book row
     limits = documented_pool_limits()
-    assert limits == {"crypto_lake_download": 4, "reconstruction": 2}
+    assert limits == {
+        "crypto_lake_download": 4, "validation": 4, "reconstruction": 2, "golden": 4, "fidelity": 4
+    }  # fmt: skip
 
     with DagsterUI(tmp_path / "home", lake) as ui:
         for pool, limit in limits.items():
