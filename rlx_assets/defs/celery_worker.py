@@ -6,6 +6,6 @@
 """
 
 from rlx_assets.config import load_settings
-from rlx_assets.defs.executors import celery_worker_app
+from rlx_assets.defs.celery_executor import celery_worker_app
 
 app = celery_worker_app(load_settings())

@@ -24,7 +24,8 @@ import yaml
 
 from rlx_assets.config import SettingsError, load_settings
 from rlx_assets.definitions import defs as project_defs
-from rlx_assets.defs.executors import build_executor, celery_worker_app
+from rlx_assets.defs.celery_executor import celery_worker_app
+from rlx_assets.defs.executors import build_executor
 from rlx_assets.defs.recovery import crash_recovering_executor
 from rlx_assets_tests.conftest import LAKE_PREFIX, REPO_ROOT, TEST_SECRET
 from rlx_assets_tests.servers.postgres import LocalPostgres
