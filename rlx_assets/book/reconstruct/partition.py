@@ -22,10 +22,10 @@ from rlx_assets.book.reconstruct.decimals import (
 )
 from rlx_assets.book.reconstruct.inputs import _EMPTY_DELTAS, _EMPTY_TRADES, _Input, _VendorBook
 from rlx_assets.book.reconstruct.output import (
-    _SNAPSHOT_OPTIONS,
     _WRITE_OPTIONS,
     END_BOOK_FILE,
     SNAPSHOT_1S_ROW_GROUP,
+    SNAPSHOT_WRITE_OPTIONS,
     SNAPSHOTS_1S_FILE,
     SNAPSHOTS_VENDOR_FILE,
     STREAM_FILE,
@@ -190,9 +190,9 @@ class _Reconstruction:
             for name, schema, options in (
                 (STREAM_FILE, stream_schema(ps, ss, written=True), STREAM_WRITE_OPTIONS),
                 (SNAPSHOTS_VENDOR_FILE, snapshot_schema(ps, ss, True, written=True),
-                 _SNAPSHOT_OPTIONS),
+                 SNAPSHOT_WRITE_OPTIONS),
                 (SNAPSHOTS_1S_FILE, snapshot_schema(ps, ss, False, written=True),
-                 _SNAPSHOT_OPTIONS),
+                 SNAPSHOT_WRITE_OPTIONS),
             ):  # fmt: skip
                 handle = stack.enter_context(atomic_write(self.out_dir / name))
                 writer = pq.ParquetWriter(handle, schema, **options)
