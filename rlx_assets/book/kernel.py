@@ -71,6 +71,29 @@ def _clear(bid_sizes, ask_sizes, state):
     _reset_state(state)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def set_level(sizes, i, size, best, lo, hi, is_bid):
+    """One level row on one side (index ``i`` in range): its new size, and the side's best
+    index and bounds after it. Returns (best, lo, hi, the best level was deleted (the caller
+    rescans), a level the book did not hold was deleted)."""
+    if size == 0:
+        if sizes[i] == 0:
+            return best, lo, hi, False, True
+        sizes[i] = 0
+        return best, lo, hi, i == best, False
+    sizes[i] = size
+    if is_bid:
+        if i > best:
+            best = i
+    elif best < 0 or i < best:
+        best = i
+    if i < lo:
+        lo = i
+    if i > hi:
+        hi = i
+    return best, lo, hi, False, False
+
+
 @njit(cache=True, nogil=True)
 def apply_levels(
     bid_sizes,
@@ -130,37 +153,17 @@ def apply_levels(
             if i < 0 or i >= n:
                 n_out_of_range += 1
                 continue
-            s = sizes[j]
             if sides[j]:
-                if s == 0:
-                    if bid_sizes[i] == 0:
-                        n_delete_unknown += 1
-                    else:
-                        bid_sizes[i] = 0
-                        rescan_bid |= i == best_bid
-                else:
-                    bid_sizes[i] = s
-                    if i > best_bid:
-                        best_bid = i
-                    if i < bid_lo:
-                        bid_lo = i
-                    if i > bid_hi:
-                        bid_hi = i
+                best_bid, bid_lo, bid_hi, deleted, unknown = set_level(
+                    bid_sizes, i, sizes[j], best_bid, bid_lo, bid_hi, True
+                )
+                rescan_bid |= deleted
             else:
-                if s == 0:
-                    if ask_sizes[i] == 0:
-                        n_delete_unknown += 1
-                    else:
-                        ask_sizes[i] = 0
-                        rescan_ask |= i == best_ask
-                else:
-                    ask_sizes[i] = s
-                    if best_ask < 0 or i < best_ask:
-                        best_ask = i
-                    if i < ask_lo:
-                        ask_lo = i
-                    if i > ask_hi:
-                        ask_hi = i
+                best_ask, ask_lo, ask_hi, deleted, unknown = set_level(
+                    ask_sizes, i, sizes[j], best_ask, ask_lo, ask_hi, False
+                )
+                rescan_ask |= deleted
+            n_delete_unknown += unknown
         # Every level is <= best_bid (>= best_ask), so one scan from the old best finds the new.
         if rescan_bid:
             while best_bid >= bid_lo and bid_sizes[best_bid] == 0:

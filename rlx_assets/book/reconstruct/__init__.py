@@ -88,6 +88,7 @@ from rlx_assets.book.reconstruct.output import (
     END_BOOK_FILE,
     EVENT_TYPES,
     SIDES,
+    SNAPSHOT_WRITE_OPTIONS,
     SNAPSHOTS_1S_FILE,
     SNAPSHOTS_VENDOR_FILE,
     STREAM_FILE,
@@ -99,6 +100,7 @@ from rlx_assets.book.reconstruct.output import (
 )
 from rlx_assets.book.reconstruct.partition import MAX_DENSE_TICKS, reconstruct_partition
 from rlx_assets.book.reconstruct.reading import (
+    BOOK_COLUMNS,
     DEFAULT_CHUNK_ROWS,
     DELTA_COLUMNS,
     TRADE_COLUMNS,
@@ -108,6 +110,7 @@ from rlx_assets.book.reconstruct.reading import (
 from rlx_assets.book.reconstruct.result import ReconstructionResult
 
 __all__ = [
+    "BOOK_COLUMNS",
     "DECIMAL_PRECISION",
     "DEFAULT_CHUNK_ROWS",
     "DELTA_COLUMNS",
@@ -118,6 +121,7 @@ __all__ = [
     "ReconstructionError",
     "ReconstructionResult",
     "SIDES",
+    "SNAPSHOT_WRITE_OPTIONS",
     "SNAPSHOTS_1S_FILE",
     "SNAPSHOTS_VENDOR_FILE",
     "STREAM_FILE",

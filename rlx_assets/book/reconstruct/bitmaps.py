@@ -130,13 +130,22 @@ def _top_levels(bid_sizes, ask_sizes, bid_bits, ask_bits, state, out, row):
     """The book's top ``out.shape[1]`` levels into ``out[0..3, :, row]``: bid ticks, bid lots,
     ask ticks, ask lots, best first; tick -1 / lots 0 = no level. (Level-major: a window's
     snapshots ``out[q, level, :n]`` are the output columns as they are, without a transpose.)"""
-    base = state[BASE_TICK]
+    _top_levels_at(
+        bid_sizes, ask_sizes, bid_bits, ask_bits, state[BASE_TICK],
+        state[BEST_BID], state[BID_LO], state[BEST_ASK], state[ASK_HI], out, row,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _top_levels_at(
+    bid_sizes, ask_sizes, bid_bits, ask_bits, base, best_bid, bid_lo, best_ask, ask_hi, out, row
+):
+    """``_top_levels`` with the state's slots given (a caller holding them in locals)."""
     depth = out.shape[1]
     k = 0
-    i = state[BEST_BID]
-    lo = state[BID_LO]
+    i = best_bid
     while k < depth:
-        i = _next_below(bid_bits, i, lo)
+        i = _next_below(bid_bits, i, bid_lo)
         if i < 0:
             break
         out[0, k, row] = i + base
@@ -148,10 +157,9 @@ def _top_levels(bid_sizes, ask_sizes, bid_bits, ask_bits, state, out, row):
         out[1, k, row] = 0
         k += 1
     k = 0
-    i = state[BEST_ASK]
-    hi = state[ASK_HI]
+    i = best_ask
     while k < depth:
-        i = _next_above(ask_bits, i, hi)
+        i = _next_above(ask_bits, i, ask_hi)
         if i < 0:
             break
         out[2, k, row] = i + base

@@ -20,9 +20,9 @@ from rlx_assets.book.reconstruct.decimals import (
 )
 from rlx_assets.book.reconstruct.plan import _Plan, _PlanMiss, _time_order
 from rlx_assets.book.reconstruct.reading import (
-    _BOOK_COLUMNS,
     _LEVEL_COLUMNS,
     _LEVEL_ORDER,
+    BOOK_COLUMNS,
     DELTA_COLUMNS,
     TRADE_COLUMNS,
     _numpy,
@@ -183,7 +183,7 @@ class _VendorBook:
     level-major: ``lv[q, level, row]`` with q = bid ticks, bid lots, ask ticks, ask lots."""
 
     def __init__(self, path: Path, rows: int, plan: _Plan):
-        self.batches = input_batches(path, _BOOK_COLUMNS, rows)
+        self.batches = input_batches(path, BOOK_COLUMNS, rows)
         self.plan = plan
         self.done = False
         self.pieces: list[dict[str, np.ndarray]] = []

@@ -53,7 +53,7 @@ STREAM_WRITE_OPTIONS = {
     "column_encoding": dict.fromkeys(("price", "size", "trade_id"), "DELTA_BINARY_PACKED"),
     "write_statistics": ["event_time", "sequence_number"],
 }
-_SNAPSHOT_OPTIONS = {
+SNAPSHOT_WRITE_OPTIONS = {
     **_WRITE_OPTIONS,
     "use_dictionary": False,
     "write_statistics": ["timestamp", "sequence_number"],

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rlx_assets.book.kernel import N_DELETE_UNKNOWN, N_OUT_OF_RANGE
-from rlx_assets.book.reconstruct.bitmaps import _Book, _top_levels, end_book_levels
+from rlx_assets.book.reconstruct.bitmaps import _Book, end_book_levels
 from rlx_assets.book.reconstruct.decimals import (
     _I64_MAX,
     _I64_MIN,
@@ -22,10 +22,10 @@ from rlx_assets.book.reconstruct.decimals import (
 )
 from rlx_assets.book.reconstruct.inputs import _EMPTY_DELTAS, _EMPTY_TRADES, _Input, _VendorBook
 from rlx_assets.book.reconstruct.output import (
-    _SNAPSHOT_OPTIONS,
     _WRITE_OPTIONS,
     END_BOOK_FILE,
     SNAPSHOT_1S_ROW_GROUP,
+    SNAPSHOT_WRITE_OPTIONS,
     SNAPSHOTS_1S_FILE,
     SNAPSHOTS_VENDOR_FILE,
     STREAM_FILE,
@@ -41,10 +41,6 @@ from rlx_assets.book.reconstruct.output import (
 from rlx_assets.book.reconstruct.plan import _full_plan, _Plan, _PlanMiss, _quick_plan
 from rlx_assets.book.reconstruct.reading import DEFAULT_CHUNK_ROWS, input_batch_rows
 from rlx_assets.book.reconstruct.replay import (
-    C_BA_S,
-    C_BA_T,
-    C_BB_S,
-    C_BB_T,
     C_BEFORE_SEED,
     C_CROSSED,
     C_CTRL_SIZE,
@@ -170,11 +166,6 @@ class _Reconstruction:
         ctrl[C_STEP] = self.step
         for slot in (C_FIRST_REGRESSION_T, C_FIRST_OUT_OF_RANGE_T, C_FIRST_BEFORE_SEED_T):
             ctrl[slot] = _I64_MIN
-        top = np.empty((4, 1, 1), dtype=np.int64)
-        _top_levels(
-            dense.bid_sizes, dense.ask_sizes, dense.bid_bits, dense.ask_bits, dense.state, top, 0
-        )
-        ctrl[C_BB_T], ctrl[C_BB_S], ctrl[C_BA_T], ctrl[C_BA_S] = top[:, 0, 0]
         self.fidelity = _Fidelity(
             seed.bid_floor, seed.ask_ceiling, seed.sequence, seed.time_ns is not None, ps, ss
         )
@@ -199,9 +190,9 @@ class _Reconstruction:
             for name, schema, options in (
                 (STREAM_FILE, stream_schema(ps, ss, written=True), STREAM_WRITE_OPTIONS),
                 (SNAPSHOTS_VENDOR_FILE, snapshot_schema(ps, ss, True, written=True),
-                 _SNAPSHOT_OPTIONS),
+                 SNAPSHOT_WRITE_OPTIONS),
                 (SNAPSHOTS_1S_FILE, snapshot_schema(ps, ss, False, written=True),
-                 _SNAPSHOT_OPTIONS),
+                 SNAPSHOT_WRITE_OPTIONS),
             ):  # fmt: skip
                 handle = stack.enter_context(atomic_write(self.out_dir / name))
                 writer = pq.ParquetWriter(handle, schema, **options)
@@ -284,8 +275,6 @@ class _Reconstruction:
             v_seq, final,
             self.dense.bid_sizes, self.dense.ask_sizes, self.dense.bid_bits,
             self.dense.ask_bits, self.dense.state, ctrl,
-            buf.ap_bid, buf.ap_tick, buf.ap_lots, buf.ap_ends, buf.ap_flags, *buf.ap_best,
-            buf.row_ap, *buf.trig,
             buf.oi, buf.ob, buf.od, buf.vsnap, buf.ssnap, buf.s_time, buf.s_seq,
         )  # fmt: skip
         jobs = []

@@ -30,7 +30,7 @@ DELTA_COLUMNS = [
     "price",
     "size",
 ]
-_BOOK_COLUMNS = ["timestamp", "sequence_number", *_ALL_LEVEL_COLUMNS]
+BOOK_COLUMNS = ["timestamp", "sequence_number", *_ALL_LEVEL_COLUMNS]
 
 
 def _open(path: Path) -> pq.ParquetFile:

@@ -7,8 +7,27 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rlx_assets.book.kernel import BASE_TICK, FLAG_EMIT, apply_levels
-from rlx_assets.book.reconstruct.bitmaps import _lazy_zeros, _mark, _top_levels
+from rlx_assets.book.kernel import (
+    ASK_HI,
+    ASK_LO,
+    BASE_TICK,
+    BEST_ASK,
+    BEST_BID,
+    BID_HI,
+    BID_LO,
+    N_CROSSED,
+    N_DELETE_UNKNOWN,
+    N_EVENTS,
+    N_LEVELS,
+    N_OUT_OF_RANGE,
+    set_level,
+)
+from rlx_assets.book.reconstruct.bitmaps import (
+    _lazy_zeros,
+    _next_above,
+    _next_below,
+    _top_levels_at,
+)
 from rlx_assets.book.reconstruct.decimals import _I64_MIN
 from rlx_assets.vendor_schemas import BOOK_DEPTH
 
@@ -19,10 +38,7 @@ C_SEED_TIME = 2  # cold start: the seed row's timestamp; _I64_MIN: known from th
 C_LAST_SEQ = 3  # last applied sequence number
 C_NEXT_BOUNDARY = 4  # next 1 s snapshot time; _I64_MIN until the book is known
 C_STEP = 5
-C_BB_T = 6  # best bid tick / lots, best ask tick / lots after the last event (-1: none)
-C_BB_S = 7
-C_BA_T = 8
-C_BA_S = 9
+# 6..9: unused (were the best bid/ask carried between windows: the book holds them)
 C_BEFORE_SEED = 10  # delta rows with sequence <= the seed's, not applied
 C_SEQ_REGRESSIONS = 11
 C_CROSSED = 12  # complete updates (diffs) after which best bid >= best ask
@@ -50,13 +66,13 @@ def _replay(
     t_time, t_recv, t_id, t_price, t_size, t_side,
     v_seq, final,
     bid_sizes, ask_sizes, bid_bits, ask_bits, state, ctrl,
-    ap_bid, ap_tick, ap_lots, ap_ends, ap_flags, ap_bt, ap_bs, ap_at, ap_as,
-    row_ap, trig_pos, trig_kind, trig_ref,
     oi, ob, od, vsnap, ssnap, s_time, s_seq,
 ):  # fmt: skip
     """Merge one window of deltas and trades (each sorted by its key) into the stream, apply the
-    deltas to the book and take the snapshots. Returns (stream rows, vendor rows consumed,
-    1 s snapshots)."""
+    deltas to the book (each row an event, as ``apply_levels`` with one row per event would,
+    with the occupancy bits kept alongside), write the best bid/ask after every row and take the
+    snapshots where they fall, in one pass (the rows are touched once, while in cache). Returns
+    (stream rows, vendor rows consumed, 1 s snapshots)."""
     nd = d_time.shape[0]
     nt = t_time.shape[0]
     nv = v_seq.shape[0]
@@ -66,19 +82,18 @@ def _replay(
     i = 0
     j = 0
     r = 0
-    n_ap = 0
-    n_trig = 0
     v_ptr = 0
     n_s = 0
-    # ctrl slots used per row live in locals (stored back below): ctrl is an int64 array the
-    # compiler must assume aliases the output arrays, so each access would be a memory round trip
+    # ctrl and state slots used per row live in locals (stored back below): they are int64
+    # arrays the compiler must assume alias the output arrays, so each access would be a memory
+    # round trip
     seed_seq = ctrl[C_SEED_SEQ]
     seed_time = ctrl[C_SEED_TIME]
     next_boundary = ctrl[C_NEXT_BOUNDARY]
     last_seq = ctrl[C_LAST_SEQ]
     n_regressions = 0
     n_before_seed = 0
-    base_tick = state[BASE_TICK]
+    n_crossed = 0
     first_reg_t = ctrl[C_FIRST_REGRESSION_T]
     first_reg_s = ctrl[C_FIRST_REGRESSION_SEQ]
     first_reg_after = ctrl[C_FIRST_REGRESSION_AFTER]
@@ -86,7 +101,20 @@ def _replay(
     first_oor_s = ctrl[C_FIRST_OUT_OF_RANGE_SEQ]
     first_bs_t = ctrl[C_FIRST_BEFORE_SEED_T]
     first_bs_s = ctrl[C_FIRST_BEFORE_SEED_SEQ]
-    # phase A: merge order, stream columns, which rows are applied, where snapshots fall
+    first_cross_t = ctrl[C_FIRST_CROSSED_T]
+    first_cross_s = ctrl[C_FIRST_CROSSED_SEQ]
+    base = state[BASE_TICK]
+    best_bid = state[BEST_BID]
+    best_ask = state[BEST_ASK]
+    bid_lo = state[BID_LO]
+    bid_hi = state[BID_HI]
+    ask_lo = state[ASK_LO]
+    ask_hi = state[ASK_HI]
+    n_applied = 0
+    n_book_crossed = 0  # the kernel's own count: rows after which best bid >= best ask
+    n_delete_unknown = 0
+    n_out_of_range = 0
+    one = np.uint64(1)
     while i < nd or j < nt:
         take_delta = j >= nt or (
             i < nd
@@ -97,13 +125,13 @@ def _replay(
             known = d_seq[i] > seed_seq if take_delta else t >= seed_time
         if known:
             if next_boundary == _I64_MIN:
-                base = seed_time if seed_time != _I64_MIN else t
-                next_boundary = (base // step + 1) * step
-            while next_boundary <= t:
-                trig_pos[n_trig] = n_ap
-                trig_kind[n_trig] = 1
-                trig_ref[n_trig] = n_s
-                n_trig += 1
+                base_t = seed_time if seed_time != _I64_MIN else t
+                next_boundary = (base_t // step + 1) * step
+            while next_boundary <= t:  # the book before this row, at each passed boundary
+                _top_levels_at(
+                    bid_sizes, ask_sizes, bid_bits, ask_bits, base,
+                    best_bid, bid_lo, best_ask, ask_hi, ssnap, n_s,
+                )  # fmt: skip
                 s_time[n_s] = next_boundary
                 s_seq[n_s] = last_seq
                 n_s += 1
@@ -111,12 +139,13 @@ def _replay(
         oi[OI_TIME, r] = t
         if take_delta:
             s = d_seq[i]
+            complete = i + 1 >= nd or d_seq[i + 1] != s
             oi[OI_RECV, r] = d_recv[i]
             oi[OI_ID, r] = 0
             oi[OI_SEQ, r] = s
             ob[OB_TYPE, r] = 0
             ob[OB_SIDE, r] = 0 if d_bid[i] else 1
-            ob[OB_COMPLETE, r] = i + 1 >= nd or d_seq[i + 1] != s
+            ob[OB_COMPLETE, r] = complete
             od[OD_PRICE, r] = d_tick[i]
             od[OD_SIZE, r] = d_lots[i]
             if s > seed_seq and s < last_seq:
@@ -125,29 +154,55 @@ def _replay(
                 if first_reg_t == _I64_MIN:
                     first_reg_t, first_reg_s, first_reg_after = t, s, last_seq
                 n_regressions += 1
-                row_ap[r] = -1
             elif s > seed_seq:
-                k = d_tick[i] - base_tick
-                if (k < 0 or k >= width) and first_oor_t == _I64_MIN:
-                    first_oor_t, first_oor_s = t, s  # the kernel ignores it (out_of_range)
-                while v_ptr < nv and v_seq[v_ptr] < s:
-                    trig_pos[n_trig] = n_ap
-                    trig_kind[n_trig] = 0
-                    trig_ref[n_trig] = v_ptr
-                    n_trig += 1
+                while v_ptr < nv and v_seq[v_ptr] < s:  # vendor rows: the book before this diff
+                    _top_levels_at(
+                        bid_sizes, ask_sizes, bid_bits, ask_bits, base,
+                        best_bid, bid_lo, best_ask, ask_hi, vsnap, v_ptr,
+                    )  # fmt: skip
                     v_ptr += 1
-                ap_bid[n_ap] = d_bid[i]
-                ap_tick[n_ap] = d_tick[i]
-                ap_lots[n_ap] = d_lots[i]
-                row_ap[r] = n_ap
-                n_ap += 1
+                k = d_tick[i] - base
+                if k < 0 or k >= width:
+                    if first_oor_t == _I64_MIN:
+                        first_oor_t, first_oor_s = t, s
+                    n_out_of_range += 1  # ignored, as apply_levels ignores it
+                elif d_bid[i]:
+                    best_bid, bid_lo, bid_hi, deleted, unknown = set_level(
+                        bid_sizes, k, d_lots[i], best_bid, bid_lo, bid_hi, True
+                    )
+                    n_delete_unknown += unknown
+                    bit = one << np.uint64(k & 63)
+                    if d_lots[i] != 0:
+                        bid_bits[k >> 6] |= bit
+                    else:
+                        bid_bits[k >> 6] &= ~bit
+                    if deleted:
+                        best_bid = _next_below(bid_bits, best_bid, bid_lo)
+                else:
+                    best_ask, ask_lo, ask_hi, deleted, unknown = set_level(
+                        ask_sizes, k, d_lots[i], best_ask, ask_lo, ask_hi, False
+                    )
+                    n_delete_unknown += unknown
+                    bit = one << np.uint64(k & 63)
+                    if d_lots[i] != 0:
+                        ask_bits[k >> 6] |= bit
+                    else:
+                        ask_bits[k >> 6] &= ~bit
+                    if deleted:
+                        best_ask = _next_above(ask_bits, best_ask, ask_hi)
+                n_applied += 1
+                if best_bid >= 0 and best_ask >= 0 and best_bid >= best_ask:
+                    n_book_crossed += 1
+                    if complete:
+                        if n_crossed == 0 and ctrl[C_CROSSED] == 0:
+                            first_cross_t, first_cross_s = t, s
+                        n_crossed += 1
                 last_seq = s
             else:
                 if first_bs_t == _I64_MIN:
                     first_bs_t, first_bs_s = t, s
                 n_before_seed += 1
-                row_ap[r] = -1
-                if s == seed_seq and ob[OB_COMPLETE, r]:
+                if s == seed_seq and complete:
                     known = True  # the vendor row seeding the book is the state after this diff
             i += 1
         else:
@@ -159,14 +214,36 @@ def _replay(
             ob[OB_COMPLETE, r] = 1
             od[OD_PRICE, r] = t_price[j]
             od[OD_SIZE, r] = t_size[j]
-            row_ap[r] = -1
             j += 1
-        ob[OB_BID_VALID, r] = known  # phase C turns this into the validity of the best bid/ask
+        # the book after the row (null until it is known)
+        ob[OB_BID_VALID, r] = known and best_bid >= 0
+        ob[OB_ASK_VALID, r] = known and best_ask >= 0
+        od[OD_BB_P, r] = best_bid + base if best_bid >= 0 else -1
+        od[OD_BB_S, r] = bid_sizes[best_bid] if best_bid >= 0 else 0
+        od[OD_BA_P, r] = best_ask + base if best_ask >= 0 else -1
+        od[OD_BA_S, r] = ask_sizes[best_ask] if best_ask >= 0 else 0
         r += 1
+    if final:
+        while v_ptr < nv:
+            _top_levels_at(
+                bid_sizes, ask_sizes, bid_bits, ask_bits, base,
+                best_bid, bid_lo, best_ask, ask_hi, vsnap, v_ptr,
+            )  # fmt: skip
+            v_ptr += 1
+        if known and next_boundary != _I64_MIN:
+            _top_levels_at(
+                bid_sizes, ask_sizes, bid_bits, ask_bits, base,
+                best_bid, bid_lo, best_ask, ask_hi, ssnap, n_s,
+            )  # fmt: skip
+            s_time[n_s] = next_boundary
+            s_seq[n_s] = last_seq
+            n_s += 1
+    ctrl[C_KNOWN] = 1 if known else 0
     ctrl[C_NEXT_BOUNDARY] = next_boundary
     ctrl[C_LAST_SEQ] = last_seq
     ctrl[C_SEQ_REGRESSIONS] += n_regressions
     ctrl[C_BEFORE_SEED] += n_before_seed
+    ctrl[C_CROSSED] += n_crossed
     ctrl[C_FIRST_REGRESSION_T] = first_reg_t
     ctrl[C_FIRST_REGRESSION_SEQ] = first_reg_s
     ctrl[C_FIRST_REGRESSION_AFTER] = first_reg_after
@@ -174,65 +251,19 @@ def _replay(
     ctrl[C_FIRST_OUT_OF_RANGE_SEQ] = first_oor_s
     ctrl[C_FIRST_BEFORE_SEED_T] = first_bs_t
     ctrl[C_FIRST_BEFORE_SEED_SEQ] = first_bs_s
-    if final:
-        while v_ptr < nv:
-            trig_pos[n_trig] = n_ap
-            trig_kind[n_trig] = 0
-            trig_ref[n_trig] = v_ptr
-            n_trig += 1
-            v_ptr += 1
-        if known and ctrl[C_NEXT_BOUNDARY] != _I64_MIN:
-            trig_pos[n_trig] = n_ap
-            trig_kind[n_trig] = 1
-            trig_ref[n_trig] = n_s
-            n_trig += 1
-            s_time[n_s] = ctrl[C_NEXT_BOUNDARY]
-            s_seq[n_s] = ctrl[C_LAST_SEQ]
-            n_s += 1
-    ctrl[C_KNOWN] = 1 if known else 0
-    # phase B: the book, segment by segment between snapshots (best bid/ask after every row)
-    a = 0
-    for k in range(n_trig + 1):
-        b = trig_pos[k] if k < n_trig else n_ap
-        if b > a:
-            apply_levels(
-                bid_sizes, ask_sizes, state,
-                ap_bid[a:b], ap_tick[a:b], ap_lots[a:b], ap_ends[: b - a], ap_flags[: b - a],
-                ap_bt[a:b], ap_bs[a:b], ap_at[a:b], ap_as[a:b],
-            )  # fmt: skip
-            _mark(bid_bits, ask_bits, state, width, ap_bid[a:b], ap_tick[a:b], ap_lots[a:b])
-            a = b
-        if k < n_trig:
-            snap = vsnap if trig_kind[k] == 0 else ssnap
-            _top_levels(bid_sizes, ask_sizes, bid_bits, ask_bits, state, snap, trig_ref[k])
-    # phase C: best bid/ask after every stream row
-    bb_t = ctrl[C_BB_T]
-    bb_s = ctrl[C_BB_S]
-    ba_t = ctrl[C_BA_T]
-    ba_s = ctrl[C_BA_S]
-    for q in range(r):
-        k = row_ap[q]
-        if k >= 0:
-            bb_t = ap_bt[k, 0]
-            bb_s = ap_bs[k, 0]
-            ba_t = ap_at[k, 0]
-            ba_s = ap_as[k, 0]
-            if ob[OB_COMPLETE, q] and bb_t >= 0 and ba_t >= 0 and bb_t >= ba_t:
-                if ctrl[C_CROSSED] == 0:
-                    ctrl[C_FIRST_CROSSED_T] = oi[OI_TIME, q]
-                    ctrl[C_FIRST_CROSSED_SEQ] = oi[OI_SEQ, q]
-                ctrl[C_CROSSED] += 1
-        row_known = ob[OB_BID_VALID, q] != 0
-        ob[OB_BID_VALID, q] = row_known and bb_t >= 0
-        ob[OB_ASK_VALID, q] = row_known and ba_t >= 0
-        od[OD_BB_P, q] = bb_t
-        od[OD_BB_S, q] = bb_s
-        od[OD_BA_P, q] = ba_t
-        od[OD_BA_S, q] = ba_s
-    ctrl[C_BB_T] = bb_t
-    ctrl[C_BB_S] = bb_s
-    ctrl[C_BA_T] = ba_t
-    ctrl[C_BA_S] = ba_s
+    ctrl[C_FIRST_CROSSED_T] = first_cross_t
+    ctrl[C_FIRST_CROSSED_SEQ] = first_cross_s
+    state[BEST_BID] = best_bid
+    state[BEST_ASK] = best_ask
+    state[BID_LO] = bid_lo
+    state[BID_HI] = bid_hi
+    state[ASK_LO] = ask_lo
+    state[ASK_HI] = ask_hi
+    state[N_EVENTS] += n_applied
+    state[N_LEVELS] += n_applied
+    state[N_CROSSED] += n_book_crossed
+    state[N_DELETE_UNKNOWN] += n_delete_unknown
+    state[N_OUT_OF_RANGE] += n_out_of_range
     return r, v_ptr, n_s
 
 
@@ -246,19 +277,12 @@ class _Buffers:
     """Scratch and output arrays of ``_replay``, grown on demand and reused across windows."""
 
     def __init__(self, rows: int) -> None:
-        self.rows = self.vendor = self.seconds = self.triggers = 0
+        self.rows = self.vendor = self.seconds = 0
         self.ensure(rows, 1024, 1024)
 
     def ensure(self, rows: int, vendor: int, seconds: int) -> None:
         if rows > self.rows:
             n = self.rows = max(rows, self.rows * 5 // 4, 1024)
-            self.ap_bid = _lazy_zeros(n, np.bool_)
-            self.ap_tick = _lazy_zeros(n)
-            self.ap_lots = _lazy_zeros(n)
-            self.ap_ends = np.arange(1, n + 1, dtype=np.int64)
-            self.ap_flags = np.full(n, FLAG_EMIT, dtype=np.uint8)
-            self.ap_best = [_lazy_zeros(n).reshape(n, 1) for _ in range(4)]
-            self.row_ap = _lazy_zeros(n)
             self.oi = _lazy_zeros(4 * n).reshape(4, n)
             self.ob = _lazy_zeros(5 * n, np.int8).reshape(5, n)
             self.od = _lazy_zeros(6 * n).reshape(6, n)
@@ -270,6 +294,3 @@ class _Buffers:
             self.ssnap = np.empty((4, BOOK_DEPTH, self.seconds), dtype=np.int64)
             self.s_time = np.empty(self.seconds, dtype=np.int64)
             self.s_seq = np.empty(self.seconds, dtype=np.int64)
-        if vendor + seconds > self.triggers:
-            self.triggers = max(vendor + seconds, self.triggers * 5 // 4)
-            self.trig = [np.empty(self.triggers, dtype=np.int64) for _ in range(3)]

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from rlx_assets.book.reconstruct.decimals import _I64_MAX, _I64_MIN, ReconstructionError, units
-from rlx_assets.book.reconstruct.reading import _BOOK_COLUMNS, _LEVEL_COLUMNS, _first_batch
+from rlx_assets.book.reconstruct.reading import _LEVEL_COLUMNS, BOOK_COLUMNS, _first_batch
 from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 
@@ -112,7 +112,7 @@ def _seed_from_end_book(path: Path) -> _Seed:
 
 
 def _cold_seed(book: Path) -> _Seed:
-    batch = _first_batch(book, _BOOK_COLUMNS, 1)
+    batch = _first_batch(book, BOOK_COLUMNS, 1)
     if batch is None or batch.num_rows == 0:
         raise ReconstructionError(
             f"{book}: no vendor book rows and no previous day's book: cannot seed the book"
