@@ -31,6 +31,25 @@ FORKED_STEPS = (
 )  # fmt: skip
 
 
+MEMORY_DIR = Path("/dev/shm")
+
+
+def pytest_configure(config):
+    """Temporary files (tmp_path, Dagster's test instances, servers' directories) go to memory
+    when the machine has a tmpfs and TMPDIR is not set: every SQLite commit of a Dagster event
+    log and every atomic write fsyncs, which on a busy shared disk took half of an in-process
+    chain's time (a two-day chain: 23.6 s on disk, 12.0 s in /dev/shm). The same code runs, only
+    the medium differs. Set before pytest-xdist starts its workers, so they inherit it."""
+    if os.environ.get("TMPDIR") or config.option.basetemp or not os.access(MEMORY_DIR, os.W_OK):
+        return
+    import tempfile
+
+    memory_tmp = MEMORY_DIR / f"rlx-assets-tests-{os.getuid()}"
+    memory_tmp.mkdir(mode=0o700, exist_ok=True)
+    os.environ["TMPDIR"] = str(memory_tmp)
+    tempfile.tempdir = str(memory_tmp)
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch, tmp_path):
     """No test sees the developer's RLX_*/AWS_* settings or writes into the working directory."""

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import rlx_assets.lake.sources as sources
 from rlx_assets.cli import Progress, main
 from rlx_assets.lake.from_capture import reading as capture_reading
 
@@ -142,7 +143,11 @@ def test_progress_says_it_is_still_working_during_a_silent_step(capsys):
     assert messages[1:] and set(messages[1:]) == {"still working"}
 
 
-def test_bench_reconstruct_shows_progress_on_stderr_and_json_on_stdout(tmp_path):
+def test_bench_reconstruct_shows_progress_on_stderr_and_json_on_stdout(
+    sample_lake, tmp_path, monkeypatch
+):
+    # the run's sample lake, not a build of its own in the working directory
+    monkeypatch.setattr(sources, "ensure_sample_lake", lambda: sample_lake)
     args = ["bench", "reconstruct", "--events", "100000", "--json", "--workdir", str(tmp_path)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

@@ -16,6 +16,7 @@ import boto3
 import dagster as dg
 import polars as pl
 import pytest
+from botocore.retries.standard import ExponentialBackoff
 
 from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.resources import RlxEnvironment
@@ -170,6 +171,9 @@ def test_the_chain_runs_on_s3_across_workers_that_share_nothing_else(
 def test_a_failed_upload_fails_the_step_and_keeps_the_bucket_as_it_was(
     deployment, s3_server, tmp_path, monkeypatch
 ):
+    # botocore still retries the throttled upload 5 times, without its randomised exponential
+    # sleeps between them (about 20 s of this test): they are not what it asserts.
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
     partition = f"2024-08-08|{SPOT}"
     chain = dg.AssetSelection.groups("acquisition", "validation")
     assert materialize_in_process(tmp_path / "w1", monkeypatch, chain, partition).success

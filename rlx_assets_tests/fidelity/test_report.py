@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
 import re
+import shutil
 from decimal import Decimal
 
 import pyarrow.parquet as pq
@@ -16,6 +18,7 @@ from rlx_assets.fidelity.markdown import JSON_NAME, KS_VARIABLES, MARKDOWN_NAME
 from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import FidelityThresholds, load_thresholds
 from rlx_assets.stats.plots import PNG_SIGNATURE
+from rlx_assets_tests.conftest import run_wide_dir, run_wide_lock
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.stats.sample_partitions import (
     GOLDEN_TABLES,
@@ -45,23 +48,35 @@ def recon(sample_lake, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reports(sample_lake, recon, tmp_path_factory):
-    """The full report of every sample partition, golden samples and captures included."""
-    root = tmp_path_factory.mktemp("reports")
-    built = {}
-    for p in PARTITIONS:
-        out_dir = root / p.market / p.day.isoformat()
-        data = build_fidelity_report(
-            market=p.market,
-            day=p.day,
-            reconstruction_dir=recon[p.key],
-            vendor_files=p.files(sample_lake, VENDOR_TABLES),
-            golden_files=p.files(sample_lake, (*GOLDEN_TABLES, "book")),
-            golden_captures=p.capture_paths(),
-            out_dir=out_dir,
-            thresholds=FidelityThresholds(),
+    """The full report of every sample partition, golden samples and captures included: built
+    once per test run (pytest-xdist workers share it; tests only read it). The dict that
+    build_fidelity_report returned is kept as it was returned (pickled), so that tests still
+    compare it with the JSON file it wrote."""
+    root = run_wide_dir(tmp_path_factory) / "sample_reports"
+    with run_wide_lock(tmp_path_factory, "sample_reports"):
+        if not (root / "BUILT").is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a build that died half way
+            for p in PARTITIONS:
+                out_dir = root / p.market / p.day.isoformat()
+                data = build_fidelity_report(
+                    market=p.market,
+                    day=p.day,
+                    reconstruction_dir=recon[p.key],
+                    vendor_files=p.files(sample_lake, VENDOR_TABLES),
+                    golden_files=p.files(sample_lake, (*GOLDEN_TABLES, "book")),
+                    golden_captures=p.capture_paths(),
+                    out_dir=out_dir,
+                    thresholds=FidelityThresholds(),
+                )
+                (root / f"{p.market}.{p.day}.returned.pickle").write_bytes(pickle.dumps(data))
+            (root / "BUILT").write_text("")
+    return {
+        p.key: (
+            pickle.loads((root / f"{p.market}.{p.day}.returned.pickle").read_bytes()),
+            root / p.market / p.day.isoformat(),
         )
-        built[p.key] = (data, out_dir)
-    return built
+        for p in PARTITIONS
+    }
 
 
 @pytest.mark.parametrize("partition", PARTITIONS, ids=lambda p: p.key)
