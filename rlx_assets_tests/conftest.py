@@ -32,6 +32,9 @@ FORKED_STEPS = (
 
 
 MEMORY_DIR = Path("/dev/shm")
+# A whole run keeps up to a few GB there (two runs' temporary files: pytest keeps the last one);
+# a small tmpfs (e.g. Docker's default 64 MB) is left alone.
+MEMORY_DIR_MIN_FREE = 8 << 30
 
 
 def pytest_configure(config):
@@ -42,7 +45,11 @@ def pytest_configure(config):
     the medium differs. Set before pytest-xdist starts its workers, so they inherit it."""
     if os.environ.get("TMPDIR") or config.option.basetemp or not os.access(MEMORY_DIR, os.W_OK):
         return
+    import shutil
     import tempfile
+
+    if shutil.disk_usage(MEMORY_DIR).free < MEMORY_DIR_MIN_FREE:
+        return
 
     memory_tmp = MEMORY_DIR / f"rlx-assets-tests-{os.getuid()}"
     memory_tmp.mkdir(mode=0o700, exist_ok=True)
