@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -20,15 +19,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAPTURES = REPO_ROOT / "data" / "sample" / "captures"
 LAKE_PREFIX = "market-data/cryptofeed"
 TEST_SECRET = "rlxTestSecretKey0123456789abcdefSECRET"
-# `dagster asset materialize` options for a run whose steps still run in a process each (Dagster's
-# multiprocess executor, as by default) but forked from one server that imported the definitions
-# once: a fresh Python per step spends most of its time importing them (about 12 s on a quiet
-# core here). The daemon-launched runs of ui/ keep the default start, as users get it.
-FORKED_STEPS = (
-    "--config-json",
-    json.dumps({"execution": {"config": {"multiprocess": {"start_method": {
-        "forkserver": {"preload_modules": ["rlx_assets.definitions"]}}}}}}),
-)  # fmt: skip
 
 
 MEMORY_DIR = Path("/dev/shm")

@@ -33,9 +33,11 @@ follow_steps() {
     done
 }
 
-# Each run in one process: the default multiprocess executor starts a Python per step, and on
-# the sample that start-up costs far more than the steps (one partition's daily_chain: 394 s of
-# run for 30 s of steps on a loaded 2-core machine). Runs from the UI or the daemon keep it.
+# Each run in one process: the default executor forks a process per step from a server that
+# imported the definitions once, which still costs a second or two per step, more than most of
+# the sample's steps take (one partition's daily_chain, loaded 2-core machine: 45-46 s with a
+# process per step, 18-26 s in one process; 394 s when each step started a fresh Python).
+# Runs from the UI or the daemon keep a process per step.
 IN_PROCESS='{"execution": {"config": {"in_process": {}}}}'
 
 # A failed blocking gate skips the fidelity report within daily_chain, yet the report is the

@@ -171,7 +171,9 @@ def plan_pools(execution_plan: ExecutionPlan) -> set[str]:
 
 class CrashRecoveringExecutor(Executor):
     """Dagster's default executor, preceded by crash recovery in the orchestrating process:
-    runs before any step of the run claims a pool slot."""
+    runs before any step of the run claims a pool slot. Recovery judges the run worker (this
+    process); the forkserver and the steps forked from it are its descendants, so a killed run
+    worker is seen whatever the start method."""
 
     def __init__(self, inner: Executor):
         self._inner = inner
@@ -202,21 +204,61 @@ class CrashRecoveringExecutor(Executor):
         yield from self._inner.execute(plan_context, execution_plan)
 
 
+DEFINITIONS_MODULE = "rlx_assets.definitions"
+# Dagster loads these in every step process after the fork (loading the job imports
+# `dagster._utils.test.definitions`, which pulls in sqlalchemy, alembic, the daemon; the IO
+# manager uses upath): ~500 modules, about 2.5 s of a step's start when not preloaded.
+STEP_IMPORTS = ("dagster._utils.test.definitions", "upath")
+
+
+def step_preload(job_module: str | None, instance: dg.DagsterInstance) -> list[str]:
+    """What the forkserver imports once for all steps: the job's module (the project's
+    definitions when the job came from elsewhere), Dagster's step-time imports and the
+    modules of the instance's storages (SQLite or PostgreSQL)."""
+    storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage,
+                instance.compute_log_manager)  # fmt: skip
+    modules = [job_module or DEFINITIONS_MODULE, *STEP_IMPORTS]
+    modules += [type(storage).__module__ for storage in storages if storage is not None]
+    return list(dict.fromkeys(modules))
+
+
+def with_forked_steps(config: Mapping[str, object], preload: list[str]) -> dict:
+    """The executor config, with steps forked from a forkserver that imported `preload` once
+    when the config chooses the multiprocess executor without a `start_method`. Dagster would
+    spawn a fresh Python per step, which spends seconds importing dagster and the definitions
+    before the step starts. A `start_method` the user chose is kept."""
+    multiprocess = config.get("multiprocess")
+    if not isinstance(multiprocess, Mapping) or multiprocess.get("start_method"):
+        return dict(config)
+    start_method = {"forkserver": {"preload_modules": list(preload)}}
+    return {**config, "multiprocess": {**multiprocess, "start_method": start_method}}
+
+
 def _create_executor(init_context: dg.InitExecutorContext) -> Executor:
     creation = dg.multi_or_in_process_executor.executor_creation_fn
     assert creation is not None
-    return CrashRecoveringExecutor(creation(init_context))
+    get_module = getattr(init_context.job, "get_module", lambda: None)
+    preload = step_preload(get_module(), init_context.instance)
+    forked = dg.InitExecutorContext(
+        job=init_context.job,
+        executor_def=init_context.executor_def,
+        executor_config=with_forked_steps(init_context.executor_config, preload),
+        instance=init_context.instance,
+    )
+    return CrashRecoveringExecutor(creation(forked))
 
 
-# Same config as Dagster's default (`multiprocess` or `in_process`, max_concurrent, retries).
+# Same config as Dagster's default (`multiprocess` or `in_process`, max_concurrent, retries);
+# without a `start_method`, steps fork from a preloaded forkserver (`with_forked_steps`).
 crash_recovering_executor = dg.ExecutorDefinition(
     name="crash_recovering_multi_or_in_process",
     config_schema=dg.multi_or_in_process_executor.config_schema,
     requirements=dg.multi_or_in_process_executor.get_requirements,
     executor_creation_fn=_create_executor,
     description=(
-        "Dagster's default executor; before any step claims a pool slot it marks runs whose "
-        "run worker died FAILURE and frees their slots."
+        "Dagster's default executor, its steps forked from a server that imported the "
+        "definitions once (unless a start_method is chosen); before any step claims a pool "
+        "slot it marks runs whose run worker died FAILURE and frees their slots."
     ),
 )
 

@@ -262,11 +262,17 @@ class Deployment:
         return f"{directory}/{json.loads(self.read(f'{directory}/CURRENT'))['version']}"
 
 
+# Visibility timeout, s: a dead worker's step is redelivered after it; it must exceed the longest
+# step even on a loaded CI machine (the sample's take 2-30 s), or a live step runs twice.
+VISIBILITY_TIMEOUT_S = 90
+
+
 @pytest.fixture
-def deployment(tmp_path, s3_server, lake_bucket, monkeypatch, request):
-    timeout = getattr(request, "param", 3600)
+def deployment(tmp_path, s3_server, lake_bucket, monkeypatch):
     with LocalPostgres() as postgres, LocalRedis() as redis_server:
-        cluster = Deployment(tmp_path, postgres, redis_server, s3_server, lake_bucket, timeout)
+        cluster = Deployment(
+            tmp_path, postgres, redis_server, s3_server, lake_bucket, VISIBILITY_TIMEOUT_S
+        )
         try:
             cluster.run("daemon", "-m", "dagster", "instance", "migrate")
             for name, value in postgres.env.items():
@@ -418,67 +424,68 @@ def assert_pools_and_queue_held(cluster: Deployment, runs) -> None:
 # -- the tests ---------------------------------------------------------------------------------
 
 
-def test_a_backfill_on_two_celery_workers_equals_a_single_process_run(
+def heavy_step_worker(cluster: Deployment, partition: str) -> str | None:
+    """The Celery worker that started the heavy step of `partition`'s run, if one has."""
+    for run in cluster.instance.get_runs():
+        if run.tags.get("dagster/partition") == partition:
+            for step, worker in celery_step_workers(cluster.instance, run.run_id):
+                if step == HEAVY_STEP:
+                    return worker
+    return None
+
+
+def kill_the_worker_of_the_heavy_step(cluster: Deployment, partition: str) -> tuple[str, float]:
+    """As soon as a worker starts `partition`'s heavy step: kill -9 that worker (and its pool
+    process). The worker's name and when it was killed."""
+    deadline = time.monotonic() + 900
+    while (victim := heavy_step_worker(cluster, partition)) is None:
+        assert time.monotonic() < deadline, cluster.log("daemon")
+        assert cluster.processes["daemon"].poll() is None, cluster.log("daemon")
+        time.sleep(0.25)  # the heavy step takes seconds: killed mid-step
+    cluster.kill(victim)
+    print(f"killed {victim} while it ran {HEAVY_STEP} of {partition}")
+    return victim, time.time()
+
+
+# One deployment, one backfill (a deployment and a backfill cost minutes on two cores): both
+# workers share the backfill, then the worker running the heavy step of the last day is killed.
+# Proven apart below: what two workers produce, and what the kill leaves.
+def test_a_backfill_on_two_celery_workers_equals_a_single_process_run_even_when_one_is_killed(
     deployment, single_process_run
 ):
     deployment.start_worker("worker1")
     deployment.start_worker("worker2")
     started = time.monotonic()
     backfill(deployment, PARTITIONS)
+    # The market's second day starts after its first (the run queue rule): both workers have
+    # taken steps by then.
+    killed_day = PARTITIONS[-1]
+    victim, killed_at = kill_the_worker_of_the_heavy_step(deployment, killed_day)
+    survivor = ({"worker1", "worker2"} - {victim}).pop()
     runs = wait_for_backfill_runs(deployment, len(PARTITIONS))
     print_run_times(deployment, runs, started)
     print(
-        f"backfill of {len(PARTITIONS)} partitions on 2 workers: {time.monotonic() - started:.1f} s"
+        f"backfill of {len(PARTITIONS)} partitions on 2 workers, one killed: "
+        f"{time.monotonic() - started:.1f} s"
     )
     assert {r.tags["dagster/partition"]: r.status for r in runs} == {
         p: dg.DagsterRunStatus.SUCCESS for p in PARTITIONS
     }, deployment.log("daemon", 12000)
 
-    # Every step ran on a Celery worker, and both workers took steps.
+    # Two workers: every step ran on a Celery worker, and both workers took steps.
     placed = [w for r in runs for _, w in celery_step_workers(deployment.instance, r.run_id)]
     assert set(placed) == {"worker1", "worker2"}
     print({w: placed.count(w) for w in sorted(set(placed))})
     day2 = deployment.published("reconstruction/BINANCE.BTC-USDT/2024-08-09")
     summary = json.loads(deployment.read(f"{day2}/summary.json"))
     assert summary["seeded_from"] == "previous_day" and not summary["started_cold"]
-
     assert_same_outputs(deployment, single_process_run, PARTITIONS)
     assert_pools_and_queue_held(deployment, runs)
 
-
-# Visibility timeout, s: a dead worker's step is redelivered after it; it must exceed the longest
-# step even on a loaded CI machine (the sample's take 2-30 s), or a live step runs twice.
-@pytest.mark.parametrize("deployment", [90], indirect=True)
-def test_a_worker_killed_mid_step_has_its_step_rerun_on_the_other_worker(
-    deployment, single_process_run
-):
-    partition = PARTITIONS[0]
-    deployment.start_worker("worker1")
-    deployment.start_worker("worker2")
-    backfill(deployment, [partition])
-
-    # As soon as a worker starts the heavy step: kill -9 that worker (and its pool process).
-    deadline = time.monotonic() + 600
-    victim = None
-    while victim is None:
-        assert time.monotonic() < deadline, deployment.log("daemon")
-        for run in deployment.instance.get_runs():
-            victim = next(
-                (w for step, w in celery_step_workers(deployment.instance, run.run_id)
-                 if step == HEAVY_STEP), None,
-            )  # fmt: skip
-            if victim:
-                break
-        time.sleep(0.1)
-    deployment.kill(victim)
-    killed_at = time.time()
-    survivor = ({"worker1", "worker2"} - {victim}).pop()
-    print(f"killed {victim} while it ran {HEAVY_STEP}")
-
-    (run,) = wait_for_backfill_runs(deployment, 1)
-    assert run.status == dg.DagsterRunStatus.SUCCESS, deployment.log("daemon")
-    placed = [(s, w) for s, w in celery_step_workers(deployment.instance, run.run_id)]
-    assert [w for s, w in placed if s == HEAVY_STEP] == [victim, survivor]
+    # The kill: the killed worker's step re-ran on the other worker, once, after the kill.
+    (run,) = [r for r in runs if r.tags["dagster/partition"] == killed_day]
+    placed_steps = celery_step_workers(deployment.instance, run.run_id)
+    assert [w for s, w in placed_steps if s == HEAVY_STEP] == [victim, survivor]
     records = deployment.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
     succeeded = [r.step_key for r in records]
     assert succeeded.count(HEAVY_STEP) == 1  # once, after the kill
@@ -486,15 +493,14 @@ def test_a_worker_killed_mid_step_has_its_step_rerun_on_the_other_worker(
     assert sorted(succeeded) == sorted(set(succeeded))  # no step succeeded twice
     print(f"{HEAVY_STEP} re-ran on {survivor}; run {run.status.value}")
 
-    # Nothing lost or duplicated: one published version, the raw files logged once each, and
-    # the same bytes as the single-process run.
-    day, market = partition.split("|")
-    directory = f"reconstruction/{market}/{day}/"
-    versions = {k.removeprefix(directory).split("/")[0] for k in deployment.keys(directory)}
-    assert len(versions - {"CURRENT"}) == 1  # one published version
-    assert len([k for k in deployment.keys("logs/manifest/raw.jsonl.d/")]) == 3
-    assert_same_outputs(deployment, single_process_run, [partition])
-    assert_pools_and_queue_held(deployment, [run])
+    # Nothing lost or duplicated: one published version of each day, the raw files logged once
+    # each (3 tables a day), and the same bytes as the single-process run (above).
+    for partition in PARTITIONS:
+        day, market = partition.split("|")
+        directory = f"reconstruction/{market}/{day}/"
+        versions = {k.removeprefix(directory).split("/")[0] for k in deployment.keys(directory)}
+        assert len(versions - {"CURRENT"}) == 1, partition  # one published version
+    assert len(deployment.keys("logs/manifest/raw.jsonl.d/")) == 3 * len(PARTITIONS)
 
 
 # -- the settings that choose and configure it -------------------------------------------------

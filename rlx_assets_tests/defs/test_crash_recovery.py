@@ -153,8 +153,8 @@ def materialize_command(*options: str) -> list[str]:
             *options]  # fmt: skip
 
 
-# The same executor and pool, all steps in the run's own process: a fresh Python per step costs
-# ~15 s on these shared cores, and the killed runs already showed the multiprocess case.
+# The same executor and pool, all steps in the run's own process: the killed runs already showed
+# the default case (steps forked from the run worker's forkserver, all in its process group).
 IN_ONE_PROCESS = ("--config-json", '{"execution": {"config": {"in_process": {}}}}')
 
 

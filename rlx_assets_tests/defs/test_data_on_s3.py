@@ -21,7 +21,7 @@ from botocore.retries.standard import ExponentialBackoff
 from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import lake_relative_path
-from rlx_assets_tests.conftest import FORKED_STEPS, REPO_ROOT, SAMPLE_CAPTURES, TEST_SECRET
+from rlx_assets_tests.conftest import REPO_ROOT, SAMPLE_CAPTURES, TEST_SECRET
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.servers.s3 import Fault
 
@@ -102,7 +102,7 @@ def test_the_chain_runs_on_s3_across_workers_that_share_nothing_else(
         sys.executable, "-m", "dagster", "asset", "materialize",
         "-m", "rlx_assets.definitions",
         "--select", "*reconstructed_stream",
-        "--partition", f"2024-08-08|{SPOT}", *FORKED_STEPS,
+        "--partition", f"2024-08-08|{SPOT}",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=home, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]

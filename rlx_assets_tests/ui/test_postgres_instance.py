@@ -14,7 +14,6 @@ import time
 import dagster as dg
 import pytest
 
-from rlx_assets_tests.conftest import FORKED_STEPS
 from rlx_assets_tests.servers.postgres import LocalPostgres
 from rlx_assets_tests.ui import REPO_ROOT, require_system_deps
 
@@ -50,7 +49,7 @@ def test_sample_partition_runs_with_the_postgres_instance(
         "RLX_GATE_PROFILE": "sample",
     }
     started = time.monotonic()
-    # The README's command (`dagster ...`), run by this interpreter (steps forked: FORKED_STEPS).
+    # The README's command (`dagster ...`), run by this interpreter.
     command = [
         sys.executable,
         "-m",
@@ -60,7 +59,7 @@ def test_sample_partition_runs_with_the_postgres_instance(
         "-m",
         "rlx_assets.definitions",
     ]
-    command += ["--select", "*readiness_certificate", "--partition", PARTITION, *FORKED_STEPS]
+    command += ["--select", "*readiness_certificate", "--partition", PARTITION]
     result = subprocess.run(
         command,
         cwd=workdir,

@@ -17,7 +17,7 @@ from rlx_assets.defs.acquisition.assets import raw_book, raw_book_delta_v2, raw_
 from rlx_assets.defs.partitions import build_partitions
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import lake_relative_path, sha256_file
-from rlx_assets_tests.conftest import FORKED_STEPS, REPO_ROOT, TEST_SECRET
+from rlx_assets_tests.conftest import REPO_ROOT, TEST_SECRET
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 
 RAW_ASSETS = [raw_trades, raw_book, raw_book_delta_v2]
@@ -108,8 +108,7 @@ def test_definitions_load_with_the_main_job():
 
 
 def run_cli_chain(tmp_path: Path, lake: Path, partition: str) -> subprocess.CompletedProcess:
-    """What a CI user runs, with the project's dagster.yaml as the instance config (its steps
-    forked from a server with the definitions imported: FORKED_STEPS)."""
+    """What a CI user runs, with the project's dagster.yaml as the instance config."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
@@ -124,7 +123,7 @@ def run_cli_chain(tmp_path: Path, lake: Path, partition: str) -> subprocess.Comp
         sys.executable, "-m", "dagster", "asset", "materialize",
         "-m", "rlx_assets.definitions",
         "--select", "*readiness_certificate",
-        "--partition", partition, *FORKED_STEPS,
+        "--partition", partition,
     ]  # fmt: skip
     return subprocess.run(command, cwd=home, env=env, capture_output=True, text=True, timeout=600)
 
