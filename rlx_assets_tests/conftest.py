@@ -42,7 +42,10 @@ def pytest_configure(config):
         return
 
     memory_tmp = MEMORY_DIR / f"rlx-assets-tests-{os.getuid()}"
-    memory_tmp.mkdir(mode=0o700, exist_ok=True)
+    memory_tmp.mkdir(exist_ok=True)
+    # Others may pass through but not list it: the PostgreSQL test server runs as `postgres`
+    # in a directory of its own inside (as under /tmp).
+    memory_tmp.chmod(0o711)
     os.environ["TMPDIR"] = str(memory_tmp)
     tempfile.tempdir = str(memory_tmp)
 
