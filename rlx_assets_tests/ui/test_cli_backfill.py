@@ -107,11 +107,18 @@ def test_cli_backfill_isolates_a_damaged_day_and_keeps_to_the_pool_limits(
         runs = ui.wait_for_runs(
             lambda run: "dagster/backfill" in run["tags"], count=len(PARTITIONS), timeout=1200
         )
-        ui.wait_for_runs(lambda run: True, count=1, timeout=600)  # e.g. the sensor's runs
+        # The damaged day's failed run gets its diagnosis: fidelity_diagnosis_sensor (every
+        # 30 s) launches fidelity_job for it, possibly after the backfill's runs have ended.
+        (diagnosis,) = ui.wait_for_runs(
+            lambda run: run["tags"].get("dagster/sensor_name") == "fidelity_diagnosis_sensor",
+            count=1, timeout=600,
+        )  # fmt: skip
+        ui.wait_for_runs(lambda run: True, count=len(PARTITIONS) + 1, timeout=600)
         reported = dagster_cli(ui, "instance", "concurrency", "get", "--all")
 
     status = {run["tags"]["dagster/partition"]: run["status"] for run in runs}
     assert status == {p: "FAILURE" if p == DAMAGED else "SUCCESS" for p in PARTITIONS}
+    assert (diagnosis["tags"]["dagster/partition"], diagnosis["status"]) == (DAMAGED, "SUCCESS")
 
     # The damaged day stopped at its gate; the others are certified and reconstructed.
     data = ui.data_dir
