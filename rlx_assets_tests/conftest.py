@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
@@ -35,7 +36,6 @@ def pytest_configure(config):
     the medium differs. Set before pytest-xdist starts its workers, so they inherit it."""
     if os.environ.get("TMPDIR") or config.option.basetemp or not os.access(MEMORY_DIR, os.W_OK):
         return
-    import shutil
     import tempfile
 
     if shutil.disk_usage(MEMORY_DIR).free < MEMORY_DIR_MIN_FREE:
@@ -79,6 +79,20 @@ def run_wide_lock(tmp_path_factory, name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The directory `name` of this test run, filled by `build(directory)` once: by the first
+    pytest-xdist worker to ask, the others wait for it and reuse what it wrote (read-only). A
+    build that died half way is thrown away and started again."""
+    root = run_wide_dir(tmp_path_factory) / name
+    with run_wide_lock(tmp_path_factory, name):
+        if not (root / "BUILT").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            build(root)
+            (root / "BUILT").write_text("")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from rlx_assets_tests.conftest import run_wide_dir, run_wide_lock
+from rlx_assets_tests.conftest import built_once_per_run
 
 SPOT = "BINANCE.BTC-USDT"
 SPOT_DAYS = ("2024-08-08", "2024-08-09")  # in date order: 08-09 starts from 08-08's end book
@@ -20,12 +20,9 @@ def certified_sample_data(sample_lake: Path, tmp_path_factory) -> Path:
     """A data root holding certificates and reconstructions of the two spot sample days, built
     by the project's own assets from a copy of the sample lake; tests read it, never change it
     (`copy_of` gives a private copy)."""
-    root = run_wide_dir(tmp_path_factory) / "certified_sample"
-    with run_wide_lock(tmp_path_factory, "certified_sample"):
-        if not (root / "BUILT").is_file():
-            shutil.rmtree(root, ignore_errors=True)  # a build that died half way
-            _build(sample_lake, root)
-            (root / "BUILT").write_text("")
+    root = built_once_per_run(
+        tmp_path_factory, "certified_sample", lambda root: _build(sample_lake, root)
+    )
     return root / "data"
 
 

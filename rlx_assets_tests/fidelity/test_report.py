@@ -7,7 +7,6 @@ import gzip
 import json
 import pickle
 import re
-import shutil
 from decimal import Decimal
 
 import pyarrow.parquet as pq
@@ -18,7 +17,7 @@ from rlx_assets.fidelity.markdown import JSON_NAME, KS_VARIABLES, MARKDOWN_NAME
 from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import FidelityThresholds, load_thresholds
 from rlx_assets.stats.plots import PNG_SIGNATURE
-from rlx_assets_tests.conftest import run_wide_dir, run_wide_lock
+from rlx_assets_tests.conftest import built_once_per_run
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.stats.sample_partitions import (
     GOLDEN_TABLES,
@@ -52,24 +51,22 @@ def reports(sample_lake, recon, tmp_path_factory):
     once per test run (pytest-xdist workers share it; tests only read it). The dict that
     build_fidelity_report returned is kept as it was returned (pickled), so that tests still
     compare it with the JSON file it wrote."""
-    root = run_wide_dir(tmp_path_factory) / "sample_reports"
-    with run_wide_lock(tmp_path_factory, "sample_reports"):
-        if not (root / "BUILT").is_file():
-            shutil.rmtree(root, ignore_errors=True)  # a build that died half way
-            for p in PARTITIONS:
-                out_dir = root / p.market / p.day.isoformat()
-                data = build_fidelity_report(
-                    market=p.market,
-                    day=p.day,
-                    reconstruction_dir=recon[p.key],
-                    vendor_files=p.files(sample_lake, VENDOR_TABLES),
-                    golden_files=p.files(sample_lake, (*GOLDEN_TABLES, "book")),
-                    golden_captures=p.capture_paths(),
-                    out_dir=out_dir,
-                    thresholds=FidelityThresholds(),
-                )
-                (root / f"{p.market}.{p.day}.returned.pickle").write_bytes(pickle.dumps(data))
-            (root / "BUILT").write_text("")
+
+    def build(root):
+        for p in PARTITIONS:
+            data = build_fidelity_report(
+                market=p.market,
+                day=p.day,
+                reconstruction_dir=recon[p.key],
+                vendor_files=p.files(sample_lake, VENDOR_TABLES),
+                golden_files=p.files(sample_lake, (*GOLDEN_TABLES, "book")),
+                golden_captures=p.capture_paths(),
+                out_dir=root / p.market / p.day.isoformat(),
+                thresholds=FidelityThresholds(),
+            )
+            (root / f"{p.market}.{p.day}.returned.pickle").write_bytes(pickle.dumps(data))
+
+    root = built_once_per_run(tmp_path_factory, "sample_reports", build)
     return {
         p.key: (
             pickle.loads((root / f"{p.market}.{p.day}.returned.pickle").read_bytes()),

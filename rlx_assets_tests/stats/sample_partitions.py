@@ -8,7 +8,6 @@ bundled captures are the golden recording), so "golden files" are the sample lak
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from rlx_assets.book.reconstruct import reconstruct_partition
 from rlx_assets.book.store import result_as_dict, write_summary
 from rlx_assets.config import SAMPLE_CAPTURES_DIR
 from rlx_assets.staging import lake_relative_path
-from rlx_assets_tests.conftest import run_wide_dir, run_wide_lock
+from rlx_assets_tests.conftest import built_once_per_run
 
 VENDOR_TABLES = ("trades", "book", "book_delta_v2")
 GOLDEN_TABLES = ("trades", "book_delta_v2", "level_1")
@@ -83,13 +82,10 @@ def reconstructions(lake: Path, tmp_path_factory) -> dict[str, Path]:
     them; tests read them, never change them); 2024-08-09 starts from 2024-08-08's end-of-day
     book, as the pipeline does."""
     if lake not in _built:
-        root = run_wide_dir(tmp_path_factory) / "sample_reconstructions"
-        with run_wide_lock(tmp_path_factory, "sample_reconstructions"):
-            if not (root / "BUILT").is_file():
-                shutil.rmtree(root, ignore_errors=True)  # a build that died half way
-                _reconstruct_all(lake, root)
-                (root / "BUILT").write_text(str(lake))
-        built_from = (root / "BUILT").read_text()
+        root = built_once_per_run(
+            tmp_path_factory, "sample_reconstructions", lambda root: _reconstruct_all(lake, root)
+        )
+        built_from = (root / "lake_path").read_text()
         assert built_from == str(lake), f"this run's reconstructions are of {built_from}"
         _built[lake] = {p.key: root / p.market / p.day.isoformat() for p in PARTITIONS}
     return _built[lake]
@@ -101,6 +97,7 @@ def _reconstruct_all(lake: Path, root: Path) -> None:
         previous = f"{p.market}/{(p.day - dt.timedelta(days=1)).isoformat()}"
         seed = out[previous] / "end_book.parquet" if previous in out else None
         out[p.key] = reconstruct(p, lake, root / p.market / p.day.isoformat(), seed)
+    (root / "lake_path").write_text(str(lake))
 
 
 def write_with_column(source: Path, target: Path, column: str, values) -> Path:

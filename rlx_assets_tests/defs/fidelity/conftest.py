@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -10,7 +9,7 @@ import pytest
 
 from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.resources import RlxEnvironment
-from rlx_assets_tests.conftest import SAMPLE_CAPTURES, run_wide_dir, run_wide_lock
+from rlx_assets_tests.conftest import SAMPLE_CAPTURES, built_once_per_run
 
 GOLDEN_PARTITION = "2024-08-09|BINANCE.BTC-USDT"
 
@@ -21,20 +20,18 @@ def golden_sample_data(tmp_path_factory) -> Path:
     GOLDEN_PARTITION from the bundled captures, materialised by Dagster once per test run
     (pytest-xdist workers share it): the golden samples take a full read and conversion of the
     captures. Tests copy it as their data root, never change it."""
-    root = run_wide_dir(tmp_path_factory) / "golden_sample_data"
-    with run_wide_lock(tmp_path_factory, "golden_sample_data"):
-        if not (root / "BUILT").is_file():
-            shutil.rmtree(root, ignore_errors=True)  # a build that died half way
-            resource = RlxEnvironment(data_dir=str(root / "data"), capture_dir=str(SAMPLE_CAPTURES))
-            with dg.instance_for_test() as instance:
-                result = dg.materialize(
-                    [*project_defs.assets, *project_defs.asset_checks],
-                    selection=dg.AssetSelection.groups("golden"),
-                    partition_key=GOLDEN_PARTITION,
-                    instance=instance,
-                    resources={"rlx": resource},
-                    raise_on_error=False,
-                )
-            assert result.success, "the golden group failed on the bundled captures"
-            (root / "BUILT").write_text("")
-    return root / "data"
+    return built_once_per_run(tmp_path_factory, "golden_sample_data", _materialise_golden) / "data"
+
+
+def _materialise_golden(root: Path) -> None:
+    resource = RlxEnvironment(data_dir=str(root / "data"), capture_dir=str(SAMPLE_CAPTURES))
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [*project_defs.assets, *project_defs.asset_checks],
+            selection=dg.AssetSelection.groups("golden"),
+            partition_key=GOLDEN_PARTITION,
+            instance=instance,
+            resources={"rlx": resource},
+            raise_on_error=False,
+        )
+    assert result.success, "the golden group failed on the bundled captures"

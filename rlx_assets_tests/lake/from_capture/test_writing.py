@@ -14,7 +14,6 @@ import heapq
 import json
 import math
 import pickle
-import shutil
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -28,7 +27,7 @@ import pytest
 from rlx_assets.lake import from_capture
 from rlx_assets.lake.from_capture import ConversionError, convert_captures, writing
 from rlx_assets.vendor_schemas import LAKE_TABLES, VENDOR_SCHEMAS, schema_mismatches
-from rlx_assets_tests.conftest import run_wide_dir, run_wide_lock
+from rlx_assets_tests.conftest import built_once_per_run
 
 CAPTURES = Path(__file__).parents[3] / "data" / "sample" / "captures"
 SPOT = (CAPTURES / "spot_btcusdt_20240808.gz", CAPTURES / "spot_btcusdt_20240809.gz")
@@ -78,17 +77,15 @@ def read_all(root: Path, table: str, market: tuple[str, str]) -> pl.DataFrame:
 def lake(tmp_path_factory) -> tuple[Path, list[Path], list[str]]:
     """The converter's output, returned list and log, once per test run (pytest-xdist workers
     share them; tests only read them)."""
-    root = run_wide_dir(tmp_path_factory) / "converted_captures"
-    returned = root / "returned.pickle"
-    with run_wide_lock(tmp_path_factory, "converted_captures"):
-        if not returned.is_file():
-            shutil.rmtree(root, ignore_errors=True)  # a conversion that died half way
-            logged: list[str] = []
-            # Any order on the command line: later spot file first, futures in between.
-            captures = [SPOT[1], USDM[0], SPOT[0]]
-            written = convert_captures(captures, root / "lake", log=logged.append)
-            returned.write_bytes(pickle.dumps((written, logged)))
-    written, logged = pickle.loads(returned.read_bytes())
+
+    def convert(root):
+        logged: list[str] = []
+        # Any order on the command line: later spot file first, futures in between.
+        written = convert_captures([SPOT[1], USDM[0], SPOT[0]], root / "lake", log=logged.append)
+        (root / "returned.pickle").write_bytes(pickle.dumps((written, logged)))
+
+    root = built_once_per_run(tmp_path_factory, "converted_captures", convert)
+    written, logged = pickle.loads((root / "returned.pickle").read_bytes())
     return root / "lake", written, logged
 
 
