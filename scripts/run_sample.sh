@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export VIRTUAL_ENV="${PWD}/.venv"
 export PATH="${VIRTUAL_ENV}/bin:${PATH}"
+unset PYTHONDONTWRITEBYTECODE  # Python caches the bytecode of what it imports (setup.sh)
 export DAGSTER_HOME="${PWD}"
 export PYTHONUNBUFFERED=1  # every step's event line reaches the log as it happens, none is lost
 unset RLX_LAKE_URI

@@ -8,6 +8,7 @@ bash scripts/setup.sh
 bash scripts/install_system_deps.sh  # Debian chromium + PostgreSQL for the slow UI tests
 export VIRTUAL_ENV="${PWD}/.venv"
 export PATH="${VIRTUAL_ENV}/bin:${PATH}"
+unset PYTHONDONTWRITEBYTECODE  # Python caches the bytecode of what it imports (setup.sh)
 python -m ruff check .
 python -m ruff format --check .
 lint-imports  # the import contracts in pyproject.toml: layers, no cycles
