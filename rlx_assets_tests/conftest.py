@@ -135,7 +135,7 @@ def s3_lake(s3_server, sample_lake, aws_credentials):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (scripts/test.sh: `-n 2 --dist worksteal`), start every worker on its
+    """Under pytest-xdist (scripts/test.sh: `-n 3 --dist worksteal`), start every worker on its
     share of the longest tests. worksteal hands worker i the i-th of N consecutive slices of the
     collection and lets an idle worker take the tail of another's queue: so the `slow` tests
     (those under ui/, with a daemon and a webserver, first) are dealt round-robin to the heads

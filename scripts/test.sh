@@ -12,6 +12,9 @@ unset PYTHONDONTWRITEBYTECODE  # Python caches the bytecode of what it imports (
 python -m ruff check .
 python -m ruff format --check .
 lint-imports  # the import contracts in pyproject.toml: layers, no cycles
-# Both cores: two pytest-xdist workers; worksteal lets an idle worker take queued tests from
-# the other, and rlx_assets_tests/conftest.py starts each worker on its share of the slow ones.
-python -m pytest -n 2 --dist worksteal "$@"
+# Three pytest-xdist workers on the two cores: the daemon-driven tests spend much of their time
+# waiting (for the daemon's 30 s backfill ticks, a dead Celery worker's redelivery), which a
+# third worker fills (fresh clones of one commit, quiet: pytest 386-423 s; two workers 423-443 s). worksteal
+# lets an idle worker take queued tests from another, and rlx_assets_tests/conftest.py starts
+# each worker on its share of the slow ones.
+python -m pytest -n 3 --dist worksteal "$@"
