@@ -120,22 +120,14 @@ def test_operator_flow_in_the_browser(dagster_ui, page, tmp_path):
             expect(visible_text(page, asset).first).to_be_visible()
         shots.take("asset_graph")
 
-        # 2. One sample partition, materialised through the partition dialog.
-        toast = launch_acquisition(page, ui, DAY1, SPOT, "Launch 1 run", shots)
-        run = wait_for_launched_run(ui, toast)
-        assert run["status"] == "SUCCESS", ui.log_tail("daemon")
-        page.goto(f"{ui.url}/runs/{run['runId']}")
-        expect(visible_text(page, "Success").first).to_be_visible()
-        expect(page.get_by_text(f"partition: {DAY1}|{SPOT}")).to_be_visible()
-        shots.take("run_succeeded")
-
-        # 3. A backfill of both sample days of one market.
+        # 2. A backfill of both sample days of one market: both runs succeed.
         toast = launch_acquisition(page, ui, f"[{DAY1}...{DAY2}]", SPOT, "Launch backfill", shots)
         backfill_id = re.search(r"Created backfill (\w+)", toast).group(1)
         status = ui.wait_for_backfill(backfill_id, RUN_TIMEOUT_S)
         runs = ui.wait_for_runs(lambda r: r["tags"].get("dagster/backfill") == backfill_id, 2)
         assert status == "COMPLETED_SUCCESS", (status, runs)
-        assert sorted(r["tags"]["dagster/partition"] for r in runs) == [
+        runs.sort(key=lambda r: r["tags"]["dagster/partition"])
+        assert [r["tags"]["dagster/partition"] for r in runs] == [
             f"{DAY1}|{SPOT}",
             f"{DAY2}|{SPOT}",
         ]
@@ -145,12 +137,23 @@ def test_operator_flow_in_the_browser(dagster_ui, page, tmp_path):
             expect(visible_text(page, f"{day}|{SPOT}").first).to_be_visible()
         expect(visible_text(page, "raw_trades").first).to_be_visible()
         shots.take("backfill_succeeded")
+        page.goto(f"{ui.url}/runs/{runs[0]['runId']}")
+        expect(visible_text(page, "Success").first).to_be_visible()
+        expect(page.get_by_text(f"partition: {DAY1}|{SPOT}")).to_be_visible()
+        shots.take("run_succeeded")
 
-        # 4. The damaged partition: its quality gate fails, the other gates pass.
+        # 3. One sample partition, materialised through the partition dialog: the damaged one,
+        # whose failed blocking gate fails the run. Last, so that its checks' evaluations are
+        # the latest the Checks tab shows.
         toast = launch_acquisition(page, ui, DAY1, FUTURES, "Launch 1 run", shots)
         run = wait_for_launched_run(ui, toast)
         assert run["status"] == "FAILURE", "a failed blocking gate fails the run"
+        page.goto(f"{ui.url}/runs/{run['runId']}")
+        expect(visible_text(page, "Failure").first).to_be_visible()
+        expect(page.get_by_text(f"partition: {DAY1}|{FUTURES}")).to_be_visible()
+        shots.take("run_failed")
 
+        # 4. The damaged partition: its quality gate failed, the other gates passed.
         open_check(page, ui, "raw_trades", "quality")
         expect(check_list_item(page, "quality")).to_contain_text("Failed")
         expect(labelled_field(page, "Evaluation result")).to_contain_text("Failed")
