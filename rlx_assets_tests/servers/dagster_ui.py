@@ -38,8 +38,13 @@ class DagsterUI:
         dagster_yaml: Path = REPO_ROOT / "dagster.yaml",
         extra_env: dict[str, str] | None = None,
         start_timeout: float = 180,
+        webserver: bool = True,
     ):
         self.home = Path(home)
+        # Without the webserver (a test that only drives the CLI and the daemon) runs are read
+        # from the instance's storage instead of Dagster's GraphQL API.
+        self.webserver = webserver
+        self._instance = None  # opened on first use without the webserver
         self.dagster_yaml = dagster_yaml
         self.start_timeout = start_timeout
         self.host = "127.0.0.1"
@@ -86,17 +91,18 @@ class DagsterUI:
             # servers each create it on first use and trip over each other on a fresh SQLite
             # ("Version table 'alembic_version' has more than one head present").
             self._run_once("instance", [sys.executable, "-m", "dagster", "instance", "migrate"])
-            self.port = free_port()
-            self._spawn(
-                "webserver",
-                [sys.executable, "-m", "dagster_webserver", "-m", CODE_MODULE,
-                 "-h", self.host, "-p", str(self.port)],
-            )  # fmt: skip
             self._spawn(
                 "daemon", [sys.executable, "-m", "dagster._daemon", "run", "-m", CODE_MODULE]
             )
-            self._wait_until_served()
-            self._wait_until_code_loaded()
+            if self.webserver:
+                self.port = free_port()
+                self._spawn(
+                    "webserver",
+                    [sys.executable, "-m", "dagster_webserver", "-m", CODE_MODULE,
+                     "-h", self.host, "-p", str(self.port)],
+                )  # fmt: skip
+                self._wait_until_served()
+                self._wait_until_code_loaded()
         except BaseException:
             self.stop()
             raise
@@ -168,6 +174,9 @@ class DagsterUI:
 
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM each started process by id, SIGKILL after `timeout`, then its leftovers."""
+        if self._instance is not None:
+            self._instance.dispose()
+            self._instance = None
         for name in ("daemon", "webserver"):
             process = self.processes.pop(name, None)
             if process is not None:
@@ -195,6 +204,8 @@ class DagsterUI:
 
     def runs(self) -> list[dict]:
         """Every run: id, status, times (epoch seconds), tags (as a dict), newest first."""
+        if not self.webserver:
+            return self._runs_in_storage()
         data = self.graphql(
             """{ runsOrError(limit: 200) { ... on Runs { results {
                  runId status creationTime startTime endTime tags { key value } } } } }"""
@@ -202,6 +213,27 @@ class DagsterUI:
         return [
             {**run, "tags": {t["key"]: t["value"] for t in run["tags"]}}
             for run in data["runsOrError"]["results"]
+        ]
+
+    def _runs_in_storage(self) -> list[dict]:
+        """`runs()` read from the instance, as the daemon sees it (dagster.yaml's storage paths
+        are relative to the directory the servers run in)."""
+        import dagster as dg
+
+        with contextlib.chdir(self.home):
+            if self._instance is None:
+                self._instance = dg.DagsterInstance.from_config(str(self.home))
+            records = self._instance.get_run_records()
+        return [
+            {
+                "runId": record.dagster_run.run_id,
+                "status": record.dagster_run.status.value,
+                "creationTime": record.create_timestamp.timestamp(),
+                "startTime": record.start_time,
+                "endTime": record.end_time,
+                "tags": dict(record.dagster_run.tags),
+            }
+            for record in records
         ]
 
     def wait_for_runs(self, predicate, count: int, timeout: float = 240) -> list[dict]:

@@ -96,7 +96,7 @@ def test_cli_backfill_isolates_a_damaged_day_and_keeps_to_the_pool_limits(
         "crypto_lake_download": 4, "validation": 4, "reconstruction": 2, "golden": 4, "fidelity": 4
     }  # fmt: skip
 
-    with DagsterUI(tmp_path / "home", lake) as ui:
+    with DagsterUI(tmp_path / "home", lake, webserver=False) as ui:  # the CLI and the daemon
         for pool, limit in limits.items():
             dagster_cli(ui, "instance", "concurrency", "set", pool, str(limit))
         dagster_cli(
