@@ -45,7 +45,8 @@ class ReferenceBook:
 
     def top(self, depth: int) -> tuple[list[Level], list[Level]]:
         """The best ``depth`` levels per side, best first."""
-        return self.bids.items()[-depth:][::-1], self.asks.items()[:depth]
+        bids = self.bids.items()
+        return bids[max(len(bids) - depth, 0) :][::-1], self.asks.items()[:depth]
 
     def levels(self) -> tuple[list[Level], list[Level]]:
         """The whole book, best first."""

@@ -44,6 +44,7 @@ def test_reference_book_semantics():
     book.apply(ASK, 104, 0)  # unknown level: counted, ignored
     assert book.delete_unknown == 1
     assert book.top(5) == ([(98, 7)], [(103, 2), (105, 1)])
+    assert book.top(1) == ([(98, 7)], [(103, 2)]) and book.top(0) == ([], [])
     assert not book.crossed()
     book.apply(BID, 103, 1)
     assert book.crossed()
