@@ -403,7 +403,8 @@ def parquet_io_floor(
         for batch in input_batches(paths[table], columns, input_batch_rows(), use_threads=False):
             events += batch.num_rows
     read_ns = (time.thread_time() - t0) * 1e9 / events
-    write_ns = _rewrite_seconds(stream, schema, scratch, STREAM_WRITE_OPTIONS)[0] * 1e9
+    seconds, rows = _rewrite_seconds(stream, schema, scratch, STREAM_WRITE_OPTIONS)
+    write_ns = seconds * 1e9 / rows
     return {
         "io_floor_read_ns_per_event": read_ns,
         "io_floor_write_ns_per_event": write_ns,
@@ -436,9 +437,8 @@ def required_io(paths: dict[str, Path], out: Path, events: int, ps: int, ss: int
 def _rewrite_seconds(
     source: Path, schema: pa.Schema, scratch: Path, options: dict, max_rows=FLOOR_WRITE_ROWS
 ) -> tuple[float, int]:
-    """Thread CPU seconds per row of writing ``source``'s rows (the first ``max_rows``; None:
-    all) again as ``schema`` with ``options``, row group by row group (read untimed), and the
-    rows written."""
+    """Thread CPU seconds of writing ``source``'s rows (the first ``max_rows``; None: all) again
+    as ``schema`` with ``options``, row group by row group (read untimed), and the rows written."""
     dictionary = [f.name for f in schema if pa.types.is_dictionary(f.type)]
     handle = pq.ParquetFile(source, read_dictionary=dictionary)
     seconds, rows = 0.0, 0
@@ -452,7 +452,7 @@ def _rewrite_seconds(
             seconds += time.thread_time() - t0
             rows += group.num_rows
     scratch.unlink()
-    return (seconds / rows if max_rows is not None else seconds), rows
+    return seconds, rows
 
 
 def _main_thread_profile(profiler: cProfile.Profile, top: int = 8) -> dict:

@@ -14,7 +14,7 @@ python -m ruff format --check .
 lint-imports  # the import contracts in pyproject.toml: layers, no cycles
 # Three pytest-xdist workers on the two cores: the daemon-driven tests spend much of their time
 # waiting (for the daemon's 30 s backfill ticks, a dead Celery worker's redelivery), which a
-# third worker fills (fresh clones of one commit, quiet: pytest 386-423 s; two workers 423-443 s). worksteal
-# lets an idle worker take queued tests from another, and rlx_assets_tests/conftest.py starts
-# each worker on its share of the slow ones.
+# third worker fills. Fresh clones of one commit, quiet: pytest 386-423 s, two workers 423-443 s.
+# worksteal lets an idle worker take queued tests from another, and rlx_assets_tests/conftest.py
+# starts each worker on its share of the slow ones.
 python -m pytest -n 3 --dist worksteal "$@"
