@@ -35,8 +35,8 @@ compile_entry_points() {
   "${python[@]}" "import rlx_assets.definitions, rlx_assets.cli, dagster_dg_cli.cli" \
     >>"${log}" 2>&1 &
   local definitions=$!
-  "${python[@]}" "import dagster._cli, dagster_webserver.cli, dagster._daemon.cli" >>"${log}" 2>&1 ||
-    fail "importing Dagster's command line, webserver and daemon"
+  "${python[@]}" "import dagster._cli, dagster_webserver.cli, dagster._daemon.cli" \
+    >>"${log}" 2>&1 || fail "importing Dagster's command line, webserver and daemon"
   wait "${definitions}" || fail "importing the definitions"
 }
 
