@@ -21,7 +21,7 @@ from rlx_assets.definitions import defs
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import lake_relative_path
 from rlx_assets.validation.zones import ready_path
-from rlx_assets_tests.conftest import TEST_SECRET
+from rlx_assets_tests.conftest import TEST_SECRET, dagster_test_instance
 from rlx_assets_tests.export.sample_chain import (
     CHAIN,
     SPOT,
@@ -306,7 +306,7 @@ def test_the_same_calls_read_a_data_root_on_s3(
     uri = f"s3://{bucket}/rlx"
     monkeypatch.setenv("RLX_WORK_DIR", str(tmp_path / "writer"))
     rlx = RlxEnvironment(data_dir=uri, lake_uri=str(sample_lake), gate_profile="sample")
-    with dg.instance_for_test() as instance:
+    with dagster_test_instance() as instance:
         for day in SPOT_DAYS:
             result = dg.materialize(
                 [*defs.assets, *defs.asset_checks],

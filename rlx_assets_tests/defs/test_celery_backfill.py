@@ -27,7 +27,9 @@ from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.celery_executor import celery_worker_app
 from rlx_assets.defs.executors import build_executor
 from rlx_assets.defs.recovery import crash_recovering_executor
-from rlx_assets_tests.conftest import LAKE_PREFIX, REPO_ROOT, TEST_SECRET
+from rlx_assets_tests.conftest import LAKE_PREFIX, REPO_ROOT, TEST_SECRET, dagster_test_instance
+from rlx_assets_tests.servers import free_port, wait_until_listening
+from rlx_assets_tests.servers.dagster_ui import CODE_SERVER_WORKSPACE, code_server_command
 from rlx_assets_tests.servers.postgres import LocalPostgres
 from rlx_assets_tests.servers.redis import LocalRedis
 from rlx_assets_tests.ui.test_cli_backfill import (
@@ -118,7 +120,7 @@ def single_process_run(s3_server, lake_bucket, tmp_path_factory) -> Path:
             patch.setenv(name, value)
         patch.chdir(base)  # lakeapi's .lake_cache
         job = project_defs.resolve_job_def("daily_chain")
-        with dg.instance_for_test() as instance:
+        with dagster_test_instance() as instance:
             for partition in PARTITIONS:
                 result = job.execute_in_process(
                     partition_key=partition, instance=instance, raise_on_error=False
@@ -162,6 +164,8 @@ class Deployment:
             "RLX_CELERY_BROKER": redis_server.url(0),
             "RLX_CELERY_BACKEND": redis_server.url(1),
             "RLX_CELERY_VISIBILITY_TIMEOUT_S": str(visibility_timeout_s),
+            "RLX_CODE_SERVER_HOST": "127.0.0.1",
+            "RLX_CODE_SERVER_PORT": str(free_port()),
             # The daily schedule of a real lake would tick at this hour: not during the test.
             "RLX_SCHEDULE_HOUR": str((time.gmtime().tm_hour + 12) % 24),
             "PYTHONUNBUFFERED": "1",
@@ -284,7 +288,14 @@ def deployment(tmp_path, s3_server, lake_bucket, monkeypatch):
             for pool, limit in limits.items():  # the README's `dagster instance concurrency set`
                 instance.event_log_storage.set_concurrency_slots(pool, limit)
             cluster.instance, cluster.limits = instance, limits
-            cluster.spawn("daemon", "-m", "dagster._daemon", "run", *CODE)
+            # The README's code server (a machine of its own here), which the daemon uses through
+            # workspace_code_server.yaml; the run workers are its children.
+            port = int(cluster.env["RLX_CODE_SERVER_PORT"])
+            _, *command = code_server_command(port)  # spawn() adds the interpreter
+            code_server = cluster.spawn("code_server", *command)
+            wait_until_listening(port, code_server, 180, lambda: cluster.log("code_server"))
+            workspace = str(CODE_SERVER_WORKSPACE)
+            cluster.spawn("daemon", "-m", "dagster._daemon", "run", "-w", workspace)
             yield cluster
         finally:
             cluster.stop()

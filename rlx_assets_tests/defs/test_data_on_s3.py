@@ -21,7 +21,7 @@ from botocore.retries.standard import ExponentialBackoff
 from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import lake_relative_path
-from rlx_assets_tests.conftest import REPO_ROOT, SAMPLE_CAPTURES, TEST_SECRET
+from rlx_assets_tests.conftest import REPO_ROOT, SAMPLE_CAPTURES, TEST_SECRET, dagster_test_instance
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.servers.s3 import Fault
 
@@ -74,7 +74,7 @@ def published(deployment, directory: str) -> str:
 def materialize_in_process(work_dir, monkeypatch, selection, partition: str, **resource):
     """Another worker: its own empty working copy, the same bucket."""
     monkeypatch.setenv("RLX_WORK_DIR", str(work_dir))
-    with dg.instance_for_test() as instance:
+    with dagster_test_instance() as instance:
         return dg.materialize(
             [*project_defs.assets, *project_defs.asset_checks],
             selection=selection,

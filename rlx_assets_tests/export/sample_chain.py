@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from rlx_assets_tests.conftest import built_once_per_run
+from rlx_assets_tests.conftest import built_once_per_run, dagster_test_instance
 
 SPOT = "BINANCE.BTC-USDT"
 SPOT_DAYS = ("2024-08-08", "2024-08-09")  # in date order: 08-09 starts from 08-08's end book
@@ -34,7 +34,7 @@ def _build(sample_lake: Path, root: Path) -> None:
     environment = RlxEnvironment(
         data_dir=str(root / "data"), lake_uri=str(lake), gate_profile="sample"
     )
-    with dg.instance_for_test() as instance:
+    with dagster_test_instance() as instance:
         for day in SPOT_DAYS:
             result = dg.materialize(
                 [*defs.assets, *defs.asset_checks],

@@ -1,10 +1,12 @@
 """The Dagster web UI and daemon as real subprocesses on 127.0.0.1, for end-to-end tests.
 
-Both run with DAGSTER_HOME and the working directory set to one temporary directory that holds a
-copy of the repository's dagster.yaml (so the instance, the data under RLX_DATA_DIR and lakeapi's
+As the README's production deployment runs them: one code server (`dagster code-server start`)
+that the webserver and the daemon share through `workspace_code_server.yaml`. All run with
+DAGSTER_HOME and the working directory set to one temporary directory that holds a copy of the
+repository's dagster.yaml (so the instance, the data under RLX_DATA_DIR and lakeapi's
 `.lake_cache` all land there). Each process leads its own process group: `stop()` sends SIGTERM
 to the process id it started, SIGKILL after a timeout, then clears what that process left in its
-group (code servers, run workers), so nothing outlives the test.
+group (the code server's user-code process and run workers), so nothing outlives the test.
 """
 
 from __future__ import annotations
@@ -21,10 +23,20 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rlx_assets_tests.servers import free_port
+from rlx_assets_tests.servers import free_port, wait_until_listening
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CODE_MODULE = "rlx_assets.definitions"
+CODE_SERVER_WORKSPACE = REPO_ROOT / "workspace_code_server.yaml"
+
+
+def code_server_command(port: int) -> list[str]:
+    """The README's code server, which `CODE_SERVER_WORKSPACE` names for the webserver and the
+    daemon (with RLX_CODE_SERVER_HOST=127.0.0.1 and RLX_CODE_SERVER_PORT=`port`)."""
+    return [
+        sys.executable, "-m", "dagster", "code-server", "start", "-m", CODE_MODULE,
+        "--location-name", CODE_MODULE, "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
 
 
 class DagsterUI:
@@ -50,12 +62,15 @@ class DagsterUI:
         self.host = "127.0.0.1"
         self.port: int | None = None
         self.processes: dict[str, subprocess.Popen] = {}
+        self.code_server_port = free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("RLX_", "DAGSTER_"))},
             "DAGSTER_HOME": str(self.home),
             "RLX_DATA_DIR": str(self.home / "data"),
             "RLX_LAKE_URI": str(lake_uri),
             "RLX_GATE_PROFILE": "sample",
+            "RLX_CODE_SERVER_HOST": "127.0.0.1",
+            "RLX_CODE_SERVER_PORT": str(self.code_server_port),
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }
@@ -91,14 +106,20 @@ class DagsterUI:
             # servers each create it on first use and trip over each other on a fresh SQLite
             # ("Version table 'alembic_version' has more than one head present").
             self._run_once("instance", [sys.executable, "-m", "dagster", "instance", "migrate"])
-            self._spawn(
-                "daemon", [sys.executable, "-m", "dagster._daemon", "run", "-m", CODE_MODULE]
-            )
+            # It listens once it has loaded the definitions: the daemon and the webserver find
+            # them at once (a location that failed to load is retried by the daemon a minute on).
+            self._spawn("code_server", code_server_command(self.code_server_port))
+            wait_until_listening(
+                self.code_server_port, self.processes["code_server"], self.start_timeout,
+                lambda: self.log_tail("code_server"),
+            )  # fmt: skip
+            workspace = ["-w", str(CODE_SERVER_WORKSPACE)]
+            self._spawn("daemon", [sys.executable, "-m", "dagster._daemon", "run", *workspace])
             if self.webserver:
                 self.port = free_port()
                 self._spawn(
                     "webserver",
-                    [sys.executable, "-m", "dagster_webserver", "-m", CODE_MODULE,
+                    [sys.executable, "-m", "dagster_webserver", *workspace,
                      "-h", self.host, "-p", str(self.port)],
                 )  # fmt: skip
                 self._wait_until_served()
@@ -177,7 +198,7 @@ class DagsterUI:
         if self._instance is not None:
             self._instance.dispose()
             self._instance = None
-        for name in ("daemon", "webserver"):
+        for name in ("daemon", "webserver", "code_server"):  # the code server last
             process = self.processes.pop(name, None)
             if process is not None:
                 _stop_process(process, timeout)

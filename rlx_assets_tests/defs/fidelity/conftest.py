@@ -9,7 +9,7 @@ import pytest
 
 from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.resources import RlxEnvironment
-from rlx_assets_tests.conftest import SAMPLE_CAPTURES, built_once_per_run
+from rlx_assets_tests.conftest import SAMPLE_CAPTURES, built_once_per_run, dagster_test_instance
 
 GOLDEN_PARTITION = "2024-08-09|BINANCE.BTC-USDT"
 
@@ -25,7 +25,7 @@ def golden_sample_data(tmp_path_factory) -> Path:
 
 def _materialise_golden(root: Path) -> None:
     resource = RlxEnvironment(data_dir=str(root / "data"), capture_dir=str(SAMPLE_CAPTURES))
-    with dg.instance_for_test() as instance:
+    with dagster_test_instance() as instance:
         result = dg.materialize(
             [*project_defs.assets, *project_defs.asset_checks],
             selection=dg.AssetSelection.groups("golden"),

@@ -20,7 +20,7 @@ from rlx_assets.defs.fidelity.sensors import DIAGNOSED_RUN_TAG
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import DataLayout, lake_relative_path
 from rlx_assets.validation.certificate import certificate_path
-from rlx_assets_tests.conftest import SAMPLE_CAPTURES
+from rlx_assets_tests.conftest import SAMPLE_CAPTURES, dagster_test_instance
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 
 PARTITION = "2024-08-09|BINANCE.BTC-USDT"
@@ -44,7 +44,7 @@ def env(sample_lake, tmp_path):
         sensors=project_defs.sensors,
         resources={"rlx": resource},
     )
-    with dg.instance_for_test() as instance:
+    with dagster_test_instance() as instance:
         yield {"defs": defs, "instance": instance, "lake": lake, "root": tmp_path / "data"}
 
 

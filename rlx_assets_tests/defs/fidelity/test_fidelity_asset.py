@@ -11,7 +11,7 @@ import pytest
 
 from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.resources import RlxEnvironment
-from rlx_assets_tests.conftest import SAMPLE_CAPTURES
+from rlx_assets_tests.conftest import SAMPLE_CAPTURES, dagster_test_instance
 
 PARTITION = "2024-08-09|BINANCE.BTC-USDT"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -26,7 +26,7 @@ def env(sample_lake, tmp_path):
         gate_profile="sample",
         capture_dir=str(SAMPLE_CAPTURES),
     )
-    with dg.instance_for_test() as instance:
+    with dagster_test_instance() as instance:
         yield {"root": tmp_path / "data", "resources": {"rlx": resource}, "instance": instance}
 
 

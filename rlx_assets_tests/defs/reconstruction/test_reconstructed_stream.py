@@ -15,6 +15,7 @@ from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import DataLayout, lake_relative_path
 from rlx_assets.validation.zones import ready_path
+from rlx_assets_tests.conftest import dagster_test_instance
 from rlx_assets_tests.damage import rewrite_parquet
 
 SPOT = "BINANCE.BTC-USDT"
@@ -28,7 +29,7 @@ def env(sample_lake, tmp_path):
     resource = RlxEnvironment(
         data_dir=str(tmp_path / "data"), lake_uri=str(lake), gate_profile="sample"
     )
-    with dg.instance_for_test() as instance:
+    with dagster_test_instance() as instance:
         yield {
             "lake": lake,
             "layout": DataLayout(tmp_path / "data"),

@@ -13,6 +13,7 @@ from rlx_assets.definitions import defs as project_defs
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import lake_relative_path
+from rlx_assets_tests.conftest import dagster_test_instance
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 
 SPOT8 = "2024-08-08|BINANCE.BTC-USDT"
@@ -46,7 +47,7 @@ def setup(sample_lake, tmp_path):
         asset_checks=project_defs.asset_checks,
         resources={"rlx": resource},
     )
-    with dg.instance_for_test() as instance:
+    with dagster_test_instance() as instance:
         yield defs, instance, lake
 
 

@@ -36,6 +36,7 @@ from rlx_assets.validation.zones import (
     read_json,
     ready_path,
 )
+from rlx_assets_tests.conftest import dagster_test_instance
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.defs.reconstruction.test_sensor import Ticks
 
@@ -57,7 +58,7 @@ def env(sample_lake, tmp_path):
         asset_checks=project_defs.asset_checks,
         resources={"rlx": resource},
     )
-    with dg.instance_for_test() as instance:
+    with dagster_test_instance() as instance:
         yield {
             "lake": lake,
             "trades": lake / lake_relative_path("trades", "BINANCE", "BTC-USDT", DAY8),
