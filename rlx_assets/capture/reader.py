@@ -81,28 +81,32 @@ def _open_text(path: Path) -> TextIO:
 
 
 def _parse_line(
-    text: str, where: str
+    text: str, path: Path, lineno: int
 ) -> tuple[int, str | None, dict[str, Any]] | tuple[str, dict[str, Any]] | str:
     """One non-blank line -> (capture_ns, stream or None for a bare snapshot, data), or
-    ("gap", marker data) for a gap marker, or "malformed" for a flagged raw frame."""
+    ("gap", marker data) for a gap marker, or "malformed" for a flagged raw frame. Errors name
+    `path:lineno` (formatted only then: this runs once per line)."""
     if text.startswith("{"):
         try:
             obj = json.loads(text)
         except ValueError as exc:
-            raise CaptureFormatError(f"{where}: invalid JSON ({exc})") from None
+            raise CaptureFormatError(f"{path}:{lineno}: invalid JSON ({exc})") from None
         if not isinstance(obj, dict):
-            raise CaptureFormatError(f"{where}: expected a JSON object")
+            raise CaptureFormatError(f"{path}:{lineno}: expected a JSON object")
         if obj.get("malformed") is True:
             return "malformed"
         capture_ns, stream, data = obj.get("capture_ns"), obj.get("stream"), obj.get("data")
         if not isinstance(capture_ns, int) or not isinstance(stream, str):
             raise CaptureFormatError(
-                f"{where}: golden-sample line needs an integer 'capture_ns' and a 'stream' name"
+                f"{path}:{lineno}: golden-sample line needs an integer 'capture_ns' and a "
+                "'stream' name"
             )
         if stream == GAP_STREAM:
             return ("gap", data if isinstance(data, dict) else {})
         if not isinstance(data, dict):
-            raise CaptureFormatError(f"{where}: 'data' of stream {stream!r} is not an object")
+            raise CaptureFormatError(
+                f"{path}:{lineno}: 'data' of stream {stream!r} is not an object"
+            )
         return capture_ns, stream, data
 
     stamp, _, payload = text.partition(" ")
@@ -110,20 +114,23 @@ def _parse_line(
         capture_ns = int(stamp)
     except ValueError:
         raise CaptureFormatError(
-            f"{where}: expected '<receive ns> <JSON>' or a JSON object, got {text[:60]!r}"
+            f"{path}:{lineno}: expected '<receive ns> <JSON>' or a JSON object, got {text[:60]!r}"
         ) from None
     try:
         obj = json.loads(payload)
     except ValueError as exc:
-        raise CaptureFormatError(f"{where}: invalid JSON ({exc})") from None
+        raise CaptureFormatError(f"{path}:{lineno}: invalid JSON ({exc})") from None
     if isinstance(obj, dict) and isinstance(obj.get("stream"), str):
         if not isinstance(obj.get("data"), dict):
-            raise CaptureFormatError(f"{where}: frame of stream {obj['stream']!r} has no data")
+            raise CaptureFormatError(
+                f"{path}:{lineno}: frame of stream {obj['stream']!r} has no data"
+            )
         return capture_ns, obj["stream"], obj["data"]
     if isinstance(obj, dict) and "lastUpdateId" in obj:
         return capture_ns, None, obj
     raise CaptureFormatError(
-        f"{where}: neither a combined-stream frame nor a REST depth snapshot: {payload[:60]!r}"
+        f"{path}:{lineno}: neither a combined-stream frame nor a REST depth snapshot: "
+        f"{payload[:60]!r}"
     )
 
 
@@ -147,7 +154,7 @@ def iter_capture(path: Path | str, stats: CaptureStats | None = None) -> Iterato
                 if not text:
                     stats.blank_lines += 1
                     continue
-                parsed = _parse_line(text, f"{path}:{lineno}")
+                parsed = _parse_line(text, path, lineno)
                 if len(parsed) == 2:  # ("gap", marker data)
                     stats.gap_markers += 1
                     stats.gaps.append(parsed[1])

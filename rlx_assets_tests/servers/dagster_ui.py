@@ -56,7 +56,7 @@ class DagsterUI:
         # Without the webserver (a test that only drives the CLI and the daemon) runs are read
         # from the instance's storage instead of Dagster's GraphQL API.
         self.webserver = webserver
-        self._instance = None  # opened on first use without the webserver
+        self._instance = None  # opened by start(), to create its storage
         self.dagster_yaml = dagster_yaml
         self.start_timeout = start_timeout
         self.host = "127.0.0.1"
@@ -102,10 +102,11 @@ class DagsterUI:
         (self.home / ".nux").mkdir(exist_ok=True)
         (self.home / ".nux" / "nux.yaml").write_text("seen: 1\n")
         try:
-            # Create the instance's storage first: the webserver, the daemon and their code
-            # servers each create it on first use and trip over each other on a fresh SQLite
-            # ("Version table 'alembic_version' has more than one head present").
-            self._run_once("instance", [sys.executable, "-m", "dagster", "instance", "migrate"])
+            # Create the instance's storage first (here, as `dagster instance migrate` would in
+            # a process of its own): the webserver, the daemon and the code server each create
+            # it on first use and trip over each other on a fresh SQLite ("Version table
+            # 'alembic_version' has more than one head present").
+            self.instance()
             # It listens once it has loaded the definitions: the daemon and the webserver find
             # them at once (a location that failed to load is retried by the daemon a minute on).
             self._spawn("code_server", code_server_command(self.code_server_port))
@@ -128,15 +129,6 @@ class DagsterUI:
             self.stop()
             raise
         return self
-
-    def _run_once(self, name: str, command: list[str]) -> None:
-        with open(self.log_path(name), "ab") as log:
-            result = subprocess.run(
-                command, cwd=self.home, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, timeout=self.start_timeout,
-            )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command[1:])} failed:\n{self.log_tail(name)}")
 
     def _spawn(self, name: str, command: list[str]) -> None:
         with open(self.log_path(name), "ab") as log:
@@ -236,15 +228,20 @@ class DagsterUI:
             for run in data["runsOrError"]["results"]
         ]
 
+    def instance(self):
+        """The instance the servers use, opened here (its storage created on first use)."""
+        import dagster as dg
+
+        if self._instance is None:
+            with contextlib.chdir(self.home):  # dagster.yaml's storage paths are relative
+                self._instance = dg.DagsterInstance.from_config(str(self.home))
+        return self._instance
+
     def _runs_in_storage(self) -> list[dict]:
         """`runs()` read from the instance, as the daemon sees it (dagster.yaml's storage paths
         are relative to the directory the servers run in)."""
-        import dagster as dg
-
         with contextlib.chdir(self.home):
-            if self._instance is None:
-                self._instance = dg.DagsterInstance.from_config(str(self.home))
-            records = self._instance.get_run_records()
+            records = self.instance().get_run_records()
         return [
             {
                 "runId": record.dagster_run.run_id,
