@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import tempfile
@@ -96,7 +97,14 @@ def built_once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None
     return root
 
 
-_empty_instance_storage: list[Path] = []  # made once per process
+@functools.cache
+def _empty_instance_storage() -> Path:
+    """An empty test instance's SQLite storage, made once per process."""
+    template = Path(tempfile.mkdtemp(prefix="rlx-empty-instance-"))
+    atexit.register(shutil.rmtree, template, True)
+    with dg.instance_for_test(temp_dir=str(template)) as instance:
+        instance.get_runs(limit=1)  # creates every storage's tables
+    return template
 
 
 @contextlib.contextmanager
@@ -104,14 +112,8 @@ def dagster_test_instance() -> Iterator[dg.DagsterInstance]:
     """`dg.instance_for_test()` started from a copy of an empty instance's SQLite storage made
     once per process: creating the schemas costs 0.3-0.4 s of CPU per instance, copying them
     0.01 s. The instance is the same as `instance_for_test()`'s, in a directory of its own."""
-    if not _empty_instance_storage:
-        template = Path(tempfile.mkdtemp(prefix="rlx-empty-instance-"))
-        atexit.register(shutil.rmtree, template, True)
-        with dg.instance_for_test(temp_dir=str(template)) as instance:
-            instance.get_runs(limit=1)  # creates every storage's tables
-        _empty_instance_storage.append(template)
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as directory:
-        shutil.copytree(_empty_instance_storage[0], directory, dirs_exist_ok=True)
+        shutil.copytree(_empty_instance_storage(), directory, dirs_exist_ok=True)
         with dg.instance_for_test(temp_dir=directory) as instance:
             yield instance
 

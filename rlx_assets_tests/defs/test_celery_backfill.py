@@ -29,7 +29,11 @@ from rlx_assets.defs.executors import build_executor
 from rlx_assets.defs.recovery import crash_recovering_executor
 from rlx_assets_tests.conftest import LAKE_PREFIX, REPO_ROOT, TEST_SECRET, dagster_test_instance
 from rlx_assets_tests.servers import free_port, wait_until_listening
-from rlx_assets_tests.servers.dagster_ui import CODE_SERVER_WORKSPACE, code_server_command
+from rlx_assets_tests.servers.dagster_ui import (
+    CODE_SERVER_WORKSPACE,
+    code_server_command,
+    code_server_env,
+)
 from rlx_assets_tests.servers.postgres import LocalPostgres
 from rlx_assets_tests.servers.redis import LocalRedis
 from rlx_assets_tests.ui.test_cli_backfill import (
@@ -153,6 +157,7 @@ class Deployment:
         self.data_bucket = new_bucket(s3_server, "rlx-data")
         self.client = s3_client(s3_server)
         self.processes: dict[str, subprocess.Popen] = {}
+        self.code_server_port = free_port()
         self.env = {
             **{k: v for k, v in os.environ.items()
                if not k.startswith(("RLX_", "AWS_", "DAGSTER_"))},
@@ -164,8 +169,7 @@ class Deployment:
             "RLX_CELERY_BROKER": redis_server.url(0),
             "RLX_CELERY_BACKEND": redis_server.url(1),
             "RLX_CELERY_VISIBILITY_TIMEOUT_S": str(visibility_timeout_s),
-            "RLX_CODE_SERVER_HOST": "127.0.0.1",
-            "RLX_CODE_SERVER_PORT": str(free_port()),
+            **code_server_env(self.code_server_port),
             # The daily schedule of a real lake would tick at this hour: not during the test.
             "RLX_SCHEDULE_HOUR": str((time.gmtime().tm_hour + 12) % 24),
             "PYTHONUNBUFFERED": "1",
@@ -290,7 +294,7 @@ def deployment(tmp_path, s3_server, lake_bucket, monkeypatch):
             cluster.instance, cluster.limits = instance, limits
             # The README's code server (a machine of its own here), which the daemon uses through
             # workspace_code_server.yaml; the run workers are its children.
-            port = int(cluster.env["RLX_CODE_SERVER_PORT"])
+            port = cluster.code_server_port
             _, *command = code_server_command(port)  # spawn() adds the interpreter
             code_server = cluster.spawn("code_server", *command)
             wait_until_listening(port, code_server, 180, lambda: cluster.log("code_server"))

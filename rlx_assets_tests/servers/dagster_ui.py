@@ -30,13 +30,21 @@ CODE_MODULE = "rlx_assets.definitions"
 CODE_SERVER_WORKSPACE = REPO_ROOT / "workspace_code_server.yaml"
 
 
+CODE_SERVER_HOST = "127.0.0.1"
+
+
 def code_server_command(port: int) -> list[str]:
     """The README's code server, which `CODE_SERVER_WORKSPACE` names for the webserver and the
-    daemon (with RLX_CODE_SERVER_HOST=127.0.0.1 and RLX_CODE_SERVER_PORT=`port`)."""
+    daemon when their environment holds `code_server_env(port)`."""
     return [
         sys.executable, "-m", "dagster", "code-server", "start", "-m", CODE_MODULE,
-        "--location-name", CODE_MODULE, "-h", "127.0.0.1", "-p", str(port),
+        "--location-name", CODE_MODULE, "-h", CODE_SERVER_HOST, "-p", str(port),
     ]  # fmt: skip
+
+
+def code_server_env(port: int) -> dict[str, str]:
+    """The variables `CODE_SERVER_WORKSPACE` reads to find the code server on `port`."""
+    return {"RLX_CODE_SERVER_HOST": CODE_SERVER_HOST, "RLX_CODE_SERVER_PORT": str(port)}
 
 
 class DagsterUI:
@@ -69,8 +77,7 @@ class DagsterUI:
             "RLX_DATA_DIR": str(self.home / "data"),
             "RLX_LAKE_URI": str(lake_uri),
             "RLX_GATE_PROFILE": "sample",
-            "RLX_CODE_SERVER_HOST": "127.0.0.1",
-            "RLX_CODE_SERVER_PORT": str(self.code_server_port),
+            **code_server_env(self.code_server_port),
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }
