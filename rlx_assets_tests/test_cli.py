@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import rlx_assets.lake.sources as sources
 from rlx_assets.cli import Progress, main
-from rlx_assets.lake.from_capture import reading as capture_reading
+from rlx_assets.lake.from_capture import writing as capture_writing
 
 CAPTURES = Path(__file__).parents[1] / "data" / "sample" / "captures"
 
@@ -107,29 +107,29 @@ def stamped_messages(stderr: str) -> list[str]:
 
 
 def test_lake_from_capture_shows_progress_on_the_real_captures(tmp_path, monkeypatch):
-    monkeypatch.setattr(capture_reading, "PROGRESS_SECONDS", 0.0)  # a line every 8,192 messages
+    monkeypatch.setattr(capture_writing, "PROGRESS_SECONDS", 0.0)  # a line every 8,192 messages
     captures = sorted(CAPTURES.glob("*.gz"))
     out = tmp_path / "lake"
     result = CliRunner().invoke(main, ["lake-from-capture", *map(str, captures), "--out", str(out)])
     assert result.exit_code == 0, result.output
     messages = stamped_messages(result.stderr)
+    # The three files are read at once, merged in receive order.
     assert [m for m in messages if m.startswith("reading ")] == [
-        "reading 1/3 spot_btcusdt_20240808.gz (1.3 MB)",
-        "reading 2/3 spot_btcusdt_20240809.gz (1.8 MB)",
-        "reading 3/3 usdm_btcusdt_20240808.gz (3.6 MB)",
+        "reading 3 file(s), 6.7 MB, in receive order"
     ]
-    periodic = [
-        re.fullmatch(r"usdm_btcusdt_20240808\.gz: ([\d,]+) lines read \(([\d,]+) lines/s\)", m)
-        for m in messages
-        if m.startswith("usdm_btcusdt_20240808.gz: ")
-    ]
-    assert [int(m.group(1).replace(",", "")) for m in periodic] == [
-        8_192 * k
-        for k in range(1, 12)  # the file has 93,954 lines
-    ]
+    periodic = [re.fullmatch(r"([\d,]+) lines read \(([\d,]+) lines/s\)", m) for m in messages]
+    periodic = [m for m in periodic if m]
+    total = 41_249 + 58_325 + 93_954  # the files' lines
+    assert len(periodic) == total // 8_192  # one every 8,192 messages
+    lines = [int(m.group(1).replace(",", "")) for m in periodic]
+    assert lines == sorted(lines) and lines[-1] <= total
     assert all(int(m.group(2).replace(",", "")) > 0 for m in periodic)
     done = next(m for m in messages if m.startswith("read usdm_btcusdt_20240808.gz: "))
-    assert re.search(r": 93954 lines, 93954 messages .* in \d+\.\d s \([\d,]+ lines/s\)$", done)
+    assert re.search(r": 93954 lines, 93954 messages \(", done)  # zcat | wc -l: 93954
+    summary = next(m for m in messages if m.startswith("all files read: "))
+    assert re.fullmatch(
+        rf"all files read: {total:,} lines in \d+\.\d s \([\d,]+ lines/s\)", summary
+    )
     assert messages[-1] == f"15 files written below {out}"
     assert len(list(out.rglob("*.parquet"))) == 15
 

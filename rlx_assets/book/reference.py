@@ -132,45 +132,83 @@ class DepthSync:
         return []
 
 
-def top_after_each_diff(
-    is_snapshot, first, last, prev, level_start, level_end, side_is_bid, ticks, lots,
-    *, futures: bool, depth: int,
-):  # fmt: skip
+class TopAfterEachDiff:
     """The top ``depth`` levels after every diff applied under ``DepthSync``, from a
-    ``ReferenceBook``: (applied diff indices, bid ticks, bid lots, ask ticks, ask lots as
-    ``(rows, depth)`` int64 arrays with ``ABSENT`` for missing levels, sync counters, book
-    counters). Messages and their levels are given as arrays, levels of message ``i`` at
-    ``[level_start[i], level_end[i])``."""
-    import numpy as np  # local: this module is otherwise plain Python
+    ``ReferenceBook``, fed one chunk of depth messages at a time (a day need not fit in memory).
 
-    sides, prices, sizes = side_is_bid.tolist(), ticks.tolist(), lots.tolist()
-    starts, ends = level_start.tolist(), level_end.tolist()
-    sync = DepthSync(futures)
-    book = ReferenceBook()
-    emitted: list[int] = []
-    rows: list[tuple[list[Level], list[Level]]] = []
-    crossed = resets = unknown = 0
-    for i, snap in enumerate(is_snapshot.tolist()):
-        if snap:
-            actions = sync.snapshot(i, int(last[i]))
-        else:
-            actions = sync.diff(i, int(first[i]), int(last[i]), int(prev[i]))
-        for action, m in actions:
-            if action == "reset":
-                unknown += book.delete_unknown
-                book, resets = ReferenceBook(), resets + 1
-            book.apply_rows(zip(sides[starts[m]:ends[m]], prices[starts[m]:ends[m]],
-                                sizes[starts[m]:ends[m]], strict=True))  # fmt: skip
-            if action == "apply":
-                emitted.append(m)
-                rows.append(book.top(depth))
-                crossed += book.crossed()
-    out = [np.full((len(rows), depth), ABSENT, dtype=np.int64) for _ in range(4)]
-    for r, (bids, asks) in enumerate(rows):
-        for k, (tick, size) in enumerate(bids):
-            out[0][r, k], out[1][r, k] = tick, size
-        for k, (tick, size) in enumerate(asks):
-            out[2][r, k], out[3][r, k] = tick, size
-    book_counters = {"events": len(emitted), "resets": resets, "crossed": crossed,
-                     "delete_unknown": unknown + book.delete_unknown}  # fmt: skip
-    return np.asarray(emitted, dtype=np.int64), *out, sync.counters, book_counters
+    ``feed`` takes messages and their levels as arrays, the levels of message ``i`` at
+    ``[level_start[i], level_end[i])``; messages before ``start`` are ones an earlier chunk
+    carried over (``carried_from``) and are not fed again. It returns (applied diff indices, bid
+    ticks, bid lots, ask ticks, ask lots as ``(rows, depth)`` int64 arrays with ``ABSENT`` for
+    missing levels)."""
+
+    def __init__(self, *, futures: bool, depth: int) -> None:
+        self.sync = DepthSync(futures)
+        self.book = ReferenceBook()
+        self.depth = depth
+        self.crossed = self.resets = self.unknown = self.events = 0
+
+    def feed(
+        self, is_snapshot, first, last, prev, level_start, level_end, side_is_bid, ticks, lots,
+        start: int = 0,
+    ):  # fmt: skip
+        import numpy as np  # local: this module is otherwise plain Python
+
+        sides, prices, sizes = side_is_bid.tolist(), ticks.tolist(), lots.tolist()
+        starts, ends = level_start.tolist(), level_end.tolist()
+        snapshots, firsts, lasts, prevs = (a.tolist() for a in (is_snapshot, first, last, prev))
+        sync, depth = self.sync, self.depth
+        emitted: list[int] = []
+        rows: list[tuple[list[Level], list[Level]]] = []
+        for i in range(start, len(snapshots)):
+            if snapshots[i]:
+                actions = sync.snapshot(i, lasts[i])
+            else:
+                actions = sync.diff(i, firsts[i], lasts[i], prevs[i])
+            for action, m in actions:
+                if action == "reset":
+                    self.unknown += self.book.delete_unknown
+                    self.book, self.resets = ReferenceBook(), self.resets + 1
+                book = self.book
+                book.apply_rows(zip(sides[starts[m]:ends[m]], prices[starts[m]:ends[m]],
+                                    sizes[starts[m]:ends[m]], strict=True))  # fmt: skip
+                if action == "apply":
+                    emitted.append(m)
+                    rows.append(book.top(depth))
+                    self.crossed += book.crossed()
+        self.events += len(emitted)
+        out = [np.full((len(rows), depth), ABSENT, dtype=np.int64) for _ in range(4)]
+        for r, (bids, asks) in enumerate(rows):
+            for k, (tick, size) in enumerate(bids):
+                out[0][r, k], out[1][r, k] = tick, size
+            for k, (tick, size) in enumerate(asks):
+                out[2][r, k], out[3][r, k] = tick, size
+        return np.asarray(emitted, dtype=np.int64), *out
+
+    def carried_from(self, messages: int) -> int:
+        """The first of the last chunk's ``messages`` the sync state still refers to (a snapshot
+        or diffs waiting for one), ``messages`` if none: the next chunk must start with the
+        messages from there on, and ``rebase`` shifts the state's indices to match."""
+        held = [d[0] for d in self.sync.waiting]
+        if self.sync.snapshot_index is not None:
+            held.append(self.sync.snapshot_index)
+        return min(held, default=messages)
+
+    def rebase(self, offset: int) -> None:
+        sync = self.sync
+        sync.waiting = [(i - offset, *rest) for i, *rest in sync.waiting]
+        if sync.snapshot_index is not None:
+            sync.snapshot_index -= offset
+
+    def rescale(self, price_factor: int, size_factor: int) -> None:
+        """Express the book in finer units (a later chunk has more decimals)."""
+        for side in (self.book.bids, self.book.asks):
+            levels = [(t * price_factor, n * size_factor) for t, n in side.items()]
+            side.clear()
+            side.update(levels)
+
+    def counters(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(sync counters, book counters) so far."""
+        book = {"events": self.events, "resets": self.resets, "crossed": self.crossed,
+                "delete_unknown": self.unknown + self.book.delete_unknown}  # fmt: skip
+        return dict(self.sync.counters), book

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlx_assets.capture.reader import CaptureStats, iter_capture, stream_channel, stream_symbol
+from rlx_assets.capture.reader import (
+    CaptureRecord,
+    CaptureStats,
+    merge_captures,
+    stream_channel,
+    stream_symbol,
+)
 from rlx_assets.staging import sha256_file
 
 NS_PER_HOUR = 3_600 * 10**9
@@ -148,53 +154,65 @@ def exchange_time_ns(data: dict[str, Any], capture_ns: int) -> int:
     return int(stamp) * 1_000_000 if stamp is not None else capture_ns
 
 
-def analyse_day(files: list[Path], market: str, symbol: str, day: dt.date) -> GoldenDay:
-    """Walk the day's messages of `symbol` in arrival order and account for every gap."""
-    day_start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 10**9
-    day_end = day_start + NS_PER_DAY
-    result = GoldenDay(files=list(files))
-    markers: list[Gap] = []
-    breaks: list[Gap] = []
-    last: dict[str, tuple[int, int]] = {}  # channel -> (last id, capture ns)
-    stats = CaptureStats()
-    records = sorted(
-        (
-            r
-            for path in files
-            for r in iter_capture(path, stats)
-            if stream_symbol(r.stream) == symbol
-        ),
-        key=lambda r: r.capture_ns,
-    )
-    for record in records:
+class DayAnalysis:
+    """Continuity of one symbol's messages on one UTC day, fed one message at a time in receive
+    order (``merge_captures``), so a day of any length is walked in constant memory."""
+
+    def __init__(self, files: list[Path], market: str, symbol: str, day: dt.date):
+        self.market, self.symbol = market, symbol
+        self.day_start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 10**9
+        self.day_end = self.day_start + NS_PER_DAY
+        self.result = GoldenDay(files=list(files))
+        self.breaks: list[Gap] = []
+        self.last: dict[str, tuple[int, int]] = {}  # channel -> (last id, capture ns)
+
+    def feed(self, record: CaptureRecord) -> None:
+        if stream_symbol(record.stream) != self.symbol:
+            return
         channel = stream_channel(record.stream)
         data = record.data
         if channel == "depthSnapshot":
             # A new snapshot restarts the depth sequence (after a reconnect).
-            last.pop("depth", None)
-            continue
+            self.last.pop("depth", None)
+            return
         event_ns = exchange_time_ns(data, record.capture_ns)
-        in_day = day_start <= event_ns < day_end
+        in_day = self.day_start <= event_ns < self.day_end
+        result = self.result
         if in_day:
             result.messages_by_stream[record.stream] += 1
             result.first_event_ns = min(result.first_event_ns or event_ns, event_ns)
             result.last_event_ns = max(result.last_event_ns or event_ns, event_ns)
-        found = _continuity_break(channel, data, market, last.get(channel))
+        previous = self.last.get(channel)
+        found = _continuity_break(channel, data, self.market, previous)
         if found and in_day:
-            breaks.append(Gap(last[channel][1], record.capture_ns, found[0], found[1]))
+            self.breaks.append(Gap(previous[1], record.capture_ns, found[0], found[1]))
         ident = _last_id(channel, data)
         if ident is not None:
-            last[channel] = (ident, record.capture_ns)
-    for marker in stats.gaps:
-        start, end = int(marker.get("start_ns", 0)), int(marker.get("end_ns", 0))
-        if end > day_start - NS_PER_HOUR and start < day_end + NS_PER_HOUR:
-            markers.append(Gap(start, end, "marker", str(marker.get("reason", "unknown"))))
-    result.gap_markers = stats.gap_markers
-    result.malformed = stats.malformed
-    # A sequence break around a marked interval is explained by it, not a second gap.
-    unexplained = [b for b in breaks if not any(_covers(m, b) for m in markers)]
-    result.gaps = sorted(markers + unexplained, key=lambda g: g.start_ns)
-    return result
+            self.last[channel] = (ident, record.capture_ns)
+
+    def finish(self, stats: list[CaptureStats]) -> GoldenDay:
+        """The day's result, with the gap markers and skipped lines the files' ``stats`` counted."""
+        result = self.result
+        markers = []
+        for marker in (gap for file_stats in stats for gap in file_stats.gaps):
+            start, end = int(marker.get("start_ns", 0)), int(marker.get("end_ns", 0))
+            if end > self.day_start - NS_PER_HOUR and start < self.day_end + NS_PER_HOUR:
+                markers.append(Gap(start, end, "marker", str(marker.get("reason", "unknown"))))
+        result.gap_markers = sum(file_stats.gap_markers for file_stats in stats)
+        result.malformed = sum(file_stats.malformed for file_stats in stats)
+        # A sequence break around a marked interval is explained by it, not a second gap.
+        unexplained = [b for b in self.breaks if not any(_covers(m, b) for m in markers)]
+        result.gaps = sorted(markers + unexplained, key=lambda g: g.start_ns)
+        return result
+
+
+def analyse_day(files: list[Path], market: str, symbol: str, day: dt.date) -> GoldenDay:
+    """Walk the day's messages of `symbol` in arrival order and account for every gap."""
+    analysis = DayAnalysis(files, market, symbol, day)
+    stats = [CaptureStats() for _ in files]
+    for _index, record in merge_captures(files, stats):
+        analysis.feed(record)
+    return analysis.finish(stats)
 
 
 def _last_id(channel: str, data: dict[str, Any]) -> int | None:

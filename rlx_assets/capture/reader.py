@@ -17,14 +17,16 @@ Every message comes out as a ``CaptureRecord``; snapshots always carry the strea
 from __future__ import annotations
 
 import gzip
-import io
-import json
+import heapq
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import IO, Any, NamedTuple
+
+import msgspec
 
 from rlx_assets.capture.line_format import GAP_STREAM, snapshot_stream
 
@@ -46,6 +48,7 @@ class CaptureRecord(NamedTuple):
 class CaptureStats:
     lines: int = 0
     messages: int = 0  # records yielded
+    first_capture_ns: int | None = None  # of the first record yielded
     gap_markers: int = 0
     malformed: int = 0
     blank_lines: int = 0
@@ -72,23 +75,32 @@ def stream_channel(stream: str) -> str:
     return stream.split("@", 2)[1] if "@" in stream else ""
 
 
-def _open_text(path: Path) -> TextIO:
+def _open_lines(path: Path) -> IO[bytes]:
     with open(path, "rb") as handle:
         magic = handle.read(2)
     if magic == _GZIP_MAGIC:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rb")
+    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
+# msgspec's generic decoder: the fastest of json, orjson and msgspec measured on the sample
+# captures (1.22 M lines/s against orjson's 1.08 M and json's 0.30 M, one core).
+_decode_json = msgspec.json.Decoder().decode
+
+
+def _shown(text: bytes) -> str:
+    return repr(text[:60].decode("utf-8", errors="replace"))
 
 
 def _parse_line(
-    text: str, path: Path, lineno: int
+    text: bytes, path: Path, lineno: int
 ) -> tuple[int, str | None, dict[str, Any]] | tuple[str, dict[str, Any]] | str:
     """One non-blank line -> (capture_ns, stream or None for a bare snapshot, data), or
     ("gap", marker data) for a gap marker, or "malformed" for a flagged raw frame. Errors name
     `path:lineno` (formatted only then: this runs once per line)."""
-    if text.startswith("{"):
+    if text.startswith(b"{"):
         try:
-            obj = json.loads(text)
+            obj = _decode_json(text)
         except ValueError as exc:
             raise CaptureFormatError(f"{path}:{lineno}: invalid JSON ({exc})") from None
         if not isinstance(obj, dict):
@@ -109,15 +121,15 @@ def _parse_line(
             )
         return capture_ns, stream, data
 
-    stamp, _, payload = text.partition(" ")
+    stamp, _, payload = text.partition(b" ")
     try:
         capture_ns = int(stamp)
     except ValueError:
         raise CaptureFormatError(
-            f"{path}:{lineno}: expected '<receive ns> <JSON>' or a JSON object, got {text[:60]!r}"
+            f"{path}:{lineno}: expected '<receive ns> <JSON>' or a JSON object, got {_shown(text)}"
         ) from None
     try:
-        obj = json.loads(payload)
+        obj = _decode_json(payload)
     except ValueError as exc:
         raise CaptureFormatError(f"{path}:{lineno}: invalid JSON ({exc})") from None
     if isinstance(obj, dict) and isinstance(obj.get("stream"), str):
@@ -130,7 +142,7 @@ def _parse_line(
         return capture_ns, None, obj
     raise CaptureFormatError(
         f"{path}:{lineno}: neither a combined-stream frame nor a REST depth snapshot: "
-        f"{payload[:60]!r}"
+        f"{_shown(payload)}"
     )
 
 
@@ -147,7 +159,7 @@ def iter_capture(path: Path | str, stats: CaptureStats | None = None) -> Iterato
     pending: list[tuple[int, dict[str, Any], int]] = []  # bare snapshots before any symbol
     lineno = 0
     try:
-        with _open_text(path) as handle:
+        with _open_lines(path) as handle:
             for lineno, raw in enumerate(handle, start=1):
                 stats.lines += 1
                 text = raw.strip()
@@ -189,7 +201,7 @@ def iter_capture(path: Path | str, stats: CaptureStats | None = None) -> Iterato
                         )
                     pending.clear()
                 yield _count(stats, CaptureRecord(capture_ns, stream, data, lineno))
-    except (gzip.BadGzipFile, EOFError, zlib.error, UnicodeDecodeError) as exc:
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise CaptureFormatError(
             f"{path}: corrupt or truncated file after line {lineno} ({type(exc).__name__}: {exc})"
         ) from None
@@ -201,6 +213,39 @@ def iter_capture(path: Path | str, stats: CaptureStats | None = None) -> Iterato
 
 
 def _count(stats: CaptureStats, record: CaptureRecord) -> CaptureRecord:
+    if not stats.messages:
+        stats.first_capture_ns = record.capture_ns
     stats.messages += 1
     stats.by_channel[stream_channel(record.stream)] += 1
     return record
+
+
+def merge_captures(
+    paths: Sequence[Path], stats: Sequence[CaptureStats]
+) -> Iterator[tuple[int, CaptureRecord]]:
+    """Every message of ``paths`` as ``(index of its file, record)`` in receive order: a k-way
+    merge of files that are each in arrival order, one line ahead per file, so memory does not
+    grow with the day. Files are taken in order of their first message (then name); a message's
+    place is the latest receive time seen so far in its file, so each file keeps its own order
+    even where its clock stepped back. ``stats[i]`` counts file ``i``'s lines."""
+    heads = []
+    for index, path in enumerate(paths):
+        records = iter_capture(path, stats[index])
+        first = next(records, None)
+        if first is not None:
+            heads.append((first.capture_ns, Path(path).name, index, chain([first], records)))
+    heads.sort(key=lambda head: head[:2])
+    keyed = [_receive_order(rank, head[2], head[3]) for rank, head in enumerate(heads)]
+    for _key, _rank, index, record in heapq.merge(*keyed):
+        yield index, record
+
+
+def _receive_order(
+    rank: int, index: int, records: Iterator[CaptureRecord]
+) -> Iterator[tuple[int, int, int, CaptureRecord]]:
+    # (latest receive time so far, file rank) is unique among the merge's heads: records are
+    # never compared, and ties go to the earlier file.
+    latest = 0
+    for record in records:
+        latest = max(latest, record.capture_ns)
+        yield latest, rank, index, record

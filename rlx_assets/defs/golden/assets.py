@@ -7,9 +7,9 @@ from pathlib import Path
 import dagster as dg
 
 from rlx_assets.capture.golden import (
+    DayAnalysis,
     GoldenDay,
     GoldenError,
-    analyse_day,
     select_capture_files,
     verify_checksums,
 )
@@ -68,18 +68,23 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg
     files = select_capture_files(capture_dir, binance_market, binance_symbol, day)
     if not files:
         raise dg.Failure(f"no capture files for {market} around {day} in {capture_dir}")
-    try:
-        checksums = verify_checksums(files)
-        day_data = analyse_day(files, binance_market, binance_symbol, day)
-    except (GoldenError, ValueError) as error:
-        raise dg.Failure(str(error)) from None
-    if not day_data.messages_by_stream:
-        raise dg.Failure(f"the capture files hold no {binance_symbol} message of {day}")
-
     building = layout.root / "golden" / f".building-{context.run.run_id}"
     shutil.rmtree(building, ignore_errors=True)
     try:
-        convert_captures(files, building, market=binance_market)
+        # One pass over the day's files: the continuity analysis and the conversion of this
+        # symbol and day read each message once, in receive order, in bounded memory.
+        analysis = DayAnalysis(files, binance_market, binance_symbol, day)
+        try:
+            checksums = verify_checksums(files)
+            convert_captures(
+                files, building, market=binance_market, symbols={binance_symbol}, days={day},
+                checksums=checksums, observer=analysis, log=context.log.debug,
+            )  # fmt: skip
+        except (GoldenError, ValueError) as error:
+            raise dg.Failure(str(error)) from None
+        day_data = analysis.result
+        if not day_data.messages_by_stream:
+            raise dg.Failure(f"the capture files hold no {binance_symbol} message of {day}")
         written = {}
         for table in LAKE_TABLES:
             relative = lake_relative_path(table, exchange, symbol, day)

@@ -1,19 +1,22 @@
-"""The vendor's tables from the raw columns of one market's files, merged by receive time:
-``trades``, ``level_1``, ``book_delta_v2`` and ``book`` (top 20 rebuilt by the pure-Python
-reference book). Imports ``rlx_assets.book.reference``, ``rlx_assets.vendor_schemas`` and the
-converter's ``decimals`` and ``reading`` only.
+"""The vendor's tables from one chunk of one symbol's raw columns (``reading.Columns``, in receive
+order): ``trades``, ``level_1``, ``book_delta_v2`` and ``book`` (top 20 rebuilt by the pure-Python
+reference book, whose state and sync carry over from chunk to chunk). Imports
+``rlx_assets.book.reference``, ``rlx_assets.vendor_schemas`` and the converter's ``decimals`` and
+``reading`` only.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from rlx_assets.book.reference import top_after_each_diff
-from rlx_assets.lake.from_capture.decimals import parse_decimals, units_to_float
+from rlx_assets.book.reference import TopAfterEachDiff
+from rlx_assets.lake.from_capture.decimals import (
+    ConversionError,
+    parse_decimals,
+    units_to_float,
+)
 from rlx_assets.lake.from_capture.reading import Columns, Trades
 from rlx_assets.vendor_schemas import BOOK_DEPTH
 
@@ -21,87 +24,44 @@ from rlx_assets.vendor_schemas import BOOK_DEPTH
 # cross-implementation check from the kernel agreeing with itself).
 BOOK_BUILDER = "rlx_assets.book.reference"
 NS_PER_MS = 1_000_000
+_MAX_EXACT = 2**53  # units up to here are exact as float64
 
 
-def _merge_order(captures: list[np.ndarray]) -> np.ndarray:
-    """Indices into the concatenation of per-file receive times that merge the files by receive
-    time while keeping each file's arrival order (files given in order of their first message)."""
-    if not captures:
-        return np.zeros(0, dtype=np.int64)
-    keys = [np.maximum.accumulate(c) if c.size else c for c in captures]
-    return np.argsort(np.concatenate(keys), kind="stable")
-
-
-def _cat(parts: list[list], dtype) -> np.ndarray:
-    if not parts:
-        return np.zeros(0, dtype=dtype)
-    return np.concatenate([np.asarray(p, dtype=dtype) for p in parts])
-
-
-def _cat_str(parts: list[list[str]]) -> list[str]:
-    return [s for p in parts for s in p]
-
-
-@dataclass
-class Table:
-    name: str
-    columns: dict[str, np.ndarray]
-    timestamp: np.ndarray  # int64 ns: the day split key
-    metadata: dict[str, str]
-
-
-def trades_table(cols: list[Columns], log: Callable[[str], None], key: str) -> Table | None:
-    have = {ch for c in cols for ch in c.trades}
-    if not have:
-        return None
-    source = "aggTrade" if "aggTrade" in have else "trade"
-    if len(have) > 1:
-        log(f"{key}: captures carry both trade and aggTrade frames; trades from aggTrade")
-    parts = [c.trades.get(source, Trades()) for c in cols]
-    order = _merge_order([np.asarray(p.capture, dtype=np.int64) for p in parts])
-    price, price_scale = parse_decimals(_cat_str([p.price for p in parts]), f"{key} trade prices")
-    amount, amount_scale = parse_decimals(
-        _cat_str([p.quantity for p in parts]), f"{key} trade quantities"
-    )
-    maker_is_buyer = _cat([p.buyer_is_maker for p in parts], np.bool_)[order]
-    columns = {
+def trades_columns(trades: Trades, key: str) -> dict[str, np.ndarray]:
+    """The vendor's trades columns of one trade channel's rows."""
+    price, price_scale = parse_decimals(trades.price, f"{key} trade prices")
+    amount, amount_scale = parse_decimals(trades.quantity, f"{key} trade quantities")
+    maker_is_buyer = np.asarray(trades.buyer_is_maker, dtype=np.bool_)
+    return {
         "side": np.where(maker_is_buyer, "sell", "buy").astype(object),
-        "amount": units_to_float(amount[order], amount_scale),
-        "price": units_to_float(price[order], price_scale),
-        "id": _cat([p.trade_id for p in parts], np.int64)[order],
-        "timestamp": _cat([p.trade_ms for p in parts], np.int64)[order] * NS_PER_MS,
-        "receipt_timestamp": _cat([p.capture for p in parts], np.int64)[order],
+        "amount": units_to_float(amount, amount_scale),
+        "price": units_to_float(price, price_scale),
+        "id": np.asarray(trades.trade_id, dtype=np.int64),
+        "timestamp": np.asarray(trades.trade_ms, dtype=np.int64) * NS_PER_MS,
+        "receipt_timestamp": np.asarray(trades.capture, dtype=np.int64),
     }
-    return Table("trades", columns, columns["timestamp"], {"rlx.trade_source": source})
 
 
-def level_1_table(cols: list[Columns], key: str) -> Table | None:
-    if not any(c.t_capture for c in cols):
+def level_1_columns(cols: Columns, key: str) -> dict[str, np.ndarray] | None:
+    """``bookTicker`` rows with both candidate timestamps: ``event_ms`` (-1 where the frame has
+    no event time, as on spot) decides the ``timestamp`` once the whole stream was seen."""
+    if not cols.t_capture:
         return None
-    order = _merge_order([np.asarray(c.t_capture, dtype=np.int64) for c in cols])
-    cap = _cat([c.t_capture for c in cols], np.int64)[order]
-    event_ms = _cat([c.t_event_ms for c in cols], np.int64)[order]
-    if (event_ms >= 0).all():
-        timestamp, source = event_ms * NS_PER_MS, "exchange_time"
-    else:  # spot bookTicker frames carry no event time
-        timestamp, source = cap, "receive_time"
     columns: dict[str, np.ndarray] = {
-        "timestamp": timestamp,
-        "receipt_timestamp": cap,
-        "sequence_number": _cat([c.t_update for c in cols], np.int64)[order],
+        "event_ms": np.asarray(cols.t_event_ms, dtype=np.int64),
+        "receipt_timestamp": np.asarray(cols.t_capture, dtype=np.int64),
+        "sequence_number": np.asarray(cols.t_update, dtype=np.int64),
     }
     for column, attr in (("bid_0_price", "t_bid"), ("bid_0_size", "t_bid_size"),
                          ("ask_0_price", "t_ask"), ("ask_0_size", "t_ask_size")):  # fmt: skip
-        units, scale = parse_decimals(
-            _cat_str([getattr(c, attr) for c in cols]), f"{key} bookTicker {column}"
-        )
-        columns[column] = units_to_float(units[order], scale)
-    return Table("level_1", columns, timestamp, {"rlx.level_1_timestamp_source": source})
+        units, scale = parse_decimals(getattr(cols, attr), f"{key} bookTicker {column}")
+        columns[column] = units_to_float(units, scale)
+    return columns
 
 
 @dataclass
 class Depth:
-    """All depth messages (diffs and snapshots) of one market, merged, in receive order."""
+    """Depth messages (diffs and snapshots) of one symbol, in receive order."""
 
     is_snapshot: np.ndarray
     capture: np.ndarray
@@ -117,6 +77,84 @@ class Depth:
     price_scale: int
     size_scale: int
 
+    @property
+    def messages(self) -> int:
+        return int(self.is_snapshot.size)
+
+    def tail(self, start: int) -> Depth:
+        """Messages ``start`` onwards, their levels re-indexed from 0."""
+        base = int(self.level_start[start]) if start < self.messages else int(self.price.size)
+        per_message = {f.name: getattr(self, f.name)[start:] for f in fields(self)[:8]}
+        return Depth(
+            **{**per_message, "level_start": self.level_start[start:] - base,
+               "level_end": self.level_end[start:] - base},
+            side_is_bid=self.side_is_bid[base:], price=self.price[base:], size=self.size[base:],
+            price_scale=self.price_scale, size_scale=self.size_scale,
+        )  # fmt: skip
+
+    def at_scales(self, price_scale: int, size_scale: int) -> Depth:
+        """The same levels in finer units; raises if they stop being exact as float64."""
+        price = _upscaled(self.price, price_scale - self.price_scale, "depth prices")
+        size = _upscaled(self.size, size_scale - self.size_scale, "depth sizes")
+        per_message = {f.name: getattr(self, f.name) for f in fields(self)[:9]}
+        return Depth(**per_message, price=price, size=size, price_scale=price_scale,
+                     size_scale=size_scale)  # fmt: skip
+
+    def then(self, later: Depth) -> Depth:
+        """This chunk followed by ``later`` (both at the same scales)."""
+        offset = int(self.price.size)
+        joined = {
+            f.name: np.concatenate([getattr(self, f.name), getattr(later, f.name)])
+            for f in fields(self)[:6]
+        }
+        return Depth(
+            **joined,
+            level_start=np.concatenate([self.level_start, later.level_start + offset]),
+            level_end=np.concatenate([self.level_end, later.level_end + offset]),
+            side_is_bid=np.concatenate([self.side_is_bid, later.side_is_bid]),
+            price=np.concatenate([self.price, later.price]),
+            size=np.concatenate([self.size, later.size]),
+            price_scale=self.price_scale, size_scale=self.size_scale,
+        )  # fmt: skip
+
+
+def _upscaled(units: np.ndarray, digits: int, what: str) -> np.ndarray:
+    if digits == 0:
+        return units
+    scaled = units * 10**digits
+    if scaled.size and int(np.abs(scaled).max()) > _MAX_EXACT:
+        raise ConversionError(f"{what}: a value exceeds 2**53 units at {digits} more decimals")
+    return scaled
+
+
+def depth_of(cols: Columns, key: str) -> Depth | None:
+    if not cols.d_capture:
+        return None
+    n_bid = np.asarray(cols.d_n_bid, dtype=np.int64)
+    n_ask = np.asarray(cols.d_n_ask, dtype=np.int64)
+    counts = n_bid + n_ask
+    level_end = np.cumsum(counts)
+    sides = np.repeat(
+        np.tile(np.array([True, False]), counts.size), np.stack([n_bid, n_ask], axis=1).ravel()
+    )
+    prices, price_scale = parse_decimals(cols.level_price, f"{key} depth prices")
+    sizes, size_scale = parse_decimals(cols.level_size, f"{key} depth sizes")
+    return Depth(
+        is_snapshot=np.asarray(cols.d_snapshot, dtype=np.bool_),
+        capture=np.asarray(cols.d_capture, dtype=np.int64),
+        event_ms=np.asarray(cols.d_event_ms, dtype=np.int64),
+        first=np.asarray(cols.d_first, dtype=np.int64),
+        last=np.asarray(cols.d_last, dtype=np.int64),
+        prev=np.asarray(cols.d_prev, dtype=np.int64),
+        level_start=level_end - counts,
+        level_end=level_end,
+        side_is_bid=sides,
+        price=prices,
+        size=sizes,
+        price_scale=price_scale,
+        size_scale=size_scale,
+    )
+
 
 def _gather_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(s, s + c)`` for each (s, c)."""
@@ -127,57 +165,72 @@ def _gather_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(out_start - starts, counts)
 
 
-def merged_depth(cols: list[Columns], key: str) -> Depth | None:
-    if not any(c.d_capture for c in cols):
-        return None
-    order = _merge_order([np.asarray(c.d_capture, dtype=np.int64) for c in cols])
-    n_bid = _cat([c.d_n_bid for c in cols], np.int64)
-    n_ask = _cat([c.d_n_ask for c in cols], np.int64)
-    counts = n_bid + n_ask
-    starts = np.cumsum(counts) - counts  # in the file-order concatenation
-    sides_file_order = np.repeat(
-        np.tile(np.array([True, False]), counts.size), np.stack([n_bid, n_ask], axis=1).ravel()
-    )
-    prices, price_scale = parse_decimals(
-        _cat_str([c.level_price for c in cols]), f"{key} depth prices"
-    )
-    sizes, size_scale = parse_decimals(_cat_str([c.level_size for c in cols]), f"{key} depth sizes")
-    gather = _gather_ranges(starts[order], counts[order])
-    level_end = np.cumsum(counts[order])
-    return Depth(
-        is_snapshot=_cat([c.d_snapshot for c in cols], np.bool_)[order],
-        capture=_cat([c.d_capture for c in cols], np.int64)[order],
-        event_ms=_cat([c.d_event_ms for c in cols], np.int64)[order],
-        first=_cat([c.d_first for c in cols], np.int64)[order],
-        last=_cat([c.d_last for c in cols], np.int64)[order],
-        prev=_cat([c.d_prev for c in cols], np.int64)[order],
-        level_start=level_end - counts[order],
-        level_end=level_end,
-        side_is_bid=sides_file_order[gather],
-        price=prices[gather],
-        size=sizes[gather],
-        price_scale=price_scale,
-        size_scale=size_scale,
-    )
-
-
-def book_delta_table(depth: Depth) -> Table | None:
+def book_delta_columns(depth: Depth) -> dict[str, np.ndarray] | None:
+    """One row per level of every diff (snapshots are not deltas)."""
     diffs = np.flatnonzero(~depth.is_snapshot)
     if diffs.size == 0:
         return None
     counts = depth.level_end[diffs] - depth.level_start[diffs]
     levels = _gather_ranges(depth.level_start[diffs], counts)
-    timestamp = np.repeat(depth.event_ms[diffs] * NS_PER_MS, counts)
-    columns = {
-        "timestamp": timestamp,
+    return {
+        "timestamp": np.repeat(depth.event_ms[diffs] * NS_PER_MS, counts),
         "receipt_timestamp": np.repeat(depth.capture[diffs], counts),
         "sequence_number": np.repeat(depth.last[diffs], counts),
         "side_is_bid": depth.side_is_bid[levels],
         "price": units_to_float(depth.price[levels], depth.price_scale),
         "size": units_to_float(depth.size[levels], depth.size_scale),
     }
-    meta = {"rlx.price_scale": str(depth.price_scale), "rlx.size_scale": str(depth.size_scale)}
-    return Table("book_delta_v2", columns, timestamp, meta)
+
+
+class BookRows:
+    """The vendor ``book`` table of one symbol, chunk by chunk: the top 20 after every diff
+    applied to a book rebuilt from the REST snapshot under Binance's sync rule, by the pure-Python
+    reference book, sharing no code with the reconstruction's kernel, so that the fidelity
+    report's book agreement on a converted lake is a cross-implementation check. Messages the
+    sync rule still holds at a chunk's end (a snapshot, diffs waiting for one) are carried into
+    the next chunk; the book moves to finer units when a chunk has more decimals."""
+
+    def __init__(self, futures: bool) -> None:
+        self.top = TopAfterEachDiff(futures=futures, depth=BOOK_DEPTH)
+        self.carried: Depth | None = None
+        self.price_scale = self.size_scale = 0
+
+    def add(self, chunk: Depth) -> dict[str, np.ndarray] | None:
+        price_scale = max(self.price_scale, chunk.price_scale)
+        size_scale = max(self.size_scale, chunk.size_scale)
+        if (price_scale, size_scale) != (self.price_scale, self.size_scale):
+            self.top.rescale(10 ** (price_scale - self.price_scale),
+                             10 ** (size_scale - self.size_scale))  # fmt: skip
+            if self.carried is not None:
+                self.carried = self.carried.at_scales(price_scale, size_scale)
+            self.price_scale, self.size_scale = price_scale, size_scale
+        depth = chunk.at_scales(price_scale, size_scale)
+        start = 0
+        if self.carried is not None:
+            start = self.carried.messages
+            depth = self.carried.then(depth)
+        emitted, bid_ticks, bid_lots, ask_ticks, ask_lots = self.top.feed(
+            depth.is_snapshot, depth.first, depth.last, depth.prev, depth.level_start,
+            depth.level_end, depth.side_is_bid, depth.price, depth.size, start=start,
+        )  # fmt: skip
+        keep = self.top.carried_from(depth.messages)
+        self.carried = depth.tail(keep) if keep < depth.messages else None
+        self.top.rebase(keep)
+        if emitted.size == 0:
+            return None
+        columns: dict[str, np.ndarray] = {
+            "timestamp": depth.event_ms[emitted] * NS_PER_MS,
+            "receipt_timestamp": depth.capture[emitted],
+            "sequence_number": depth.last[emitted],
+        }
+        for side, ticks, lots in (("bid", bid_ticks, bid_lots), ("ask", ask_ticks, ask_lots)):
+            present = ticks >= 0
+            prices = np.where(present, units_to_float(ticks, price_scale), np.nan)
+            sizes = np.where(present, units_to_float(lots, size_scale), np.nan)
+            for i in range(BOOK_DEPTH):
+                columns[f"{side}_{i}_price"] = prices[:, i]
+                columns[f"{side}_{i}_size"] = sizes[:, i]
+        return columns
 
 
 @dataclass
@@ -198,37 +251,3 @@ class BookSyncReport:
             f"crossed after {k['crossed']} events, {k['delete_unknown']} deletes of levels "
             "the book did not hold (e.g. deeper than the snapshot)"
         )
-
-
-def book_table(depth: Depth, futures: bool) -> tuple[Table | None, BookSyncReport]:
-    # The pure-Python reference book, sharing no code with the reconstruction's kernel: the
-    # fidelity report's book agreement on a converted lake is then a cross-implementation check.
-    emitted, bid_ticks, bid_lots, ask_ticks, ask_lots, sync, kernel = top_after_each_diff(
-        depth.is_snapshot, depth.first, depth.last, depth.prev, depth.level_start,
-        depth.level_end, depth.side_is_bid, depth.price, depth.size, futures=futures,
-        depth=BOOK_DEPTH,
-    )  # fmt: skip
-    report = BookSyncReport(sync, kernel, int(emitted.size))
-    if emitted.size == 0:
-        return None, report
-    timestamp = depth.event_ms[emitted] * NS_PER_MS
-    columns: dict[str, np.ndarray] = {
-        "timestamp": timestamp,
-        "receipt_timestamp": depth.capture[emitted],
-        "sequence_number": depth.last[emitted],
-    }
-    for side, ticks, lots in (("bid", bid_ticks, bid_lots), ("ask", ask_ticks, ask_lots)):
-        present = ticks >= 0
-        prices = np.where(present, units_to_float(ticks, depth.price_scale), np.nan)
-        sizes = np.where(present, units_to_float(lots, depth.size_scale), np.nan)
-        for i in range(BOOK_DEPTH):
-            columns[f"{side}_{i}_price"] = prices[:, i]
-            columns[f"{side}_{i}_size"] = sizes[:, i]
-    meta = {
-        "rlx.price_scale": str(depth.price_scale),
-        "rlx.size_scale": str(depth.size_scale),
-        "rlx.book_sync": json.dumps({**sync, **report.kernel}, sort_keys=True),
-        "rlx.book_gaps": str(sync["gaps"]),
-        "rlx.book_builder": BOOK_BUILDER,
-    }
-    return Table("book", columns, timestamp, meta), report

@@ -408,11 +408,11 @@ def test_existing_output_is_replaced_only_after_a_complete_write(tmp_path, monke
     target.parent.mkdir(parents=True)
     target.write_bytes(b"previous")
 
-    def broken_write(table, handle, **kwargs):
-        handle.write(b"PAR1 partial")
+    def broken_close(self):
+        self.writer.close()  # some bytes reached the temp file
         raise OSError("disk full")
 
-    monkeypatch.setattr(writing.pq, "write_table", broken_write)
+    monkeypatch.setattr(writing._DayFile, "close", broken_close)
     with pytest.raises(OSError, match="disk full"):
         convert_captures([capture], out)
     assert target.read_bytes() == b"previous"
