@@ -87,9 +87,10 @@ def lake_from_capture(captures: tuple[Path, ...], out_dir: Path, market: str) ->
 
     Writes trades, book (top 20, rebuilt from the REST snapshot and the depth diffs),
     book_delta_v2 and level_1 (bookTicker) Parquet files with the vendor's columns, one per
-    table, market and UTC day of exchange time. Progress on stderr: each file as it is read
-    (with lines and lines/s, and every few seconds during a long file), each file written, and
-    the count at the end. Reads no environment variables.
+    table, market and UTC day of exchange time; the files are read together, merged in receive
+    order, in bounded memory. Progress on stderr: the files' sizes, lines read and lines/s every
+    few seconds, each file's counts once read, each file written, and the count at the end.
+    Reads no environment variables.
     """
     from rlx_assets.lake.from_capture import convert_captures
 
@@ -370,6 +371,129 @@ def bench_reconstruct(events: int, as_json: bool, workdir: Path | None, profile:
         + f"reference:  {result['reference_events_per_s'] / 1e6:8.2f} M updates/s (pure Python); "
         f"kernel is {result['kernel_vs_reference']:.0f}x faster"
     )
+
+
+@bench.command("day", epilog=EXIT_STATUS)
+@click.option(
+    "--hours",
+    type=click.IntRange(1, 24),
+    default=24,
+    show_default=True,
+    help="Hourly capture files of the day, from 00:00 UTC (24: a full-size day, ~13 M lines).",
+)
+@click.option(
+    "--minutes",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    help="Stop the recording after this many minutes instead (a quick look at the harness).",
+)
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The UTC day to generate, YYYY-MM-DD (default: 2024-08-10, beside the sample days).",
+)
+@click.option(
+    "--steps",
+    default=None,
+    help="Comma-separated subset of the steps and floors, in their order: "
+    "capture_read,convert,parquet_read,process_start,golden_job,raw_trades,raw_book,"
+    "raw_book_delta_v2,validated_partition,readiness_certificate,reconstructed_stream,"
+    "fidelity_report (default: all).",
+)
+@click.option(
+    "--gate-profile",
+    type=click.Choice(["production", "sample"]),
+    default=None,
+    help="RLX_GATE_PROFILE of the chain (default: production for 24 hours, else sample: "
+    "fewer hours cannot reach production's 99% coverage of the day).",
+)
+@click.option(
+    "--max-rss-mb",
+    type=click.FloatRange(min=100),
+    default=8000,
+    show_default=True,
+    help="A step whose processes pass this resident memory is killed and reported as failed.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table."
+)
+@click.option(
+    "--workdir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Existing directory for the run's files (captures, lake, data, Dagster instance, one "
+    "log per step), removed at the end unless --keep (default: $TMPDIR or /tmp).",
+)
+@click.option("--keep", is_flag=True, help="Keep the run's files (their directory is printed).")
+def bench_day(
+    hours: int,
+    minutes: float | None,
+    day,
+    steps: str | None,
+    gate_profile: str | None,
+    max_rss_mb: float,
+    as_json: bool,
+    workdir: Path | None,
+    keep: bool,
+) -> None:
+    """Every golden, converter and daily_chain step measured on a full-size day.
+
+    The day is synthetic, for scale only: the real bundled spot capture (~11 minutes of
+    BTCUSDT depth, trades, bookTicker) tiled into hourly recorder files with sha256 sidecars,
+    ids and times moved on so that it reads as one continuous recording. Then, each in a child
+    process of its own: `rlx lake-from-capture` (its lake serves the chain), `golden_job`, and
+    every daily_chain asset with its checks (`dg launch`, in process, a fresh Dagster instance
+    and data dir), the fidelity report last. Per step: wall and CPU seconds, peak RSS and
+    success (a failed step shows its stderr tail; the rest still run). Floors on the same files:
+    JSON-parsing the capture (msgspec), reading the lake's Parquet, and starting a process with
+    the definitions imported; the ratios golden CPU / capture floor and fidelity report CPU /
+    reconstruction CPU. Progress on stderr; the table or JSON on stdout. Reads no RLX_* environment
+    variables (each step gets its own).
+    """
+    import json
+
+    from rlx_assets.bench_day import STEPS, run_day_bench
+
+    chosen = STEPS if steps is None else tuple(s.strip() for s in steps.split(",") if s.strip())
+    unknown = sorted(set(chosen) - set(STEPS))
+    if unknown:
+        raise click.BadParameter(f"unknown steps {', '.join(unknown)}", param_hint="--steps")
+    with Progress() as log:
+        try:
+            result = run_day_bench(
+                hours=hours,
+                date=day.date() if day else None,
+                workdir=workdir,
+                keep=keep,
+                steps=chosen,
+                gate_profile=gate_profile,
+                max_rss_mb=max_rss_mb,
+                generate_options={"duration_s": minutes * 60} if minutes else None,
+                log=log,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    size = result["input"]
+    click.echo(
+        f"{result['date']}: {size['lines']:,} lines, {size['bytes'] / 1e6:,.0f} MB gzip, "
+        f"{size['files']} files (synthetic); gate profile {result['gate_profile']}"
+    )
+    click.echo(f"{'step':28} {'ok':>6} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}")
+    for step in [result["generation"], *result["steps"], *result["floors"].values()]:
+        verdict = "ok" if step["ok"] else "FAILED"
+        click.echo(
+            f"{step['name']:28} {verdict:>6} {step['wall_s']:8.1f} {step['cpu_s']:8.1f} "
+            f"{step['peak_rss_mb']:12,.0f}"
+        )
+    for name, value in result["ratios"].items():
+        click.echo(f"{name}: {value if value is not None else '-'}")
+    if result["workdir"]:
+        click.echo(f"files kept in {result['workdir']}")
 
 
 if __name__ == "__main__":

@@ -174,6 +174,7 @@ COMMANDS = [
     ["capture"],
     ["bench"],
     ["bench", "reconstruct"],
+    ["bench", "day"],
     ["export"],
     ["export", "hftbacktest"],
 ]

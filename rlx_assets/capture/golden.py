@@ -69,6 +69,19 @@ class GoldenDay:
     gap_markers: int = 0
     malformed: int = 0
 
+    @classmethod
+    def from_report(cls, report: dict[str, Any]) -> GoldenDay:
+        """The analysis ``golden_samples`` recorded in its report (``gaps_ns``: exact bounds)."""
+        return cls(
+            files=[Path(name) for name in report.get("files", {})],
+            messages_by_stream=Counter(report["messages_by_stream"]),
+            first_event_ns=report["first_event"],
+            last_event_ns=report["last_event"],
+            gaps=[Gap(*gap) for gap in report["gaps_ns"]],
+            gap_markers=report["gap_markers"],
+            malformed=report["malformed_lines"],
+        )
+
     @property
     def span_ns(self) -> int:
         if self.first_event_ns is None or self.last_event_ns is None:

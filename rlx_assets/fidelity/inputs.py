@@ -100,6 +100,22 @@ def _float_or_none(text: str | None) -> float | None:
     return float(text) if text else None
 
 
+def recorded_trades(trade_parts: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``capture_trades`` from the golden ``trade_parts`` file (the captures parsed once)."""
+    parts = pl.read_parquet(trade_parts)
+    agg = parts.filter(pl.col("channel") == "aggTrade")
+    raw = parts.filter(pl.col("channel") == "trade")
+    return _trade_frames(
+        {
+            "a": agg["id"].to_list(),
+            "f": agg["first_id"].to_list(),
+            "l": agg["last_id"].to_list(),
+            "q": agg["quantity"].to_list(),
+        },
+        {"t": raw["id"].to_list(), "q": raw["quantity"].to_list()},
+    )
+
+
 def capture_trades(
     files: Sequence[Path], symbol: str, day: dt.date
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -120,6 +136,10 @@ def capture_trades(
             elif channel == "trade":
                 raw["t"].append(int(d["t"]))
                 raw["q"].append(d["q"])
+    return _trade_frames(agg, raw)
+
+
+def _trade_frames(agg, raw) -> tuple[pl.DataFrame, pl.DataFrame]:
     agg_q, agg_scale = parse_decimals(agg["q"], "aggTrade quantities")
     raw_q, raw_scale = parse_decimals(raw["q"], "trade quantities")
     scale = max(agg_scale, raw_scale)

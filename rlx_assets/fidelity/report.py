@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from rlx_assets.capture.golden import analyse_day
+from rlx_assets.capture.golden import GoldenDay, analyse_day
 from rlx_assets.capture.reader import CaptureFormatError, stream_channel
 from rlx_assets.fidelity import discrepancies
 from rlx_assets.fidelity.bookkeeping import MetricRecorder, certified, json_default
@@ -40,6 +40,7 @@ from rlx_assets.fidelity.inputs import (
     VENDOR_TABLES,
     Inputs,
     capture_trades,
+    recorded_trades,
 )
 from rlx_assets.fidelity.markdown import JSON_NAME, KS_VARIABLES, MARKDOWN_NAME, render_markdown
 from rlx_assets.fidelity.metrics import (
@@ -74,6 +75,8 @@ def build_fidelity_report(
     golden_files: dict[str, Path] | None,
     golden_captures: Sequence[Path] | None,
     out_dir: Path,
+    golden_analysis: GoldenDay | None = None,
+    golden_trade_parts: Path | None = None,
     thresholds: FidelityThresholds | None = None,
     upstream_gates: dict | None = None,
 ) -> dict:
@@ -81,7 +84,9 @@ def build_fidelity_report(
 
     ``upstream_gates``: ``{"passed": bool, "summary": str}`` of the partition's integrity gates
     and certificate, when known. The report is written whatever they say (it is the diagnosis
-    of a bad day); only its ``reconstruction_certified`` verdict depends on them."""
+    of a bad day); only its ``reconstruction_certified`` verdict depends on them.
+    ``golden_analysis`` (what ``golden_samples`` recorded) and ``golden_trade_parts`` (its
+    ``trade_parts`` file) stand in for reading ``golden_captures`` again."""
     th = thresholds or FidelityThresholds()
     out_dir = Path(out_dir)
     reconstruction_dir = Path(reconstruction_dir)
@@ -196,16 +201,20 @@ def build_fidelity_report(
     report.data["vendor_book_discrepancies_by_minute"] = found.pop("by_minute") if found else None
 
     # --- captures: sequence continuity and aggTrade = sum of its raw trades -----------------------
-    captures_reason = None if golden_captures else "no golden capture files given"
+    captures_reason = (
+        None if golden_captures or golden_analysis else "no golden capture files given"
+    )
     day_analysis: list[Any] = []
 
     def golden_gaps() -> dict:
         exchange, symbol = parse_market_key(market)
         instrument = binance_instrument(exchange, symbol)
-        try:
-            analysis = analyse_day(golden_captures, instrument.market, instrument.symbol, day)
-        except CaptureFormatError as error:
-            raise NotComputable(f"unreadable golden capture: {error}") from None
+        analysis = golden_analysis
+        if analysis is None:
+            try:
+                analysis = analyse_day(golden_captures, instrument.market, instrument.symbol, day)
+            except CaptureFormatError as error:
+                raise NotComputable(f"unreadable golden capture: {error}") from None
         day_analysis.append((analysis, instrument))
         return golden_sequence_gaps(
             analysis, max_ratio=th.sequence_gap_ratio_max, max_listed=th.max_listed
@@ -227,7 +236,10 @@ def build_fidelity_report(
                 "needs both aggTrade and raw trade streams in the captures; they hold "
                 f"{', '.join(streams) or 'no stream'} of the day"
             )
-        agg, raw = capture_trades(golden_captures, instrument.symbol, day)
+        if golden_trade_parts is not None:
+            agg, raw = recorded_trades(golden_trade_parts)
+        else:
+            agg, raw = capture_trades(golden_captures, instrument.symbol, day)
         return aggtrade_consistency(
             agg, raw, min_share=th.aggtrade_consistency_min, max_listed=th.max_listed
         )

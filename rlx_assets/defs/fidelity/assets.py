@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from rlx_assets.book.store import read_summary, reconstruction_dir
+from rlx_assets.capture.golden import GoldenDay
 from rlx_assets.defs.golden.assets import golden_report_path, golden_samples
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.reconstruction.assets import reconstructed_stream
@@ -14,6 +15,7 @@ from rlx_assets.defs.reconstruction.checks import exceeded_anomalies
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import load_thresholds
+from rlx_assets.lake.from_capture import TRADE_PARTS
 from rlx_assets.staging import DataLayout, fetch, fetch_tree
 from rlx_assets.validation.certificate import staleness, verified_certificate
 from rlx_assets.validation.profiles import active_profile
@@ -37,15 +39,16 @@ BUILT_FROM_NAME = "built_from.json"
 
 
 def golden_inputs(layout: DataLayout, capture_root: Path, market: str, day: dt.date):
-    """Golden lake files and capture files of the partition, if golden_samples ran for it."""
+    """Golden lake files, capture files and golden report of the partition, if golden_samples
+    ran for it (the report and the golden-only ``trade_parts`` spare parsing the captures)."""
     path = golden_report_path(layout, market, day)
     if not fetch(path):
-        return None, None
+        return None, None, None
     report = read_json(path)
     files = {table: layout.root / rel for table, rel in report.get("lake_files", {}).items()}
     files = {table: file for table, file in files.items() if fetch(file)}
     captures = [capture_root / name for name in report.get("files", {})]
-    return files, [c for c in captures if c.is_file()]
+    return files, [c for c in captures if c.is_file()], report
 
 
 def uncertified_inputs(layout: DataLayout, market: str, day: dt.date) -> dict[str, Path]:
@@ -170,7 +173,8 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
     )
     if summary and stale:
         raise dg.Failure(f"{market} {day}: {stale}; materialise reconstructed_stream first")
-    golden_files, captures = golden_inputs(layout, rlx.settings().capture_root, market, day)
+    golden_files, captures, golden = golden_inputs(layout, rlx.settings().capture_root, market, day)
+    trade_parts = (golden_files or {}).pop(TRADE_PARTS, None)
     if golden_files is None:
         context.log.warning(f"{market} {day}: no golden samples; lake-internal metrics only")
     out = report_dir(layout, market, day)
@@ -181,6 +185,8 @@ def fidelity_report(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> d
         vendor_files=vendor_files,
         golden_files=golden_files,
         golden_captures=captures,
+        golden_analysis=GoldenDay.from_report(golden) if golden and "gaps_ns" in golden else None,
+        golden_trade_parts=trade_parts,
         out_dir=out,
         thresholds=load_thresholds(),
         upstream_gates=gates,

@@ -15,7 +15,7 @@ from rlx_assets.capture.golden import (
 )
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, missing_evidence, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
-from rlx_assets.lake.from_capture import convert_captures
+from rlx_assets.lake.from_capture import TRADE_PARTS, convert_captures
 from rlx_assets.markets import binance_instrument
 from rlx_assets.staging import DataLayout, commit_file, fetch, lake_relative_path, utc_now_iso
 from rlx_assets.validation.zones import read_json, write_json
@@ -42,6 +42,7 @@ def golden_report(day_data: GoldenDay, market: str, day: dt.date, checksums: dic
         "gap_seconds": day_data.gap_ns / 1e9,
         "gap_ratio": day_data.gap_ratio,
         "gaps": [g.to_json() for g in day_data.gaps],
+        "gaps_ns": [[g.start_ns, g.end_ns, g.source, g.detail] for g in day_data.gaps],
         "gap_markers": day_data.gap_markers,
         "malformed_lines": day_data.malformed,
         "written_at": utc_now_iso(),
@@ -78,7 +79,7 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg
             checksums = verify_checksums(files)
             convert_captures(
                 files, building, market=binance_market, symbols={binance_symbol}, days={day},
-                checksums=checksums, observer=analysis, log=context.log.debug,
+                checksums=checksums, observer=analysis, trade_parts=True, log=context.log.debug,
             )  # fmt: skip
         except (GoldenError, ValueError) as error:
             raise dg.Failure(str(error)) from None
@@ -86,7 +87,7 @@ def golden_samples(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg
         if not day_data.messages_by_stream:
             raise dg.Failure(f"the capture files hold no {binance_symbol} message of {day}")
         written = {}
-        for table in LAKE_TABLES:
+        for table in (*LAKE_TABLES, TRADE_PARTS):
             relative = lake_relative_path(table, exchange, symbol, day)
             if (building / relative).is_file():
                 target = golden_lake_root(layout) / relative

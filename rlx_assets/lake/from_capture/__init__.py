@@ -31,6 +31,7 @@ from rlx_assets.lake.from_capture.writing import (
     CONVERTER,
     CONVERTER_VERSION,
     MARKETS,
+    TRADE_PARTS,
     convert_captures,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "CONVERTER",
     "CONVERTER_VERSION",
     "MARKETS",
+    "TRADE_PARTS",
     "BookSyncReport",
     "ConversionError",
     "convert_captures",

@@ -18,14 +18,16 @@ class ConversionError(ValueError):
 
 
 @njit(cache=True, nogil=True)
-def _scan_decimals(buf):
-    """Rows of ASCII digits with an optional '.' (NUL padded) -> integer part, fraction digits,
-    number of fraction digits, significant fraction digits; and the first bad row (-1: none)."""
-    n, width = buf.shape
+def _scan_decimals(buf, ends):
+    """Values of ASCII digits with an optional '.', value ``r`` at ``buf[ends[r-1]+1:ends[r]]``
+    -> integer part, fraction digits, number of fraction digits, significant fraction digits;
+    and the first bad value (-1: none)."""
+    n = ends.shape[0]
     int_part = np.empty(n, dtype=np.int64)
     frac = np.empty(n, dtype=np.int64)
     n_frac = np.empty(n, dtype=np.int64)
     sig = np.empty(n, dtype=np.int64)
+    start = 0
     for r in range(n):
         ip = 0
         fp = 0
@@ -33,10 +35,8 @@ def _scan_decimals(buf):
         sg = 0
         digits = 0
         dot = False
-        for c in range(width):
-            ch = buf[r, c]
-            if ch == 0:
-                break
+        for c in range(start, ends[r]):
+            ch = buf[c]
             if ch == 46:  # '.'
                 if dot:
                     return int_part, frac, n_frac, sig, r
@@ -62,6 +62,7 @@ def _scan_decimals(buf):
         frac[r] = fp
         n_frac[r] = nf
         sig[r] = sg
+        start = ends[r] + 1
     return int_part, frac, n_frac, sig, -1
 
 
@@ -92,14 +93,16 @@ def parse_decimals(strings: Sequence[str], what: str) -> tuple[np.ndarray, int]:
     errors."""
     if len(strings) == 0:
         return np.zeros(0, dtype=np.int64), 0
+    # One joined buffer, not an array of Python strings: 3 M values per hour of depth.
     try:
-        raw = np.array(strings, dtype=np.bytes_)
+        buf = np.frombuffer(("\n".join(strings) + "\n").encode("ascii"), dtype=np.uint8)
     except UnicodeEncodeError:
         raise ConversionError(f"{what}: non-ASCII characters in a decimal value") from None
-    if raw.itemsize == 0:
-        raise ConversionError(f"{what}: empty decimal value")
-    matrix = raw.view(np.uint8).reshape(raw.shape[0], raw.itemsize)
-    int_part, frac, n_frac, sig, bad = _scan_decimals(matrix)
+    ends = np.flatnonzero(buf == 10)
+    if ends.size != len(strings):  # a value with a line break in it
+        bad = next(i for i, text in enumerate(strings) if "\n" in text)
+    else:
+        int_part, frac, n_frac, sig, bad = _scan_decimals(buf, ends)
     if bad >= 0:
         raise ConversionError(f"{what}: not a plain decimal number: {strings[bad]!r}")
     scale = int(sig.max())

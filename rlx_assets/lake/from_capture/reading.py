@@ -22,6 +22,8 @@ class Trades:
     price: list[str] = field(default_factory=list)
     quantity: list[str] = field(default_factory=list)
     buyer_is_maker: list[bool] = field(default_factory=list)  # "m"
+    first_id: list[int] = field(default_factory=list)  # aggTrade "f"
+    last_id: list[int] = field(default_factory=list)  # aggTrade "l"
 
 
 @dataclass
@@ -103,6 +105,9 @@ def add_message(cols: Columns, channel: str, d: dict, capture_ns: int) -> bool:
         trades.price.append(d["p"])
         trades.quantity.append(d["q"])
         trades.buyer_is_maker.append(d["m"])
+        if channel == "aggTrade":
+            trades.first_id.append(d["f"])
+            trades.last_id.append(d["l"])
     elif channel == "bookTicker":
         cols.t_capture.append(capture_ns)
         cols.t_update.append(d["u"])

@@ -58,11 +58,23 @@ NS_PER_MS = 1_000_000
 # Messages of one symbol turned into columns at a time: about 15 minutes of a busy symbol.
 CHUNK_MESSAGES = 100_000
 # Row groups as pyarrow writes them by default (up to 1 Mi rows), but at most this many bytes of
-# values, so the 83 float columns of `book` stay bounded too.
+# values (524 k rows of 6 columns, 38 k of `book`'s 83), so a day's files are written in bounded
+# memory. The sample's largest table (443 k rows) still fits in one group, as it was written.
 ROW_GROUP_ROWS = 1 << 20
-ROW_GROUP_BYTES = 64 << 20
+ROW_GROUP_BYTES = 24 << 20
 # A day of one busy symbol is millions of lines: say how far the read is at most this often.
 PROGRESS_SECONDS = 5.0
+
+# Golden-only (``trade_parts=True``): each aggTrade's raw-trade range and every raw trade, with
+# quantities as sent, so the fidelity report checks aggTrade = sum of its trades without parsing
+# the captures again. aggTrades of the day by trade time; raw trades within a minute of it.
+TRADE_PARTS = "trade_parts"
+TRADE_PARTS_SCHEMA = pa.schema(
+    [pa.field("channel", pa.string()), pa.field("id", pa.int64()),
+     pa.field("first_id", pa.int64()), pa.field("last_id", pa.int64()),
+     pa.field("trade_time", pa.int64()), pa.field("quantity", pa.string())]
+)  # fmt: skip
+_RAW_TRADE_MARGIN_NS = 60 * 1_000_000_000
 
 _LEVEL_1_SPILL = pa.schema(
     [pa.field("event_ms", pa.int64())]
@@ -145,7 +157,10 @@ class _DayFile:
 class _SymbolTables:
     """The vendor's tables of one market and symbol, built chunk by chunk."""
 
-    def __init__(self, market: str, lake: LakeMarket, days: Collection[dt.date] | None, spill):
+    def __init__(
+        self, market: str, lake: LakeMarket, days: Collection[dt.date] | None, spill,
+        trade_parts: bool,
+    ):  # fmt: skip
         self.market, self.lake = market, lake
         self.day_numbers = None if days is None else {(d - dt.date(1970, 1, 1)).days for d in days}
         self.cols = Columns()
@@ -162,6 +177,8 @@ class _SymbolTables:
             "book_delta_v2": _Spill(spill("book_delta_v2"), VENDOR_SCHEMAS["book_delta_v2"]),
             "level_1": _Spill(spill("level_1"), _LEVEL_1_SPILL),
         }
+        if trade_parts:
+            self.spills[TRADE_PARTS] = _Spill(spill(TRADE_PARTS), TRADE_PARTS_SCHEMA)
 
     def add(self, file_index: int, channel: str, record: CaptureRecord) -> bool:
         self.files.setdefault(file_index, None)
@@ -178,6 +195,8 @@ class _SymbolTables:
         for channel, trades in cols.trades.items():
             columns = trades_columns(trades, key)
             self.spills[f"trades.{channel}"].append(columns, self._in_days(columns["timestamp"]))
+        if TRADE_PARTS in self.spills:
+            self._spill_trade_parts(cols)
         level_1 = level_1_columns(cols, key)
         if level_1 is not None:
             self.level_1_event_time_missing |= bool((level_1["event_ms"] < 0).any())
@@ -197,6 +216,23 @@ class _SymbolTables:
         if book is not None:
             self.spills["book"].append(book, self._in_days(book["timestamp"]))
 
+    def _spill_trade_parts(self, cols: Columns) -> None:
+        for channel, trades in cols.trades.items():
+            times = np.asarray(trades.trade_ms, dtype=np.int64) * NS_PER_MS
+            ids = np.asarray(trades.trade_id, dtype=np.int64)
+            if channel == "aggTrade":
+                first, last, keep = trades.first_id, trades.last_id, self._in_days(times)
+            else:
+                first = last = [-1] * len(ids)
+                keep = self._in_days(times - _RAW_TRADE_MARGIN_NS, times + _RAW_TRADE_MARGIN_NS)
+            columns = {
+                "channel": np.full(len(ids), channel, dtype=object), "id": ids,
+                "first_id": np.asarray(first, dtype=np.int64),
+                "last_id": np.asarray(last, dtype=np.int64), "trade_time": times,
+                "quantity": np.asarray(trades.quantity, dtype=object),
+            }  # fmt: skip
+            self.spills[TRADE_PARTS].append(columns, keep)
+
     def _in_days(self, *timestamps: np.ndarray) -> np.ndarray | None:
         if self.day_numbers is None:
             return None
@@ -214,6 +250,7 @@ def convert_captures(
     days: Collection[dt.date] | None = None,
     checksums: Mapping[str, str] | None = None,
     observer: CaptureObserver | None = None,
+    trade_parts: bool = False,
 ) -> list[Path]:
     """Convert Binance capture files into Crypto Lake's raw layout below ``out_dir``.
 
@@ -223,13 +260,15 @@ def convert_captures(
     of a converted symbol still goes through the book, so a day starts from the book before it.
     ``checksums`` (file name -> SHA-256, e.g. already verified against sidecars) saves hashing
     the files again for the metadata; ``observer`` is fed every message once, as read, then the
-    files' line counts (the golden analysis walks the day in the same pass). Returns the
-    written files. Raises
+    files' line counts (the golden analysis walks the day in the same pass); ``trade_parts``
+    also writes the golden-only ``trade_parts`` table of each day. Returns the written files. Raises
     ``CaptureFormatError`` / ``ConversionError`` (both ValueError) with messages naming the
     file, ``FileNotFoundError`` for missing inputs and ValueError for unknown symbols; nothing
     is written then. ``log`` receives progress lines (the CLI prints them to stderr).
     """
     log = log or (lambda _message: None)
+    if trade_parts and (days is None or len(days) != 1):
+        raise ValueError("trade_parts are written for one day at a time")
     if market not in MARKETS:
         raise ConversionError(f"unknown market {market!r}; expected one of {MARKETS}")
     unique: dict[Path, None] = {}
@@ -242,7 +281,7 @@ def convert_captures(
         raise ConversionError("no capture files given")
     files = list(unique)
     with tempfile.TemporaryDirectory(prefix=".spill-", dir=_spill_parent(Path(out_dir))) as tmp:
-        groups, stats = _read(files, market, log, symbols, days, Path(tmp), observer)
+        groups, stats = _read(files, market, log, symbols, days, Path(tmp), observer, trade_parts)
         if observer is not None:
             observer.finish(stats)
         return _write(groups, files, stats, Path(out_dir), checksums or {}, log)
@@ -253,7 +292,7 @@ def _spill_parent(out_dir: Path) -> Path:
     return out_dir
 
 
-def _read(files, market_arg, log, symbols, days, spill_dir, observer):
+def _read(files, market_arg, log, symbols, days, spill_dir, observer, trade_parts):
     total_mb = sum(p.stat().st_size for p in files) / 1e6
     log(f"reading {len(files)} file(s), {total_mb:.1f} MB, in receive order")
     file_markets = [detect_market(path, market_arg) for path in files]
@@ -287,7 +326,11 @@ def _read(files, market_arg, log, symbols, days, spill_dir, observer):
             lake = lake_market(symbol, file_market)  # ValueError: unknown symbol
             name = f"{len(groups)}"
             tables = groups[gkey] = _SymbolTables(
-                file_market, lake, days, lambda table, n=name: spill_dir / f"{n}.{table}.arrow"
+                file_market,
+                lake,
+                days,
+                lambda table, n=name: spill_dir / f"{n}.{table}.arrow",
+                trade_parts,
             )
         try:
             if not tables.add(index, channel, record):
@@ -332,7 +375,8 @@ def _write(groups, files, stats, out_dir, checksums, log) -> list[Path]:
         }
         for name, spill, table_meta, timestamp in _tables_to_write(tables, lake.key, log):
             for date, rows, dest in _write_days(name, spill, timestamp, lake, out_dir,
-                                                {**metadata, **table_meta}):  # fmt: skip
+                                                {**metadata, **table_meta},
+                                                tables.day_numbers):  # fmt: skip
                 log(f"wrote {name} {lake.key} {date}: {rows} rows")
                 written.append(dest)
     return written
@@ -361,6 +405,10 @@ def _tables_to_write(tables: _SymbolTables, key: str, log):
         source = "exchange_time" if exchange_time else "receive_time"
         out.append(("level_1", level_1, {"rlx.level_1_timestamp_source": source},
                     _level_1_timestamp(exchange_time)))  # fmt: skip
+    if TRADE_PARTS in spills and spills[TRADE_PARTS].rows:
+        (day,) = tables.day_numbers  # one day: raw trades of its margins go to its file too
+        out.append((TRADE_PARTS, spills[TRADE_PARTS], {},
+                    lambda batch: np.full(batch.num_rows, day * NS_PER_DAY)))  # fmt: skip
     have = [ch for ch in ("aggTrade", "trade") if spills[f"trades.{ch}"].rows]
     if have:
         if len(have) > 1:
@@ -383,10 +431,10 @@ def _level_1_timestamp(exchange_time: bool):
     return timestamp
 
 
-def _write_days(name, spill, timestamp_of, market, out_dir, metadata):
-    """Stream ``spill`` into one Parquet file per UTC day (by ``timestamp_of``); returns
-    (date, rows, path) per file, in date order."""
-    schema = VENDOR_SCHEMAS[name]
+def _write_days(name, spill, timestamp_of, market, out_dir, metadata, day_numbers):
+    """Stream ``spill`` into one Parquet file per UTC day (by ``timestamp_of``; only
+    ``day_numbers`` unless None); returns (date, rows, path) per file, in date order."""
+    schema = TRADE_PARTS_SCHEMA if name == TRADE_PARTS else VENDOR_SCHEMAS[name]
     schema = schema.with_metadata({**metadata, "rlx.table": name})
     with contextlib.ExitStack() as stack:
         days: dict[int, tuple[_DayFile, Path]] = {}
@@ -398,6 +446,8 @@ def _write_days(name, spill, timestamp_of, market, out_dir, metadata):
             )  # fmt: skip
             day_index = timestamp // NS_PER_DAY
             for day in np.unique(day_index).tolist():
+                if day_numbers is not None and day not in day_numbers:
+                    continue
                 if day not in days:
                     date = dt.date(1970, 1, 1) + dt.timedelta(days=day)
                     rel = lake_relative_path(name, market.exchange, market.symbol, date)
