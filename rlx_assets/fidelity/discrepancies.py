@@ -123,19 +123,44 @@ def trade_discrepancies(lake: pl.DataFrame, golden: pl.DataFrame) -> pl.DataFram
 
 
 # --- book_delta_v2: updates, their rows, silences -------------------------------------------------
-def _deltas(frame: pl.DataFrame) -> pl.DataFrame:
+def _deltas(frame: pl.LazyFrame) -> pl.LazyFrame:
+    schema = frame.collect_schema()
     return frame.select(
-        to_ns("timestamp", frame.schema["timestamp"]), pl.col("sequence_number").cast(pl.Int64),
+        to_ns("timestamp", schema["timestamp"]), pl.col("sequence_number").cast(pl.Int64),
         pl.col("side_is_bid"), pl.col("price").cast(pl.Float64), pl.col("size").cast(pl.Float64),
     )  # fmt: skip
 
 
-def _updates(deltas: pl.DataFrame) -> pl.DataFrame:
+def _updates(deltas: pl.LazyFrame) -> pl.DataFrame:
+    """One row per update (sequence number): a day's ~1 M, from its ~30 M rows, streamed."""
     return (
         deltas.group_by("sequence_number")
         .agg(pl.col("timestamp").min().alias("time"), pl.len().alias("rows"))
         .sort("sequence_number")
+        .collect(engine="streaming")
     )
+
+
+# Rows of one side compared at a time: a day is compared window by window of sequence numbers
+# (every row of a sequence number in one window), so memory does not grow with the day.
+WINDOW_ROWS = 2_000_000
+
+
+def _sequence_windows(updates: pl.DataFrame) -> list[tuple[int, int]]:
+    """(first, last) sequence numbers of consecutive windows of about ``WINDOW_ROWS`` rows;
+    ``updates``: ``sequence_number`` (sorted) and its ``rows``."""
+    if updates.height == 0:
+        return []
+    windows = (
+        updates.with_columns(((pl.col("rows").cum_sum() - 1) // WINDOW_ROWS).alias("_w"))
+        .group_by("_w", maintain_order=True)
+        .agg(pl.col("sequence_number").first().alias("lo"), pl.col("sequence_number").last())
+    )
+    return list(zip(windows["lo"].to_list(), windows["sequence_number"].to_list(), strict=True))
+
+
+def _in_window(frame: pl.LazyFrame, lo: int, hi: int) -> pl.DataFrame:
+    return frame.filter(pl.col("sequence_number").is_between(lo, hi)).collect()
 
 
 def _ranges(only: pl.DataFrame, order: pl.DataFrame) -> pl.DataFrame:
@@ -157,14 +182,15 @@ def _ranges(only: pl.DataFrame, order: pl.DataFrame) -> pl.DataFrame:
 
 
 def delta_discrepancies(
-    lake: pl.DataFrame, golden: pl.DataFrame, *, time_gap_bound_s: float
-) -> pl.DataFrame:
+    lake: pl.DataFrame | pl.LazyFrame, golden: pl.DataFrame | pl.LazyFrame, *,
+    time_gap_bound_s: float,
+) -> pl.DataFrame:  # fmt: skip
     """Lake ``book_delta_v2`` against the golden recording's, over the sequence range both
-    cover."""
-    if lake.height == 0 or golden.height == 0:
-        return empty()
-    ld, gd = _deltas(lake), _deltas(golden)
+    cover. Frames or lazy scans (a day's files are read window by window)."""
+    ld, gd = _deltas(lake.lazy()), _deltas(golden.lazy())
     lu, gu = _updates(ld), _updates(gd)
+    if lu.height == 0 or gu.height == 0:
+        return empty()
     lo = max(lu["sequence_number"].min(), gu["sequence_number"].min())
     hi = min(lu["sequence_number"].max(), gu["sequence_number"].max())
     window = pl.col("sequence_number").is_between(lo, hi)
@@ -183,10 +209,18 @@ def delta_discrepancies(
 
 
 def _update_row_mismatches(ld, gd, lu_w, gu_w) -> pl.DataFrame:
-    common = lu_w.join(gu_w, on="sequence_number", how="semi").select("sequence_number")
+    common = lu_w.join(gu_w, on="sequence_number", how="semi").select("sequence_number", "rows")
+    parts = [
+        _window_row_mismatches(_in_window(ld, lo, hi), _in_window(gd, lo, hi), common)
+        for lo, hi in _sequence_windows(common)
+    ]
+    return pl.concat(parts) if parts else empty()
+
+
+def _window_row_mismatches(ld, gd, common) -> pl.DataFrame:
     keys = ["sequence_number", "side_is_bid", "price"]
-    lr = ld.join(common, on="sequence_number", how="semi")
-    gr = gd.join(common, on="sequence_number", how="semi")
+    lr = ld.join(common.select("sequence_number"), on="sequence_number", how="semi")
+    gr = gd.join(common.select("sequence_number"), on="sequence_number", how="semi")
     both = lr.join(gr, on=keys, how="full", coalesce=True, suffix="_golden")
     differs = both.filter(
         pl.col("size").is_null()
@@ -254,10 +288,26 @@ _LEVEL_COLUMNS = [
 _TOP = ["bid_0_price", "bid_0_size", "ask_0_price", "ask_0_size"]
 
 
-def book_row_discrepancies(lake: pl.DataFrame, golden: pl.DataFrame) -> pl.DataFrame:
+def book_row_discrepancies(
+    lake: pl.DataFrame | pl.LazyFrame, golden: pl.DataFrame | pl.LazyFrame
+) -> pl.DataFrame:
     """The vendor's book rows against the golden book's with the same sequence number (the
     n-th row of a repeated number pairs with the n-th): a different best bid/ask is a
-    ``top_of_book_mismatch``, a difference deeper down a ``book_mismatch``."""
+    ``top_of_book_mismatch``, a difference deeper down a ``book_mismatch``. Frames or lazy
+    scans (a day's files are read window by window)."""
+    lake, golden = lake.lazy(), golden.lazy()
+    counts = (
+        lake.group_by("sequence_number").agg(pl.len().alias("rows")).sort("sequence_number")
+        .collect(engine="streaming")
+    )  # fmt: skip
+    parts = [
+        _window_book_rows(_in_window(lake, lo, hi), _in_window(golden, lo, hi))
+        for lo, hi in _sequence_windows(counts)
+    ]
+    return pl.concat(parts) if parts else empty()
+
+
+def _window_book_rows(lake: pl.DataFrame, golden: pl.DataFrame) -> pl.DataFrame:
     if lake.height == 0 or golden.height == 0:
         return empty()
 

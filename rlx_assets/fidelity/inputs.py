@@ -27,7 +27,8 @@ DELTA_COLUMNS = ("timestamp", "sequence_number")
 
 
 class Inputs:
-    """Lazily read, cached inputs."""
+    """The report's inputs, read when a metric asks (the reconstruction's updates and trades,
+    which several metrics use, are kept once read)."""
 
     def __init__(self, recon: Path, vendor: dict[str, Path], golden: dict[str, Path]):
         self.recon, self.vendor_files, self.golden_files = recon, vendor, golden
@@ -45,9 +46,13 @@ class Inputs:
             self._cache[key] = load()
         return self._cache[key]
 
+    # Vendor and golden frames are read for each metric and released after it: a day's files
+    # held for the whole report would be gigabytes.
     def vendor(self, table: str, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
-        path = self.vendor_path(table)
-        return self._read(("vendor", table, columns), lambda: _read(path, columns))
+        return _read(self.vendor_path(table), columns)
+
+    def vendor_scan(self, table: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.vendor_path(table))
 
     def vendor_path(self, table: str) -> Path:
         if table not in self.vendor_files:
@@ -55,10 +60,15 @@ class Inputs:
         return Path(self.vendor_files[table])
 
     def golden(self, table: str, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
+        return _read(self.golden_path(table), columns)
+
+    def golden_scan(self, table: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.golden_path(table))
+
+    def golden_path(self, table: str) -> Path:
         if table not in self.golden_files:
             raise NotComputable(f"no golden {table} file given")
-        path = self.golden_files[table]
-        return self._read(("golden", table, columns), lambda: _read(path, columns))
+        return Path(self.golden_files[table])
 
     def stream(self) -> pl.LazyFrame:
         path = self.recon / STREAM_FILE

@@ -248,13 +248,13 @@ def locate_lake_vs_golden(inputs: Inputs, th: FidelityThresholds) -> pl.DataFram
         )
     if "book_delta_v2" in both:
         parts.append(discrepancies.delta_discrepancies(
-            inputs.vendor("book_delta_v2"), inputs.golden("book_delta_v2"),
+            inputs.vendor_scan("book_delta_v2"), inputs.golden_scan("book_delta_v2"),
             time_gap_bound_s=th.time_gap_bound_s,
         ))  # fmt: skip
     if "book" in both:
-        parts.append(
-            discrepancies.book_row_discrepancies(inputs.vendor("book"), inputs.golden("book"))
-        )
+        parts.append(discrepancies.book_row_discrepancies(
+            inputs.vendor_scan("book"), inputs.golden_scan("book")
+        ))  # fmt: skip
     return pl.concat(parts).sort("time", "kind", "id")
 
 

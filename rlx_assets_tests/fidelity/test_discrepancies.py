@@ -11,6 +11,7 @@ import shutil
 import polars as pl
 import pytest
 
+from rlx_assets.fidelity import discrepancies
 from rlx_assets.fidelity.discrepancies import FILE_NAME, KINDS
 from rlx_assets.fidelity.markdown import JSON_NAME, MARKDOWN_NAME
 from rlx_assets.fidelity.report import build_fidelity_report
@@ -193,3 +194,32 @@ def test_without_a_reconstruction_the_lake_vs_golden_diagnosis_is_still_written(
     assert data["reconstruction_certified"] is False
     assert set(KINDS) >= set(found["kind"])
     shutil.rmtree(tmp_path / "report")
+
+
+@pytest.mark.parametrize(
+    ("table", "size"), [("book_delta_v2", "size"), ("book", "bid_3_size")]
+)  # fmt: skip
+def test_a_day_compared_window_by_window_finds_what_the_whole_comparison_finds(
+    sample_lake, monkeypatch, table, size
+):
+    """A day's files are compared in windows of sequence numbers (bounded memory): on the real
+    sample with every 97th row's size doubled and every 501st row dropped on the golden side,
+    ~240-row windows locate exactly the rows one whole-file comparison does."""
+    lake = pl.read_parquet(SPOT_0808.file(sample_lake, table))
+    row = pl.int_range(pl.len())
+    golden = lake.with_columns(
+        pl.when(row % 97 == 0).then(pl.col(size) * 2).otherwise(pl.col(size)).alias(size)
+    ).filter(row % 501 != 250)
+    compare = {
+        "book_delta_v2": lambda a, b: discrepancies.delta_discrepancies(
+            a, b, time_gap_bound_s=FidelityThresholds().time_gap_bound_s
+        ),
+        "book": discrepancies.book_row_discrepancies,
+    }[table]
+    order = ["time", "kind", "id", "lake", "golden"]
+    monkeypatch.setattr(discrepancies, "WINDOW_ROWS", 10**12)
+    whole = compare(lake, golden).sort(order)
+    monkeypatch.setattr(discrepancies, "WINDOW_ROWS", 240)
+    windowed = compare(lake.lazy(), golden.lazy()).sort(order)
+    assert whole.height > 30
+    assert windowed.equals(whole)
