@@ -120,7 +120,9 @@ def test_kernel_agrees_with_reference_after_every_diff(sample_lake, market, top_
         reference.apply_rows(zip(bid_l[sl], tick_l[sl], lots_l[sl], strict=True))
         for j in range(start, end):
             ours = (kernel.bid_sizes if bid_l[j] else kernel.ask_sizes)[tick_l[j] - base]
-            assert ours == (reference.bids if bid_l[j] else reference.asks).get(tick_l[j], 0), j
+            assert ours == (reference.bids if bid_l[j] else reference.asks).sizes.get(
+                tick_l[j], 0
+            ), j
         bb, ba = kernel.best_bid, kernel.best_ask
         assert reference.best_bid() == (bb, kernel.bid_sizes[bb - base]), e
         assert reference.best_ask() == (ba, kernel.ask_sizes[ba - base]), e
