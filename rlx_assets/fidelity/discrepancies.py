@@ -143,7 +143,7 @@ def _updates(deltas: pl.LazyFrame) -> pl.DataFrame:
 
 # Rows of one side compared at a time: a day is compared window by window of sequence numbers
 # (every row of a sequence number in one window), so memory does not grow with the day.
-WINDOW_ROWS = 2_000_000
+WINDOW_ROWS = 500_000
 
 
 def _sequence_windows(updates: pl.DataFrame) -> list[tuple[int, int]]:
