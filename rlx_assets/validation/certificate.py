@@ -290,7 +290,15 @@ def certificate_problems(
     day = day or dt.date.fromisoformat(certificate.get("date", "1970-01-01"))
     problems = signature_problems(certificate, certificate_key())
     problems += partition_problems(layout, certificate, market, day)
-    for table in certificate.get("required_tables", REQUIRED_TABLES):
+    # The tables to check come from the code, never from the file being checked; a table the
+    # file lists besides them is checked too (verified_certificate hands out every listed one).
+    if certificate.get("required_tables") != list(REQUIRED_TABLES):
+        problems.append(
+            f"required tables {certificate.get('required_tables')} differ from "
+            f"{list(REQUIRED_TABLES)}"
+        )
+    listed = [t for t in certificate.get("tables", {}) if t not in REQUIRED_TABLES]
+    for table in (*REQUIRED_TABLES, *listed):
         entry = certificate.get("tables", {}).get(table)
         if entry is None:
             problems.append(f"{table}: missing from the certificate")

@@ -166,3 +166,27 @@ def test_the_key_never_appears_in_files_logs_metadata_or_errors(signed_root, sig
     message = refusal(signed)
     check = certificate_check_result(signed, SPOT, DAY8)
     assert KEY not in message and KEY not in str(check.metadata)
+
+
+def test_a_certificate_cannot_shrink_its_own_list_of_required_tables(unsigned):
+    """Edited to require no table and to drop one, an unsigned certificate must not pass:
+    the tables to check come from the code."""
+
+    def drop_book(certificate):
+        certificate["required_tables"] = []
+        del certificate["tables"]["book"]
+
+    edit_certificate(unsigned, SPOT, DAY8, drop_book)
+    message = refusal(unsigned)
+    assert "book: missing from the certificate" in message
+    assert "required tables [] differ from ['trades', 'book', 'book_delta_v2']" in message
+
+
+def test_a_table_listed_besides_the_required_ones_is_verified_too(unsigned):
+    """verified_certificate hands out every listed table: an extra one, pointing at a file that
+    is not what it claims, is refused like a required one."""
+    trades = load_certificate(unsigned, SPOT, DAY8)["tables"]["trades"]
+    edit_certificate(
+        unsigned, SPOT, DAY8, lambda c: c["tables"].update(level_1={**trades, "sha256": "0" * 64})
+    )
+    assert "level_1: " in refusal(unsigned)
