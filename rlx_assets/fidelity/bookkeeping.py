@@ -83,8 +83,9 @@ class MetricRecorder:
             "market": market,
             "date": day.isoformat(),
             "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "passed": all(c["passed"] for c in evidence),
-            "blocking_passed": all(c["passed"] for c in blocking),
+            # No independent evidence is no verdict (null), never a pass.
+            "passed": all(c["passed"] for c in evidence) if evidence else None,
+            "blocking_passed": all(c["passed"] for c in blocking) if blocking else None,
             "evidence": sorted(n for n, c in self.checks.items() if c["independent"]),
             "identity_checks": sorted(
                 n

@@ -90,6 +90,7 @@ class Provenance:
     identical_tables: list[str] = field(default_factory=list)  # byte-identical lake = golden
     vendor_book_builder: str | None = None  # None: not ours (e.g. Crypto Lake's own rows)
     vendor_book_converter_version: str | None = None
+    unreadable: list[str] = field(default_factory=list)  # files whose metadata could not be read
 
     @property
     def shared_sources(self) -> list[str]:
@@ -102,6 +103,11 @@ class Provenance:
     def independence(self, metric: str) -> tuple[bool, str]:
         """(independent, why) of one metric."""
         kind = BASIS.get(metric, ("", "single"))[1]
+        if kind in ("trades", "book") and self.unreadable:
+            return False, (
+                "provenance unknown: the metadata of "
+                f"{', '.join(self.unreadable)} could not be read, so the sides may be one source"
+            )
         if kind == "trades":
             if self.same_recording:
                 what = (
@@ -147,15 +153,21 @@ class Provenance:
             "golden_sources": sorted(self.golden_sources.values()),
             "vendor_book_builder": self.vendor_book_builder,
             "vendor_book_converter_version": self.vendor_book_converter_version,
+            "unreadable": self.unreadable,
         }
 
 
+class UnreadableMetadata(ValueError):
+    """A file whose provenance cannot be told: unknown is not independent."""
+
+
 def file_metadata(path: Path) -> dict[str, str]:
-    """The ``rlx.*`` key-value metadata of a Parquet file ({} when absent or unreadable)."""
+    """The ``rlx.*`` key-value metadata of a Parquet file ({} when it has none); raises
+    ``UnreadableMetadata`` when the file's footer cannot be read."""
     try:
         raw = pq.read_schema(path).metadata or {}
-    except (OSError, ValueError):
-        return {}
+    except (OSError, ValueError) as error:
+        raise UnreadableMetadata(f"{Path(path).name}: {error}") from None
     return {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"rlx.")}
 
 
@@ -167,7 +179,7 @@ def source_checksums(path: Path) -> dict[str, str]:
     try:
         return {s["sha256"]: s["name"] for s in json.loads(text)}
     except (ValueError, KeyError, TypeError):
-        return {}
+        raise UnreadableMetadata(f"{Path(path).name}: rlx.source_files is not readable") from None
 
 
 def detect_provenance(
@@ -176,17 +188,19 @@ def detect_provenance(
     """Compare the source checksums (and the bytes) of the lake's files and the golden lake's."""
     golden_files = golden_files or {}
     prov = Provenance()
-    for path in vendor_files.values():
-        prov.lake_sources.update(source_checksums(Path(path)))
-    for path in golden_files.values():
-        prov.golden_sources.update(source_checksums(Path(path)))
+    for sources, files in ((prov.lake_sources, vendor_files), (prov.golden_sources, golden_files)):
+        for path in files.values():
+            try:
+                sources.update(source_checksums(Path(path)))
+            except UnreadableMetadata:
+                prov.unreadable.append(Path(path).name)
     for table in sorted(vendor_files.keys() & golden_files.keys()):
         a, b = Path(vendor_files[table]), Path(golden_files[table])
         same_size = a.is_file() and b.is_file() and a.stat().st_size == b.stat().st_size
         if same_size and sha256_file(a) == sha256_file(b):
             prov.identical_tables.append(table)
     book = vendor_files.get("book")
-    if book is not None:
+    if book is not None and Path(book).name not in prov.unreadable:
         meta = file_metadata(Path(book))
         prov.vendor_book_converter_version = meta.get("rlx.converter_version")
         prov.vendor_book_builder = meta.get("rlx.book_builder")

@@ -15,8 +15,9 @@ computed from what is given is listed in ``not_computed`` with the reason.
 
 Verdicts: ``checks`` holds every judged figure with its threshold and a severity: ``error``
 for book and top-of-book agreement (a failure means the stream must not be used), ``warn``
-for the rest (drift, not corruption). ``passed`` is true when every computed check passed,
-``blocking_passed`` when every computed ``error`` check did.
+for the rest (drift, not corruption). ``passed`` is true when every computed check that is
+independent evidence passed, ``blocking_passed`` when every such ``error`` check did; either is
+null when there is no such check (no evidence is no verdict).
 """
 
 from __future__ import annotations

@@ -397,3 +397,37 @@ def test_a_vendor_book_built_by_the_kernel_is_an_identity_check(recon, sample_la
 def _copy_metadata(source, target) -> None:
     table = pq.read_table(target)
     pq.write_table(table.replace_schema_metadata(pq.read_schema(source).metadata), target)
+
+
+def test_no_evidence_is_no_verdict(recon, tmp_path):
+    """Nothing computable (no vendor file, no golden samples): the report says so, with a
+    null verdict, never a pass."""
+    data = build_fidelity_report(
+        market=SPOT_0809.market, day=SPOT_0809.day, reconstruction_dir=recon[SPOT_0809.key],
+        vendor_files={}, golden_files=None, golden_captures=None,
+        out_dir=tmp_path / "report", thresholds=FidelityThresholds(**FAST),
+    )  # fmt: skip
+    assert data["evidence"] == []
+    assert data["passed"] is None and data["blocking_passed"] is None
+    assert data["reconstruction_certified"] is False
+    assert "Overall: n/a" in (tmp_path / "report" / "fidelity.md").read_text()
+
+
+def test_unreadable_provenance_is_not_independent(recon, sample_lake, tmp_path):
+    """Golden trades whose provenance metadata cannot be read may come from the lake's own
+    recording: the trade figures are not counted as evidence."""
+    golden = SPOT_0809.files(sample_lake, GOLDEN_TABLES)
+    table = pq.read_table(golden["trades"])
+    meta = {**table.schema.metadata, b"rlx.source_files": b"{not json"}
+    golden["trades"] = tmp_path / "trades.parquet"
+    pq.write_table(table.replace_schema_metadata(meta), golden["trades"])
+    data = build_fidelity_report(
+        market=SPOT_0809.market, day=SPOT_0809.day, reconstruction_dir=recon[SPOT_0809.key],
+        vendor_files=SPOT_0809.files(sample_lake, VENDOR_TABLES),
+        golden_files={"trades": golden["trades"]}, golden_captures=None,
+        out_dir=tmp_path / "report", thresholds=FidelityThresholds(**FAST),
+    )  # fmt: skip
+    assert data["provenance"]["unreadable"] == ["trades.parquet"]
+    assert data["figures"]["trade_agreement"]["independent"] is False
+    assert "provenance unknown" in data["figures"]["trade_agreement"]["independent_reason"]
+    assert "trade_agreement" not in data["evidence"]

@@ -115,14 +115,22 @@ def book_agreement(
     if v_keys.height == 0:
         raise NotComputable("the vendor book file has no rows")
     o_keys = _with_occurrence(o_lf.select("sequence_number", *extra).with_row_index("o_row"))
-    pairs = v_keys.join(o_keys.collect(), on=["sequence_number", "_occurrence"], how="inner")
+    o_keys = o_keys.collect()
+    pairs = v_keys.join(o_keys, on=["sequence_number", "_occurrence"], how="inner")
+    # A vendor row the reconstruction has no row for is a mismatch, not a row left out (after
+    # the seed, where our book is known).
+    unpaired = v_keys.join(o_keys, on=["sequence_number", "_occurrence"], how="anti")
     seq = pairs["sequence_number"]
     if seed_sequence is not None:
         keep = seq > seed_sequence if started_cold else seq >= seed_sequence
+        known = pl.col("sequence_number")
+        known = known > seed_sequence if started_cold else known >= seed_sequence
+        unpaired = unpaired.filter(known)
     else:  # rows where our book was known
         has_book = pl.col("bid_0_price").is_not_null() | pl.col("ask_0_price").is_not_null()
         keep = o_lf.select(has_book).collect().to_series().gather(pairs["o_row"])
     pairs = pairs.filter(keep).sort("v_row")
+    unpaired = unpaired.sort("v_row")
     floor = None if known_bid_floor is None else round(known_bid_floor * 10**ps)
     ceiling = None if known_ask_ceiling is None else round(known_ask_ceiling * 10**ps)
 
@@ -173,9 +181,16 @@ def book_agreement(
             known = theirs.is_not_null().to_numpy()
             same = theirs.to_numpy()[known].astype(bool) == row_eq[known]
             agrees_with_reconstruction = agrees_with_reconstruction and bool(same.all())
+    n += unpaired.height
+    for row in unpaired.head(max(max_listed - len(mismatches), 0)).iter_rows(named=True):
+        mismatches.append({
+            "sequence_number": int(row["sequence_number"]), "timestamp": iso(int(row["timestamp"])),
+            "side": None, "problem": "no reconstruction row for this vendor row",
+        })  # fmt: skip
     agreement = share_of(consistent_rows, n)
     return {
         "vendor_rows": v_keys.height,
+        "rows_without_reconstruction": unpaired.height,
         "rows_paired": int(keep.len()),
         "rows_not_compared": int(keep.len() - n),
         "rows_compared": n,

@@ -114,3 +114,27 @@ def test_top_of_book_needs_tickers(recon, sample_lake):
     empty = pl.read_parquet(SPOT_0809.file(sample_lake, "level_1")).clear()
     with pytest.raises(NotComputable, match="no rows"):
         top_of_book_agreement(updates, empty, min_share=0.999)
+
+
+def test_vendor_rows_the_reconstruction_lacks_count_as_mismatches(recon, sample_lake, tmp_path):
+    """Every 10th row of the reconstruction's vendor snapshots dropped: those vendor rows have
+    nothing to be compared with, so the agreement falls by their share instead of ignoring them."""
+    recon_dir = recon[SPOT_0809.key]
+    whole = _book(recon_dir, sample_lake, SPOT_0809)
+    thinned = tmp_path / "recon"
+    thinned.mkdir()
+    for path in recon_dir.iterdir():
+        (thinned / path.name).write_bytes(path.read_bytes())
+    snapshots = pl.read_parquet(recon_dir / "snapshots_vendor.parquet")
+    kept = snapshots.filter(pl.int_range(pl.len()) % 10 != 5)
+    table = kept.to_arrow().replace_schema_metadata(
+        pq.read_schema(recon_dir / "snapshots_vendor.parquet").metadata
+    )
+    pq.write_table(table, thinned / "snapshots_vendor.parquet")
+    book = _book(thinned, sample_lake, SPOT_0809)
+    dropped = snapshots.height - kept.height
+    assert book["rows_without_reconstruction"] == dropped > 300
+    assert book["rows_compared"] == whole["rows_compared"]
+    assert book["rows_consistent"] == whole["rows_consistent"] - dropped
+    assert not book["passed"]
+    assert book["first_mismatches"][0]["problem"] == "no reconstruction row for this vendor row"
