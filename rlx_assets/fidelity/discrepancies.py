@@ -146,13 +146,15 @@ def _updates(deltas: pl.LazyFrame) -> pl.DataFrame:
 WINDOW_ROWS = 500_000
 
 
-def _sequence_windows(updates: pl.DataFrame) -> list[tuple[int, int]]:
-    """(first, last) sequence numbers of consecutive windows of about ``WINDOW_ROWS`` rows;
-    ``updates``: ``sequence_number`` (sorted) and its ``rows``."""
+def _sequence_windows(updates: pl.DataFrame, columns: int = 5) -> list[tuple[int, int]]:
+    """(first, last) sequence numbers of consecutive windows of about ``WINDOW_ROWS`` rows of
+    5 columns (fewer rows of wider tables); ``updates``: ``sequence_number`` (sorted) and its
+    ``rows``."""
     if updates.height == 0:
         return []
+    window_rows = max(WINDOW_ROWS * 5 // columns, 1)
     windows = (
-        updates.with_columns(((pl.col("rows").cum_sum() - 1) // WINDOW_ROWS).alias("_w"))
+        updates.with_columns(((pl.col("rows").cum_sum() - 1) // window_rows).alias("_w"))
         .group_by("_w", maintain_order=True)
         .agg(pl.col("sequence_number").first().alias("lo"), pl.col("sequence_number").last())
     )
@@ -302,7 +304,7 @@ def book_row_discrepancies(
     )  # fmt: skip
     parts = [
         _window_book_rows(_in_window(lake, lo, hi), _in_window(golden, lo, hi))
-        for lo, hi in _sequence_windows(counts)
+        for lo, hi in _sequence_windows(counts, columns=2 + len(_LEVEL_COLUMNS))
     ]
     return pl.concat(parts) if parts else empty()
 

@@ -22,8 +22,6 @@ from rlx_assets.stats.agreement import NotComputable, book_updates, day_bounds, 
 
 VENDOR_TABLES = ("trades", "book", "book_delta_v2")
 GOLDEN_TABLES = ("trades", "book_delta_v2", "level_1")
-TIME_COLUMNS = ("timestamp", "receipt_timestamp")
-DELTA_COLUMNS = ("timestamp", "sequence_number")
 
 
 class Inputs:

@@ -80,7 +80,9 @@ def book_figures(inputs: Inputs, th: FidelityThresholds, mismatch_rows: list | N
     return figures
 
 
-def origin_figures(frame: pl.DataFrame, day: dt.date, th: FidelityThresholds) -> dict:
+def origin_figures(
+    frame: pl.DataFrame | pl.LazyFrame, day: dt.date, th: FidelityThresholds
+) -> dict:
     """Origin-time validity of one file under the report's thresholds."""
     return origin_time_validity(
         frame, day, negative_latency_bound_s=th.negative_latency_bound_s,

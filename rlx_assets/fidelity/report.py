@@ -35,9 +35,7 @@ from rlx_assets.capture.reader import CaptureFormatError, stream_channel
 from rlx_assets.fidelity import discrepancies
 from rlx_assets.fidelity.bookkeeping import MetricRecorder, certified, json_default
 from rlx_assets.fidelity.inputs import (
-    DELTA_COLUMNS,
     GOLDEN_TABLES,
-    TIME_COLUMNS,
     VENDOR_TABLES,
     Inputs,
     capture_trades,
@@ -113,14 +111,14 @@ def build_fidelity_report(
     for table in VENDOR_TABLES:
         report.run(
             f"origin_time.lake.{table}", "warn",
-            lambda t=table: origin_figures(inputs.vendor(t, TIME_COLUMNS), day, th),
+            lambda t=table: origin_figures(inputs.vendor_scan(t), day, th),
             store=("origin_time", "lake", table),
         )  # fmt: skip
     report.data["sequence_gaps"] = {}
     report.run(
         "sequence_gaps.lake", "warn",
         lambda: lake_sequence_gaps(
-            inputs.vendor("book_delta_v2", DELTA_COLUMNS), max_ratio=th.sequence_gap_ratio_max,
+            inputs.vendor_scan("book_delta_v2"), max_ratio=th.sequence_gap_ratio_max,
             time_gap_bound_s=th.time_gap_bound_s, max_time_gap_ratio=th.time_gap_ratio_max,
             max_listed=th.max_listed,
         ),
@@ -135,14 +133,14 @@ def build_fidelity_report(
         )
         report.run(
             f"origin_time.golden.{table}", "warn",
-            lambda t=table: origin_figures(inputs.golden(t, TIME_COLUMNS), day, th),
+            lambda t=table: origin_figures(inputs.golden_scan(t), day, th),
             store=("origin_time", "golden", table), unavailable=reason,
         )  # fmt: skip
     if "book_delta_v2" in golden_files:
         report.run(
             "sequence_gaps.golden_lake_file", "warn",
             lambda: lake_sequence_gaps(
-                inputs.golden("book_delta_v2", DELTA_COLUMNS),
+                inputs.golden_scan("book_delta_v2"),
                 max_ratio=th.sequence_gap_ratio_max,
                 time_gap_bound_s=th.time_gap_bound_s, max_time_gap_ratio=th.time_gap_ratio_max,
                 max_listed=th.max_listed,

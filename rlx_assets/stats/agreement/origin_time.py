@@ -13,7 +13,7 @@ from rlx_assets.stats.agreement.base import NS_PER_S, day_bounds, iso, share_of,
 
 
 def origin_time_validity(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | pl.LazyFrame,
     day: dt.date,
     *,
     negative_latency_bound_s: float,
@@ -23,41 +23,45 @@ def origin_time_validity(
     """Exchange times (``timestamp``) and receive times (``receipt_timestamp``) of one day's
     file: nulls, exchange times outside the UTC day, and latencies ``receipt_timestamp -
     timestamp`` below ``-negative_latency_bound_s`` (the receiver cannot get a message seconds
-    before it was sent, beyond clock skew)."""
+    before it was sent, beyond clock skew). A frame or a lazy scan: the counts stream, only the
+    latencies (for their quantiles) are held."""
     start, end = day_bounds(day)
-    f = frame.select(
-        to_ns("timestamp", frame.schema["timestamp"]),
-        to_ns("receipt_timestamp", frame.schema["receipt_timestamp"]),
-    ).with_row_index("row")
+    lf = frame.lazy()
+    schema = lf.collect_schema()
+    f = lf.select(
+        to_ns("timestamp", schema["timestamp"]),
+        to_ns("receipt_timestamp", schema["receipt_timestamp"]),
+    )
     ts, rt = pl.col("timestamp"), pl.col("receipt_timestamp")
-    latency = (rt - ts).alias("latency")
-    f = f.with_columns(latency)
+    latency = rt - ts
     bound = -int(negative_latency_bound_s * NS_PER_S)
     null_t = ts.is_null()
     null_r = rt.is_null()
     outside = ts.is_not_null() & ((ts < start) | (ts >= end))
-    negative = pl.col("latency").is_not_null() & (pl.col("latency") < bound)
-    flags = f.select(
-        null_t.alias("null_t"), null_r.alias("null_r"), outside.alias("outside"),
-        negative.alias("negative"),
-    )  # fmt: skip
-    invalid = flags.select(pl.any_horizontal(pl.all()).alias("x"))["x"]
-    n = frame.height
-    bad_rows = int(invalid.sum())
-    lat = f["latency"].drop_nulls().to_numpy() / NS_PER_S
+    negative = latency.is_not_null() & (latency < bound)
+    counts = f.select(
+        pl.len().alias("rows"), null_t.sum().alias("null_t"), null_r.sum().alias("null_r"),
+        outside.sum().alias("outside"), negative.sum().alias("negative"),
+        pl.any_horizontal(null_t, null_r, outside, negative).sum().alias("invalid"),
+    ).collect(engine="streaming").row(0, named=True)  # fmt: skip
+    n = counts["rows"]
+    bad_rows = int(counts["invalid"])
+    lat = f.select(latency.alias("latency")).drop_nulls().collect(engine="streaming")
+    lat = lat["latency"].to_numpy() / NS_PER_S
     q = np.quantile(lat, [0.0, 0.01, 0.5, 0.99, 1.0]) if lat.size else [None] * 5
-    out_rows = f.filter(outside).head(max_listed)
+    del lat
+    out_rows = f.with_row_index("row").filter(outside).head(max_listed).collect()
     share = share_of(bad_rows, n)
     return {
         "rows": n,
-        "null_timestamp": int(flags["null_t"].sum()),
-        "null_receipt_timestamp": int(flags["null_r"].sum()),
-        "outside_day": int(flags["outside"].sum()),
+        "null_timestamp": int(counts["null_t"]),
+        "null_receipt_timestamp": int(counts["null_r"]),
+        "outside_day": int(counts["outside"]),
         "first_outside_day": [
             {"row": r["row"], "timestamp": iso(r["timestamp"])}
             for r in out_rows.iter_rows(named=True)
         ],
-        "negative_latency_beyond_bound": int(flags["negative"].sum()),
+        "negative_latency_beyond_bound": int(counts["negative"]),
         "negative_latency_bound_s": negative_latency_bound_s,
         "latency_s": dict(
             zip(
