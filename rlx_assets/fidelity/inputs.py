@@ -84,7 +84,7 @@ class Inputs:
             return (
                 lf.filter(pl.col("event_type").cast(pl.String) == "trade")
                 .select(to_ns("event_time", schema["event_time"]), pl.col("size").cast(pl.Float64))
-                .collect()
+                .collect(engine="streaming")
             )
 
         return self._read("stream_trades", load)

@@ -125,7 +125,7 @@ def ks_samples(inputs: Inputs, th: FidelityThresholds) -> dict:
         windows.append((updates["event_time"].min(), updates["event_time"].max()))
     level_1 = None
     if "level_1" in inputs.golden_files:
-        level_1 = inputs.golden("level_1").filter(
+        level_1 = inputs.golden("level_1", ("timestamp", "bid_0_price", "ask_0_price")).filter(
             pl.col("bid_0_price").is_not_nan() & pl.col("ask_0_price").is_not_nan()
         )
         windows.append((level_1["timestamp"].min(), level_1["timestamp"].max()))

@@ -202,9 +202,10 @@ def test_without_a_reconstruction_the_lake_vs_golden_diagnosis_is_still_written(
 def test_a_day_compared_window_by_window_finds_what_the_whole_comparison_finds(
     sample_lake, monkeypatch, table, size
 ):
-    """A day's files are compared in windows of sequence numbers (bounded memory): on the real
-    sample with every 97th row's size doubled and every 501st row dropped on the golden side,
-    ~240-row windows locate exactly the rows one whole-file comparison does."""
+    """A day's files are compared in windows of sequence numbers (bounded memory), rows only of
+    updates whose fingerprints differ: on the real sample with every 97th row's size doubled and
+    every 501st row dropped on the golden side, ~240-row windows locate exactly the rows one
+    whole-file comparison does, and every damaged update."""
     lake = pl.read_parquet(SPOT_0808.file(sample_lake, table))
     row = pl.int_range(pl.len())
     golden = lake.with_columns(
@@ -223,3 +224,10 @@ def test_a_day_compared_window_by_window_finds_what_the_whole_comparison_finds(
     windowed = compare(lake.lazy(), golden.lazy()).sort(order)
     assert whole.height > 30
     assert windowed.equals(whole)
+    if table == "book_delta_v2":  # every damaged update, found from the damage itself
+        doubled = (row % 97 == 0) & (pl.col(size) != 0)  # a removal (size 0) stays one
+        damaged = lake.filter(doubled | (row % 501 == 250))["sequence_number"]
+        found = windowed.filter(pl.col("kind") == "book_mismatch")["id"]
+        # an update whose only row was dropped is missing altogether: a sequence gap instead
+        held = set(golden["sequence_number"].to_list())
+        assert set(found.to_list()) == set(damaged.to_list()) & held

@@ -20,10 +20,15 @@ from rlx_assets.stats.agreement.base import (
 from rlx_assets.stats.agreement.book import book_agreement
 from rlx_assets.stats.agreement.origin_time import origin_time_validity
 from rlx_assets.stats.agreement.sequence_gaps import golden_sequence_gaps, lake_sequence_gaps
-from rlx_assets.stats.agreement.top_of_book import book_updates, top_of_book_agreement
+from rlx_assets.stats.agreement.top_of_book import (
+    LEVEL_1_COLUMNS,
+    book_updates,
+    top_of_book_agreement,
+)
 from rlx_assets.stats.agreement.trades import aggtrade_consistency, trade_agreement
 
 __all__ = [
+    "LEVEL_1_COLUMNS",
     "NS_PER_DAY",
     "NS_PER_MINUTE",
     "NS_PER_S",

@@ -35,7 +35,7 @@ def book_updates(stream: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
         lf = lf.unique(subset="sequence_number", keep="last", maintain_order=True)
     return lf.select(
         to_ns("event_time", schema["event_time"]), "sequence_number", *BEST_COLUMNS
-    ).collect()
+    ).collect(engine="streaming")  # a day's stream is ~40 M rows: only the updates are held
 
 
 def top_of_book_agreement(
@@ -77,7 +77,11 @@ def top_of_book_agreement(
             units_expr(c, ps if c.endswith("price") else ss).alias(f"golden_{b}")
             for c, b in zip(LEVEL_1_COLUMNS, BEST_COLUMNS, strict=True)
         ],
-    ).sort("ticker_u")
+    )
+    if ticker["ticker_u"].is_sorted():  # a recording's tickers come in order: no copy
+        ticker = ticker.with_columns(pl.col("ticker_u").set_sorted())
+    else:
+        ticker = ticker.sort("ticker_u")
     aligned = ours.sort("sequence_number").join_asof(
         ticker, left_on="sequence_number", right_on="ticker_u", strategy="backward"
     )
