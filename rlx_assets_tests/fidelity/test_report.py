@@ -357,18 +357,8 @@ def test_identity_checks_are_left_out_of_the_verdict(recon, sample_lake, tmp_pat
 def test_golden_from_another_recording_is_evidence(recon, sample_lake, tmp_path):
     """Golden trades that share no capture file with the lake (the provenance metadata of a
     different recording) make the trade figures evidence again."""
-    golden = SPOT_0809.files(sample_lake, GOLDEN_TABLES)
-    table = pq.read_table(golden["trades"])
-    meta = dict(table.schema.metadata)
-    meta[b"rlx.source_files"] = json.dumps([{"name": "other.gz", "sha256": "0" * 64}]).encode()
-    golden["trades"] = tmp_path / "trades.parquet"
-    pq.write_table(table.replace_schema_metadata(meta), golden["trades"])
-    data = build_fidelity_report(
-        market=SPOT_0809.market, day=SPOT_0809.day, reconstruction_dir=recon[SPOT_0809.key],
-        vendor_files=SPOT_0809.files(sample_lake, VENDOR_TABLES),
-        golden_files={"trades": golden["trades"]}, golden_captures=None,
-        out_dir=tmp_path / "report", thresholds=FidelityThresholds(**FAST),
-    )  # fmt: skip
+    other = json.dumps([{"name": "other.gz", "sha256": "0" * 64}]).encode()
+    data = report_with_golden_trades_from(other, recon, sample_lake, tmp_path)
     assert data["provenance"]["same_recording"] is False
     assert data["figures"]["trade_agreement"]["independent"] is True
     assert "trade_agreement" in data["evidence"] and data["identity_checks"] == []
@@ -416,18 +406,24 @@ def test_no_evidence_is_no_verdict(recon, tmp_path):
 def test_unreadable_provenance_is_not_independent(recon, sample_lake, tmp_path):
     """Golden trades whose provenance metadata cannot be read may come from the lake's own
     recording: the trade figures are not counted as evidence."""
-    golden = SPOT_0809.files(sample_lake, GOLDEN_TABLES)
-    table = pq.read_table(golden["trades"])
-    meta = {**table.schema.metadata, b"rlx.source_files": b"{not json"}
-    golden["trades"] = tmp_path / "trades.parquet"
-    pq.write_table(table.replace_schema_metadata(meta), golden["trades"])
-    data = build_fidelity_report(
-        market=SPOT_0809.market, day=SPOT_0809.day, reconstruction_dir=recon[SPOT_0809.key],
-        vendor_files=SPOT_0809.files(sample_lake, VENDOR_TABLES),
-        golden_files={"trades": golden["trades"]}, golden_captures=None,
-        out_dir=tmp_path / "report", thresholds=FidelityThresholds(**FAST),
-    )  # fmt: skip
+    data = report_with_golden_trades_from(b"{not json", recon, sample_lake, tmp_path)
     assert data["provenance"]["unreadable"] == ["trades.parquet"]
     assert data["figures"]["trade_agreement"]["independent"] is False
     assert "provenance unknown" in data["figures"]["trade_agreement"]["independent_reason"]
     assert "trade_agreement" not in data["evidence"]
+
+
+def report_with_golden_trades_from(source_files: bytes, recon, sample_lake, tmp_path) -> dict:
+    """The report of spot 2024-08-09 against its golden trades alone, their
+    ``rlx.source_files`` metadata replaced."""
+    golden = SPOT_0809.files(sample_lake, GOLDEN_TABLES)["trades"]
+    table = pq.read_table(golden)
+    meta = {**table.schema.metadata, b"rlx.source_files": source_files}
+    trades = tmp_path / "trades.parquet"
+    pq.write_table(table.replace_schema_metadata(meta), trades)
+    return build_fidelity_report(
+        market=SPOT_0809.market, day=SPOT_0809.day, reconstruction_dir=recon[SPOT_0809.key],
+        vendor_files=SPOT_0809.files(sample_lake, VENDOR_TABLES),
+        golden_files={"trades": trades}, golden_captures=None,
+        out_dir=tmp_path / "report", thresholds=FidelityThresholds(**FAST),
+    )  # fmt: skip
