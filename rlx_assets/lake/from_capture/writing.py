@@ -55,8 +55,8 @@ CONVERTER_VERSION = "2"  # 2: book table from the pure-Python reference book
 MARKETS = ("auto", "spot", "usdm")
 NS_PER_DAY = 86_400 * 1_000_000_000
 NS_PER_MS = 1_000_000
-# Messages of one symbol turned into columns at a time: about 15 minutes of a busy symbol.
-CHUNK_MESSAGES = 100_000
+# Messages of one symbol turned into columns at a time: about 7 minutes of a busy symbol.
+CHUNK_MESSAGES = 50_000
 # Row groups as pyarrow writes them by default (up to 1 Mi rows), but at most this many bytes of
 # values (524 k rows of 6 columns, 38 k of `book`'s 83), so a day's files are written in bounded
 # memory. The sample's largest table (443 k rows) still fits in one group, as it was written.
