@@ -27,9 +27,6 @@ class _Side:
         self.sizes: dict[int, int] = {}
         self.prices: list[int] = []
 
-    def __len__(self) -> int:
-        return len(self.prices)
-
     def set(self, tick: int, lots: int) -> bool:
         """Set (lots > 0) or remove (lots == 0) a level; False for removing an absent one."""
         sizes = self.sizes

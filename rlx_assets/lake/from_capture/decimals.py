@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
-_MAX_EXACT = 2**53  # integers up to here convert to float64 exactly
+MAX_EXACT_UNITS = 2**53  # integers up to here convert to float64 exactly
 
 
 class ConversionError(ValueError):
@@ -108,7 +108,7 @@ def parse_decimals(strings: Sequence[str], what: str) -> tuple[np.ndarray, int]:
     scale = int(sig.max())
     if scale > 15:
         raise ConversionError(f"{what}: {scale} significant decimals, too many for exact floats")
-    units, bad = _to_units(int_part, frac, n_frac, scale, _MAX_EXACT)
+    units, bad = _to_units(int_part, frac, n_frac, scale, MAX_EXACT_UNITS)
     if bad >= 0:
         raise ConversionError(
             f"{what}: {strings[bad]!r} at scale {scale} exceeds 2**53 units (not exact as float64)"

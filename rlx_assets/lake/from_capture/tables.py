@@ -7,12 +7,13 @@ reference book, whose state and sync carry over from chunk to chunk). Imports
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rlx_assets.book.reference import TopAfterEachDiff
 from rlx_assets.lake.from_capture.decimals import (
+    MAX_EXACT_UNITS,
     ConversionError,
     parse_decimals,
     units_to_float,
@@ -24,7 +25,6 @@ from rlx_assets.vendor_schemas import BOOK_DEPTH
 # cross-implementation check from the kernel agreeing with itself).
 BOOK_BUILDER = "rlx_assets.book.reference"
 NS_PER_MS = 1_000_000
-_MAX_EXACT = 2**53  # units up to here are exact as float64
 
 
 def trades_columns(trades: Trades, key: str) -> dict[str, np.ndarray]:
@@ -77,6 +77,9 @@ class Depth:
     price_scale: int
     size_scale: int
 
+    # The per-message arrays other than the level ranges (all indexed by message).
+    MESSAGE_FIELDS = ("is_snapshot", "capture", "event_ms", "first", "last", "prev")
+
     @property
     def messages(self) -> int:
         return int(self.is_snapshot.size)
@@ -84,37 +87,30 @@ class Depth:
     def tail(self, start: int) -> Depth:
         """Messages ``start`` onwards, their levels re-indexed from 0."""
         base = int(self.level_start[start]) if start < self.messages else int(self.price.size)
-        per_message = {f.name: getattr(self, f.name)[start:] for f in fields(self)[:8]}
-        return Depth(
-            **{**per_message, "level_start": self.level_start[start:] - base,
-               "level_end": self.level_end[start:] - base},
+        return replace(
+            self, **{name: getattr(self, name)[start:] for name in self.MESSAGE_FIELDS},
+            level_start=self.level_start[start:] - base, level_end=self.level_end[start:] - base,
             side_is_bid=self.side_is_bid[base:], price=self.price[base:], size=self.size[base:],
-            price_scale=self.price_scale, size_scale=self.size_scale,
         )  # fmt: skip
 
     def at_scales(self, price_scale: int, size_scale: int) -> Depth:
         """The same levels in finer units; raises if they stop being exact as float64."""
         price = _upscaled(self.price, price_scale - self.price_scale, "depth prices")
         size = _upscaled(self.size, size_scale - self.size_scale, "depth sizes")
-        per_message = {f.name: getattr(self, f.name) for f in fields(self)[:9]}
-        return Depth(**per_message, price=price, size=size, price_scale=price_scale,
-                     size_scale=size_scale)  # fmt: skip
+        return replace(self, price=price, size=size, price_scale=price_scale,
+                       size_scale=size_scale)  # fmt: skip
 
     def then(self, later: Depth) -> Depth:
         """This chunk followed by ``later`` (both at the same scales)."""
         offset = int(self.price.size)
         joined = {
-            f.name: np.concatenate([getattr(self, f.name), getattr(later, f.name)])
-            for f in fields(self)[:6]
+            name: np.concatenate([getattr(self, name), getattr(later, name)])
+            for name in (*self.MESSAGE_FIELDS, "side_is_bid", "price", "size")
         }
-        return Depth(
-            **joined,
+        return replace(
+            self, **joined,
             level_start=np.concatenate([self.level_start, later.level_start + offset]),
             level_end=np.concatenate([self.level_end, later.level_end + offset]),
-            side_is_bid=np.concatenate([self.side_is_bid, later.side_is_bid]),
-            price=np.concatenate([self.price, later.price]),
-            size=np.concatenate([self.size, later.size]),
-            price_scale=self.price_scale, size_scale=self.size_scale,
         )  # fmt: skip
 
 
@@ -122,7 +118,7 @@ def _upscaled(units: np.ndarray, digits: int, what: str) -> np.ndarray:
     if digits == 0:
         return units
     scaled = units * 10**digits
-    if scaled.size and int(np.abs(scaled).max()) > _MAX_EXACT:
+    if scaled.size and int(np.abs(scaled).max()) > MAX_EXACT_UNITS:
         raise ConversionError(f"{what}: a value exceeds 2**53 units at {digits} more decimals")
     return scaled
 

@@ -169,7 +169,6 @@ class _SymbolTables:
         self.book = BookRows(futures=market == "usdm")
         self.depth_seen = False
         self.level_1_event_time_missing = False  # spot bookTicker frames carry no event time
-        self.price_scale = self.size_scale = 0
         self.spills = {
             "trades.aggTrade": _Spill(spill("trades.aggTrade"), VENDOR_SCHEMAS["trades"]),
             "trades.trade": _Spill(spill("trades.trade"), VENDOR_SCHEMAS["trades"]),
@@ -207,8 +206,6 @@ class _SymbolTables:
         if depth is None:
             return
         self.depth_seen = True
-        self.price_scale = max(self.price_scale, depth.price_scale)
-        self.size_scale = max(self.size_scale, depth.size_scale)
         deltas = book_delta_columns(depth)
         if deltas is not None:
             self.spills["book_delta_v2"].append(deltas, self._in_days(deltas["timestamp"]))
@@ -279,17 +276,13 @@ def convert_captures(
         unique.setdefault(path.resolve(), None)
     if not unique:
         raise ConversionError("no capture files given")
-    files = list(unique)
-    with tempfile.TemporaryDirectory(prefix=".spill-", dir=_spill_parent(Path(out_dir))) as tmp:
+    files, out_dir = list(unique), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".spill-", dir=out_dir) as tmp:
         groups, stats = _read(files, market, log, symbols, days, Path(tmp), observer, trade_parts)
         if observer is not None:
             observer.finish(stats)
-        return _write(groups, files, stats, Path(out_dir), checksums or {}, log)
-
-
-def _spill_parent(out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
+        return _write(groups, files, stats, out_dir, checksums or {}, log)
 
 
 def _read(files, market_arg, log, symbols, days, spill_dir, observer, trade_parts):
@@ -390,8 +383,9 @@ def _tables_to_write(tables: _SymbolTables, key: str, log):
         sync, book = tables.book.top.counters()
         report = BookSyncReport(sync, book, book["events"])
         log(f"{key}: {report.describe()}")
-        scales = {"rlx.price_scale": str(tables.price_scale),
-                  "rlx.size_scale": str(tables.size_scale)}  # fmt: skip
+        # the book's units: the finest scale of any chunk
+        scales = {"rlx.price_scale": str(tables.book.price_scale),
+                  "rlx.size_scale": str(tables.book.size_scale)}  # fmt: skip
         out.append(("book", spills["book"], {
             **scales,
             "rlx.book_sync": json.dumps({**sync, **book}, sort_keys=True),
