@@ -11,11 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from rlx_assets.capture.golden import DayAnalysis, select_capture_files, verify_checksums
 from rlx_assets.capture.synthetic_day import generate_day
 from rlx_assets.lake.from_capture import TRADE_PARTS, convert_captures, writing
+from rlx_assets_tests.lake.from_capture.test_writing import T0, write_golden
 
 CAPTURES = Path(__file__).parents[3] / "data" / "sample" / "captures"
 
@@ -53,11 +55,12 @@ def golden_tables(out: Path, market: str, day: dt.date) -> dict[tuple[str, str, 
     }
 
 
-@pytest.mark.parametrize("chunk", [writing.CHUNK_MESSAGES, 997])
+@pytest.mark.parametrize("chunk", [writing.CHUNK_MESSAGES, 7])
 def test_golden_tables_are_byte_identical_to_release_2_at_any_chunk_size(
     chunk, tmp_path, monkeypatch
 ):
-    # 997 messages a chunk: the book, the sync state and held snapshots cross ~130 boundaries.
+    # 7 messages a chunk: the book and the sync state cross ~27,000 boundaries, and the diffs
+    # received before each file's REST snapshot wait across chunk ends (carried over, rebased).
     monkeypatch.setattr(writing, "CHUNK_MESSAGES", chunk)
     found = {}
     for market, day in (("spot", "2024-08-08"), ("spot", "2024-08-09"), ("usdm", "2024-08-08")):
@@ -103,3 +106,36 @@ def test_peak_memory_does_not_grow_with_the_hours_of_capture(tmp_path):
     longer one peaks hundreds of MB higher."""
     short, long = peak_rss_kib(tmp_path, 20), peak_rss_kib(tmp_path, 60)
     assert long / short <= 1.10, (short, long)
+
+
+def test_a_later_chunk_with_more_decimals_moves_the_book_to_finer_units(tmp_path, monkeypatch):
+    """Synthetic edge case: the second diff has one more decimal than everything before it. One
+    message a chunk (the book already built at the coarser scale, then rescaled) writes the same
+    files as one chunk for all."""
+    capture = write_golden(
+        tmp_path / "ethbtc.gz",
+        [
+            (1, "ethbtc@depthSnapshot", {"lastUpdateId": 10, "bids": [["0.05", "1.5"]],
+                                         "asks": [["0.0501", "3"]]}),
+            (2, "ethbtc@depth@100ms", {"e": "depthUpdate", "E": T0, "s": "ETHBTC", "U": 11,
+                                       "u": 12, "b": [["0.0499", "0.25"]], "a": []}),
+            (3, "ethbtc@depth@100ms", {"e": "depthUpdate", "E": T0 + 100, "s": "ETHBTC",
+                                       "U": 13, "u": 13, "b": [["0.04995", "0.125"]], "a": []}),
+        ],
+    )  # fmt: skip
+    whole = convert_captures([capture], tmp_path / "whole")
+    monkeypatch.setattr(writing, "CHUNK_MESSAGES", 1)
+    chunked = convert_captures([capture], tmp_path / "chunked")
+    assert [p.relative_to(tmp_path / "chunked") for p in chunked] == [
+        p.relative_to(tmp_path / "whole") for p in whole
+    ]
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a
+    book = pq.read_table(next(p for p in chunked if p.parts[-5] == "book")).to_pylist()
+    assert [row["bid_1_price"] for row in book] == [0.0499, 0.04995]
+    assert (
+        pq.read_schema(next(p for p in chunked if p.parts[-5] == "book")).metadata[
+            b"rlx.price_scale"
+        ]
+        == b"5"
+    )
