@@ -61,6 +61,9 @@ class RlxSettings(BaseSettings):
     # A step whose worker died is given to another worker this long after it started: keep it
     # above the longest step, or a step still running is started a second time.
     celery_visibility_timeout_s: int = Field(3600, gt=0)
+    # A run whose run worker did not renew its lease (every sixth of this) for this long, and
+    # that logged no event in that time, is dead: marked failed, its pool slots and files freed.
+    run_lease_s: float = Field(120.0, ge=1)
 
     @field_validator("markets", mode="before")
     @classmethod

@@ -1,79 +1,58 @@
-"""Which run worker a run had, and whether it still exists: the facts crash recovery decides on.
+"""Whether a run is still alive, judged from the run itself: the lease its run worker renews.
 
-A run worker is named by host, pid and the process's start identity (boot id + start time in
-clock ticks, from /proc), so a pid reused by another process after a crash is not mistaken for
-the worker. Pure code: no Dagster here.
+While a run executes, its run worker renews a lease every `stale_after_s / RENEWALS_PER_LEASE`
+seconds (in the instance's storage, so every process of every host sees it). A run whose lease
+was not renewed for `stale_after_s`, and which logged no event in that time either, is dead.
+No process id is looked at: a pid means nothing across PID namespaces (two containers sharing
+a hostname see each other's pids as gone, or as someone else's process). Pure code: no Dagster.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
+import json
 import os
 import socket
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Literal
 
-# A run whose worker cannot be checked from here (another host, or no worker recorded) is only
-# taken for dead after this long without any event in its log: generous, a live remote run logs
-# at every step start and end, and while it waits for a pool slot.
-FOREIGN_RUN_SILENCE_S = 24 * 3600
+# A run without a lease (started before leases existed, or whose run worker died before it
+# wrote one) is only taken for dead after this long without any event in its log: generous, a
+# live run logs at every step start and end, and while it waits for a pool slot.
+UNLEASED_RUN_SILENCE_S = 24 * 3600
+# Renewals within one lease period: a run worker may miss a few (a busy machine) and live on.
+RENEWALS_PER_LEASE = 6
+
+# running: the run worker renews it. ended: the run worker finished its steps and nothing of
+# the run is left to remove. cleaned: crash recovery removed what the dead run was writing.
+LeaseState = Literal["running", "ended", "cleaned"]
 
 
 @dataclass(frozen=True)
-class RunWorker:
-    host: str
-    pid: int
-    start: str  # "<boot id>:<start ticks>", or "" where /proc does not tell
+class RunLease:
+    renewed_at: float  # seconds since the epoch, by the run worker's clock
+    stale_after_s: float
+    worker: str  # who renews it, for messages only ("pid 12 on host-a")
+    state: LeaseState = "running"
 
-    def describe(self) -> str:
-        return f"pid {self.pid} on {self.host}"
+    @property
+    def renew_every_s(self) -> float:
+        return self.stale_after_s / RENEWALS_PER_LEASE
 
+    def renewed(self, now: float, state: LeaseState = "running") -> RunLease:
+        return dataclasses.replace(self, renewed_at=now, state=state)
 
-def this_host() -> str:
-    return socket.gethostname()
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
-
-def process_start_identity(pid: int) -> str | None:
-    """The start identity ("<boot id>:<start ticks>") of a live process; None if there is no
-    such live process (gone, or a zombie: killed, not yet reaped); "" without /proc."""
-    stat = Path(f"/proc/{pid}/stat")
-    if not Path("/proc/self/stat").exists():
-        return "" if _signalable(pid) else None
-    try:
-        # Fields after the command name, which is in parentheses and may hold spaces.
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    state, start_ticks = fields[0], fields[19]
-    if state in ("Z", "X"):
-        return None
-    boot_id = ""
-    with contextlib.suppress(OSError):
-        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    return f"{boot_id}:{start_ticks}"
+    @classmethod
+    def from_json(cls, text: str) -> RunLease:
+        return cls(**json.loads(text))
 
 
-def _signalable(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def current_worker() -> RunWorker:
-    pid = os.getpid()
-    return RunWorker(this_host(), pid, process_start_identity(pid) or "")
-
-
-def worker_is_alive(worker: RunWorker) -> bool:
-    """The recorded process still runs on this host (same pid AND same start identity)."""
-    identity = process_start_identity(worker.pid)
-    if identity is None:
-        return False
-    return not worker.start or not identity or identity == worker.start
+def new_lease(now: float, stale_after_s: float) -> RunLease:
+    """The lease of this process, renewed now."""
+    return RunLease(now, stale_after_s, f"pid {os.getpid()} on {socket.gethostname()}")
 
 
 @dataclass(frozen=True)
@@ -82,23 +61,24 @@ class Verdict:
     reason: str
 
 
-def judge_run_worker(
-    worker: RunWorker | None,
+def judge_run(
+    lease: RunLease | None,
+    now: float,
     seconds_since_last_event: float,
     *,
-    host: str,
-    foreign_silence_s: float = FOREIGN_RUN_SILENCE_S,
+    unleased_silence_s: float = UNLEASED_RUN_SILENCE_S,
 ) -> Verdict:
-    """Is the run that recorded `worker` dead? Only a worker on `host` can be checked; any
-    other run is dead only after `foreign_silence_s` without an event."""
-    if worker is not None and worker.host == host:
-        if worker_is_alive(worker):
-            return Verdict(False, f"its run worker ({worker.describe()}) is alive")
-        return Verdict(True, f"its run worker ({worker.describe()}) no longer exists")
-    where = worker.describe() if worker is not None else "no run worker recorded"
-    silence_h = seconds_since_last_event / 3600
-    if seconds_since_last_event > foreign_silence_s:
-        return Verdict(True, f"{where}, and no event for {silence_h:.1f} h")
-    return Verdict(
-        False, f"{where}, cannot be checked from {host}; last event {silence_h:.1f} h ago"
-    )
+    """Is the run holding `lease` dead? Its lease is not renewed for `stale_after_s` and no
+    event came in that time (an event means the run worker lives even if its renewals were
+    delayed). A run without a lease is dead after `unleased_silence_s` without an event."""
+    last_event = f"last event {seconds_since_last_event:.0f} s ago"
+    if lease is None:
+        dead = seconds_since_last_event > unleased_silence_s
+        return Verdict(dead, f"no run lease recorded, {last_event}")
+    age = now - lease.renewed_at
+    renewed = f"its run worker ({lease.worker}) last renewed its lease {age:.0f} s ago"
+    if age <= lease.stale_after_s:
+        return Verdict(False, renewed)
+    if seconds_since_last_event <= lease.stale_after_s:
+        return Verdict(False, f"{renewed}, but its {last_event}")
+    return Verdict(True, f"{renewed} (stale after {lease.stale_after_s:.0f} s), {last_event}")

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -99,6 +99,26 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Whose temporary files this process writes: a run's (its steps set it, `own_temp_files`) or,
+# outside runs, the process's own. Crash recovery removes the files of a dead run by this name.
+_temp_owner: str | None = None
+
+
+def own_temp_files(run_id: str | None) -> None:
+    """From now on the temporary files and folders this process creates carry `run_id` in their
+    name (`temp_name`), so crash recovery can remove them once that run is dead; None: the
+    process id instead."""
+    global _temp_owner
+    _temp_owner = run_id
+
+
+def temp_name(stem: str) -> str:
+    """The name (or prefix) of a temporary file or folder: hidden, saying what it is and whose
+    it is: `.{stem}.run-{run id}.` in a run, `.{stem}.pid{pid}.` outside one."""
+    owner = f"run-{_temp_owner}" if _temp_owner else f"pid{os.getpid()}"
+    return f".{stem}.{owner}."
+
+
 @contextlib.contextmanager
 def atomic_write(
     dest: Path,
@@ -109,15 +129,16 @@ def atomic_write(
     """Yield a temp file; on success fsync, run `before_commit(tmp)` and rename it onto `dest`.
 
     On any error (including one raised by `before_commit`) the temp file is removed and `dest`
-    keeps its previous content, so readers never see a partial or unverified file. `label`
-    names the temp file (`.{label}.pid{PID}.*.part`) so a file left by a killed process says
-    what it was and `remove_orphan_partials` can clear it.
+    keeps its previous content, so readers never see a partial or unverified file. The temp
+    file is named `temp_name(label or dest.name)` + random + `.part`, so a file left by a killed
+    process says what it was and whose (a run's: crash recovery removes it).
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     directory = tmp_dir or dest.parent
     directory.mkdir(parents=True, exist_ok=True)
-    prefix = f".{label}.pid{os.getpid()}." if label else f".{dest.name}."
-    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=directory)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=temp_name(label or dest.name), suffix=".part", dir=directory
+    )
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -132,6 +153,26 @@ def atomic_write(
         tmp.unlink(missing_ok=True)
 
 
+def remove_run_leftovers(root: Path, run_ids: Collection[str]) -> list[Path]:
+    """Delete every hidden file or folder below `root` whose name holds one of `run_ids`: the
+    temporary files (`temp_name`) and `.building-<run id>` folders of those runs, which must
+    be dead (nothing may write them any more). Returns what was removed."""
+    removed: list[Path] = []
+    if not run_ids or not root.is_dir():
+        return removed
+    for directory, folders, files in os.walk(root):
+        for name in [*folders, *files]:
+            if name.startswith(".") and any(run_id in name for run_id in run_ids):
+                path = Path(directory, name)
+                if name in folders:
+                    shutil.rmtree(path, ignore_errors=True)
+                    folders.remove(name)  # not walked into
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+    return sorted(removed)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -143,8 +184,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_orphan_partials(directory: Path, label: str) -> list[Path]:
-    """Delete `atomic_write` temp files of `label` whose writing process no longer exists
-    (killed mid-write); a live writer's file is left alone. Returns what was removed."""
+    """Delete `atomic_write` temp files of `label` written outside a run (named by pid) whose
+    process no longer exists (killed mid-write); a live writer's file is left alone. A run's
+    files are named by its run id and removed by crash recovery. Returns what was removed."""
     removed = []
     if not directory.is_dir():
         return removed

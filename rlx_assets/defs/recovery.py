@@ -1,23 +1,30 @@
-"""Crash recovery: a run killed with `kill -9` never blocks later runs.
+"""Crash recovery: a run killed with `kill -9` never blocks later runs, nor leaves files behind.
 
 Dagster keeps the pool slots of a run that died without ending (its claimed slots and its
 queued steps) and keeps the run STARTED, so later runs wait "blocked by limit for pool" for
-ever. Run monitoring cannot see such a run under the `DefaultRunLauncher`: the launcher does
-not implement `check_run_worker_health`, and the daemon only frees the slots of runs that
-already ended (`free_slots_after_run_end_seconds`). So every run records its run worker (host,
-pid, process start) in its tags, and before any of its steps claims a slot it looks at the runs
-holding slots of its pools: one whose worker process no longer exists on this host is marked
-FAILURE and its slots are freed, with a warning naming run, pool and steps. The same check runs
-from the daemon in `dead_run_sensor`, so dead runs also stop counting against the run queue.
-A live run, or a run on another host that logged an event in the last 24 h, is never touched.
+ever. Dagster's run monitoring cannot see such a run under the `DefaultRunLauncher`: the
+launcher does not implement `check_run_worker_health`, and the daemon only frees the slots of
+runs that already ended (`free_slots_after_run_end_seconds`). So every run worker renews a
+lease in the instance's storage while its run executes (`RunLeaseKeeper`; `rlx_assets.runs`
+judges it): a run whose lease went stale, with no event either, is dead, whatever host, PID
+namespace or container it ran in. Before any step of a run claims a slot, and again at every
+renewal while it runs, it recovers the dead runs holding slots of its pools; `dead_run_sensor`
+does the same from the daemon for every pool. Recovering a dead run marks it FAILURE, frees its
+slots and removes what it was writing: its temporary files and folders carry its run id
+(`staging.temp_name`, `.building-<run id>`) and its steps record which data root they write.
+Recovery errors are never swallowed: they fail the run, or the sensor's tick.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.execution.context.system import PlanOrchestrationContext
@@ -25,33 +32,51 @@ from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.executor.base import Executor
 from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, FINISHED_STATUSES
 
-from rlx_assets.runs import RunWorker, current_worker, judge_run_worker, this_host
+from rlx_assets.config import load_settings
+from rlx_assets.runs import LeaseState, RunLease, Verdict, judge_run, new_lease
+from rlx_assets.staging import own_temp_files, remove_run_leftovers
 
-WORKER_HOST_TAG = "rlx/run_worker_host"
-WORKER_PID_TAG = "rlx/run_worker_pid"
-WORKER_START_TAG = "rlx/run_worker_start"
-
-
-def record_run_worker(instance: dg.DagsterInstance, run_id: str) -> RunWorker:
-    """Tag the run with this process (the run worker) so a later run can tell if it died."""
-    worker = current_worker()
-    instance.add_run_tags(
-        run_id,
-        {
-            WORKER_HOST_TAG: worker.host,
-            WORKER_PID_TAG: str(worker.pid),
-            WORKER_START_TAG: worker.start,
-        },
-    )
-    return worker
+# Runs that ended (failed or canceled) this recently are looked at for files left behind: one
+# killed and then marked failed by someone else (its code server, run monitoring) still has them.
+ENDED_RUNS_LOOKBACK = dt.timedelta(days=7)
+ENDED_STATUSES = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 
-def recorded_worker(tags: Mapping[str, str]) -> RunWorker | None:
-    if WORKER_HOST_TAG not in tags or not tags.get(WORKER_PID_TAG, "").isdigit():
-        return None
-    return RunWorker(
-        tags[WORKER_HOST_TAG], int(tags[WORKER_PID_TAG]), tags.get(WORKER_START_TAG, "")
-    )
+# -- what the instance's key-value storage holds per run --------------------------------------
+
+
+def lease_key(run_id: str) -> str:
+    return f"rlx/run_lease/{run_id}"
+
+
+def data_root_key(run_id: str) -> str:
+    return f"rlx/run_data_root/{run_id}"
+
+
+def write_lease(instance: dg.DagsterInstance, run_id: str, lease: RunLease) -> None:
+    instance.daemon_cursor_storage.set_cursor_values({lease_key(run_id): lease.to_json()})
+
+
+def read_leases(instance: dg.DagsterInstance, run_ids: Iterable[str]) -> dict[str, RunLease]:
+    keys = {lease_key(run_id): run_id for run_id in run_ids}
+    values = instance.daemon_cursor_storage.get_cursor_values(set(keys)) if keys else {}
+    return {keys[key]: RunLease.from_json(value) for key, value in values.items()}
+
+
+def write_for_run(instance: dg.DagsterInstance, run_id: str, data_root: Path) -> None:
+    """Called in every step process: this process's temporary files carry `run_id` from now
+    on, and the run records the data root it writes, where recovery looks for them."""
+    own_temp_files(run_id)
+    instance.daemon_cursor_storage.set_cursor_values({data_root_key(run_id): str(data_root)})
+
+
+def data_roots(instance: dg.DagsterInstance, run_ids: Iterable[str]) -> dict[str, Path]:
+    keys = {data_root_key(run_id): run_id for run_id in run_ids}
+    values = instance.daemon_cursor_storage.get_cursor_values(set(keys)) if keys else {}
+    return {keys[key]: Path(value) for key, value in values.items()}
+
+
+# -- which runs are dead, and what they hold ----------------------------------------------------
 
 
 @dataclass
@@ -73,6 +98,9 @@ class Holding:
         ]
         return "; ".join(parts) or "no pool slots"
 
+    def __bool__(self) -> bool:
+        return bool(self.slots or self.waiting)
+
 
 @dataclass(frozen=True)
 class RecoveredRun:
@@ -81,13 +109,17 @@ class RecoveredRun:
     reason: str
     holding: Holding
     marked_failed: bool
+    removed: tuple[Path, ...] = ()
 
     def message(self) -> str:
-        done = "marked it FAILURE and freed" if self.marked_failed else "freed"
-        return (
-            f"Dead run {self.run_id} ({self.status}; {self.reason}): {done} "
-            f"{self.holding.describe()}."
-        )
+        done = ["marked it FAILURE"] if self.marked_failed else []
+        if self.holding or self.marked_failed:
+            done.append(f"freed {self.holding.describe()}")
+        if self.removed:
+            names = ", ".join(p.name for p in self.removed[:5])
+            more = f" and {len(self.removed) - 5} more" if len(self.removed) > 5 else ""
+            done.append(f"removed what it was writing: {names}{more}")
+        return f"Dead run {self.run_id} ({self.status}; {self.reason}): {'; '.join(done)}."
 
 
 def runs_holding_pools(instance: dg.DagsterInstance, pools: Iterable[str]) -> dict[str, Holding]:
@@ -104,12 +136,83 @@ def runs_holding_pools(instance: dg.DagsterInstance, pools: Iterable[str]) -> di
     return holdings
 
 
-def seconds_since_last_event(instance: dg.DagsterInstance, record: dg.RunRecord) -> float:
+def seconds_since_last_event(
+    instance: dg.DagsterInstance, record: dg.RunRecord, now: float
+) -> float:
     last = instance.event_log_storage.get_logs_for_run(
         record.dagster_run.run_id, limit=1, ascending=False
     )
     latest = last[0].timestamp if last else record.update_timestamp.timestamp()
-    return time.time() - latest
+    return now - latest
+
+
+def candidate_runs(
+    instance: dg.DagsterInstance, holding_run_ids: Iterable[str]
+) -> dict[str, dg.RunRecord]:
+    """Runs that may need recovery: active ones, those holding pool slots, recently ended."""
+    ended_after = dt.datetime.now(dt.UTC) - ENDED_RUNS_LOOKBACK
+    filters = [
+        dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES),
+        dg.RunsFilter(statuses=ENDED_STATUSES, updated_after=ended_after),
+    ]
+    if holding_run_ids := list(holding_run_ids):
+        filters.append(dg.RunsFilter(run_ids=holding_run_ids))
+    return {r.dagster_run.run_id: r for f in filters for r in instance.get_run_records(f)}
+
+
+@dataclass(frozen=True)
+class _DeadRun:
+    record: dg.RunRecord
+    verdict: Verdict
+    holding: Holding
+    lease: RunLease | None
+
+    @property
+    def left_files(self) -> bool:
+        """Its files were never removed: its run worker neither ended nor was cleaned up."""
+        return self.lease is not None and self.lease.state == "running"
+
+
+def find_dead_runs(
+    instance: dg.DagsterInstance,
+    holdings: Mapping[str, Holding],
+    current_run_id: str | None,
+    now: float,
+) -> list[_DeadRun]:
+    records = candidate_runs(instance, holdings)
+    records.pop(current_run_id or "", None)
+    leases = read_leases(instance, records)
+    dead = []
+    for run_id, record in sorted(records.items()):
+        status, lease = record.dagster_run.status, leases.get(run_id)
+        if status not in (*ACTIVE_RUN_STATUSES, *FINISHED_STATUSES):
+            continue  # queued or suspended: no run worker yet
+        holding = holdings.get(run_id, Holding())
+        needs = status not in FINISHED_STATUSES or holding or (lease and lease.state == "running")
+        if not needs:
+            continue  # nothing to recover: spare the event-log query
+        verdict = judge_run(lease, now, seconds_since_last_event(instance, record, now))
+        if verdict.dead:
+            dead.append(_DeadRun(record, verdict, holding, lease))
+    return dead
+
+
+def remove_leftovers(instance: dg.DagsterInstance, runs: list[_DeadRun]) -> dict[str, list[Path]]:
+    """Remove the temporary files and folders of dead `runs` from the data roots their steps
+    recorded; their leases say "cleaned" afterwards. Returns the removed paths per run."""
+    ids = [r.record.dagster_run.run_id for r in runs if r.left_files]
+    by_root: dict[Path, list[str]] = defaultdict(list)
+    for run_id, root in data_roots(instance, ids).items():
+        by_root[root].append(run_id)
+    removed: dict[str, list[Path]] = defaultdict(list)
+    for root, run_ids in by_root.items():
+        for path in remove_run_leftovers(root, run_ids):
+            removed[next(r for r in run_ids if r in path.name)].append(path)
+    for run in runs:
+        if run.left_files and run.lease is not None:
+            cleaned = run.lease.renewed(run.lease.renewed_at, "cleaned")
+            write_lease(instance, run.record.dagster_run.run_id, cleaned)
+    return removed
 
 
 def recover_dead_runs(
@@ -118,49 +221,92 @@ def recover_dead_runs(
     *,
     current_run_id: str | None = None,
     log: Callable[[str], None] = lambda _msg: None,
+    now: float | None = None,
 ) -> list[RecoveredRun]:
-    """Mark FAILURE every active run (starting, started, canceling) whose run worker is dead,
-    and free the pool slots (in `pools`, default all) of every dead run holding some, ended
-    runs included. Returns (and logs) what it did."""
+    """Recover every dead run (`rlx_assets.runs.judge_run`): an active one is marked FAILURE,
+    its slots in `pools` (default all) are freed and the files it was writing are removed.
+    Ended runs are looked at too (slots still held, files left). `now`: the clock (seconds
+    since the epoch) leases are judged by. Returns (and logs) what it did; errors are raised."""
     storage = instance.event_log_storage
-    if not storage.supports_global_concurrency_limits:
-        return []
-    pools = storage.get_concurrency_keys() if pools is None else set(pools)
-    holdings = runs_holding_pools(instance, pools) if pools else {}
-    active = instance.get_run_records(dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES))
-    candidates = {r.dagster_run.run_id: r for r in active}
-    if holdings:
-        candidates.update(
-            (r.dagster_run.run_id, r)
-            for r in instance.get_run_records(dg.RunsFilter(run_ids=list(holdings)))
-        )
-    candidates.pop(current_run_id, None)
+    holdings: dict[str, Holding] = {}
+    if storage.supports_global_concurrency_limits:
+        pools = storage.get_concurrency_keys() if pools is None else set(pools)
+        holdings = runs_holding_pools(instance, pools) if pools else {}
+    dead = find_dead_runs(instance, holdings, current_run_id, time.time() if now is None else now)
+    removed = remove_leftovers(instance, dead)
     recovered = []
-    host = this_host()
-    for run_id, record in sorted(candidates.items()):
-        run = record.dagster_run
-        if run.status not in (*ACTIVE_RUN_STATUSES, *FINISHED_STATUSES):
-            continue  # queued or suspended: no worker to check
-        verdict = judge_run_worker(
-            recorded_worker(run.tags), seconds_since_last_event(instance, record), host=host
-        )
-        if not verdict.dead:
-            continue
-        holding = holdings.get(run_id, Holding())
-        fail_it = run.status not in FINISHED_STATUSES
-        if fail_it:
-            instance.report_run_failed(
-                run,
-                f"Run worker died without ending the run: {verdict.reason} (e.g. killed with "
-                f"kill -9). Marked FAILURE by crash recovery; freed {holding.describe()}.",
-            )
-        if holding.slots or holding.waiting:
+    for run in dead:
+        dagster_run = run.record.dagster_run
+        run_id = dagster_run.run_id
+        fail_it = dagster_run.status not in FINISHED_STATUSES
+        done = RecoveredRun(run_id, dagster_run.status.value, run.verdict.reason, run.holding,
+                            fail_it, tuple(removed.get(run_id, ())))  # fmt: skip
+        if run.holding:
             storage.free_concurrency_slots_for_run(run_id)
-        if fail_it or holding.slots or holding.waiting:
-            done = RecoveredRun(run_id, run.status.value, verdict.reason, holding, fail_it)
+        if fail_it:  # last: a run recovery failed for is still found dead next time
+            instance.report_run_failed(
+                dagster_run,
+                f"Run worker died without ending the run (e.g. killed with kill -9): "
+                f"{run.verdict.reason}. Marked FAILURE by crash recovery. {done.message()}",
+            )
+        if fail_it or run.holding or done.removed:
             log(done.message())
             recovered.append(done)
     return recovered
+
+
+# -- the run's own side: its lease, renewed while it executes ----------------------------------
+
+
+class CrashRecoveryError(Exception):
+    """Crash recovery failed while the run executed (e.g. a Dagster upgrade changed a name it
+    uses): the run fails with it, so the breakage is seen at once."""
+
+
+class RunLeaseKeeper:
+    """Writes the run's lease now, then renews it from a thread of the run worker every
+    `renew_every_s`; each renewal also recovers dead runs holding the run's `pools`, so a run
+    waiting for a killed run's slot gets it without the daemon. An error in the thread is kept
+    (and logged) and raised by `raise_kept_error`."""
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, pools: set[str],
+                 stale_after_s: float, log: Callable[[str], None]):  # fmt: skip
+        self.instance, self.run_id, self.pools, self.log = instance, run_id, pools, log
+        self.lease = new_lease(time.time(), stale_after_s)
+        write_lease(instance, run_id, self.lease)
+        self.error: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="rlx-run-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease.renew_every_s):
+            try:
+                write_lease(self.instance, self.run_id, self.lease.renewed(time.time()))
+                if self.pools:
+                    recover_dead_runs(self.instance, self.pools, current_run_id=self.run_id,
+                                      log=self.log)  # fmt: skip
+            except Exception as error:  # noqa: BLE001 - kept, raised by raise_kept_error()
+                if self.error is None:
+                    self.error = error
+                    with contextlib.suppress(Exception):  # the error itself is kept
+                        self.log(f"Crash recovery failed, the run will fail: {describe(error)}")
+
+    def close(self, ended: bool) -> None:
+        """Stop renewing. `ended`: every step finished cleanly, nothing of the run is left to
+        remove; otherwise the lease goes stale and recovery removes what the steps left."""
+        self._stop.set()
+        self._thread.join()
+        state: LeaseState = "ended" if ended else "running"
+        write_lease(self.instance, self.run_id, self.lease.renewed(time.time(), state))
+
+    def raise_kept_error(self) -> None:
+        if self.error is not None:
+            raise CrashRecoveryError(describe(self.error)) from self.error
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def plan_pools(execution_plan: ExecutionPlan) -> set[str]:
@@ -170,10 +316,10 @@ def plan_pools(execution_plan: ExecutionPlan) -> set[str]:
 
 
 class CrashRecoveringExecutor(Executor):
-    """Dagster's default executor, preceded by crash recovery in the orchestrating process:
-    runs before any step of the run claims a pool slot. Recovery judges the run worker (this
-    process); the forkserver and the steps forked from it are its descendants, so a killed run
-    worker is seen whatever the start method."""
+    """Dagster's default executor, with the run's lease renewed by this process (the run
+    worker) while it executes, and crash recovery before any step of the run claims a pool
+    slot. An error of either fails the run. The lease says "ended" only when every step
+    finished cleanly; otherwise recovery removes what the steps left once it is stale."""
 
     def __init__(self, inner: Executor):
         self._inner = inner
@@ -189,19 +335,20 @@ class CrashRecoveringExecutor(Executor):
     def execute(
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
     ) -> Iterator[dg.DagsterEvent]:
-        instance = plan_context.instance
-        if instance.event_log_storage.supports_global_concurrency_limits:
-            try:
-                record_run_worker(instance, plan_context.run_id)
-                recover_dead_runs(
-                    instance,
-                    plan_pools(execution_plan),
-                    current_run_id=plan_context.run_id,
-                    log=plan_context.log.warning,
-                )
-            except Exception as error:  # noqa: BLE001 - recovery must never stop a good run
-                plan_context.log.warning(f"Crash recovery skipped: {type(error).__name__}: {error}")
-        yield from self._inner.execute(plan_context, execution_plan)
+        instance, run_id, log = plan_context.instance, plan_context.run_id, plan_context.log
+        pools = plan_pools(execution_plan)
+        keeper = RunLeaseKeeper(instance, run_id, pools, load_settings().run_lease_s, log.warning)
+        ended = False
+        try:
+            recover_dead_runs(instance, pools, current_run_id=run_id, log=log.warning)
+            step_failed = False
+            for event in self._inner.execute(plan_context, execution_plan):
+                step_failed = step_failed or event.is_step_failure
+                yield event
+            ended = not step_failed
+        finally:
+            keeper.close(ended)
+        keeper.raise_kept_error()
 
 
 DEFINITIONS_MODULE = "rlx_assets.definitions"
@@ -257,8 +404,9 @@ crash_recovering_executor = dg.ExecutorDefinition(
     executor_creation_fn=_create_executor,
     description=(
         "Dagster's default executor, its steps forked from a server that imported the "
-        "definitions once (unless a start_method is chosen); before any step claims a pool "
-        "slot it marks runs whose run worker died FAILURE and frees their slots."
+        "definitions once (unless a start_method is chosen). The run renews a lease while it "
+        "runs; before any step claims a pool slot, and at every renewal, runs whose lease went "
+        "stale are marked FAILURE, their slots freed and the files they were writing removed."
     ),
 )
 
@@ -268,8 +416,9 @@ crash_recovering_executor = dg.ExecutorDefinition(
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Marks runs whose run worker died (e.g. kill -9) FAILURE and frees their pool slots, "
-        "so they stop blocking pools and the run queue even when no new run starts."
+        "Marks runs whose run worker died (e.g. kill -9: no lease renewal) FAILURE, frees "
+        "their pool slots and removes the files they were writing, so they stop blocking pools "
+        "and the run queue even when no new run starts. A recovery error fails the tick."
     ),
 )
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:

@@ -3,10 +3,11 @@
 import dagster as dg
 
 from rlx_assets.config import RlxSettings, load_settings
+from rlx_assets.defs.recovery import write_for_run
 from rlx_assets.lake.acquire import RetryPolicy
 from rlx_assets.lake.configured_source import source_from_settings
 from rlx_assets.lake.sources import LakeSource
-from rlx_assets.staging import DataLayout, open_layout
+from rlx_assets.staging import DataLayout, open_layout, own_temp_files
 
 
 class RlxEnvironment(dg.ConfigurableResource):
@@ -32,6 +33,15 @@ class RlxEnvironment(dg.ConfigurableResource):
         return settings.model_validate(
             {**settings.model_dump(), **{k: v for k, v in fields.items() if v}}
         )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # In a run's step: its temporary files carry the run id, and the run records the data
+        # root, so crash recovery can remove what the step left if the run dies.
+        if context.run is not None and context.instance is not None:
+            write_for_run(context.instance, context.run.run_id, self.settings().data_root)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        own_temp_files(None)
 
     def layout(self) -> DataLayout:
         return open_layout(self.settings())

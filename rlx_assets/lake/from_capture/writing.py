@@ -47,7 +47,7 @@ from rlx_assets.lake.from_capture.tables import (
     trades_columns,
 )
 from rlx_assets.markets import LakeMarket, lake_market
-from rlx_assets.staging import atomic_write, lake_relative_path, sha256_file
+from rlx_assets.staging import atomic_write, lake_relative_path, sha256_file, temp_name
 from rlx_assets.vendor_schemas import VENDOR_SCHEMAS
 
 CONVERTER = "rlx_assets.lake.from_capture"
@@ -278,7 +278,7 @@ def convert_captures(
         raise ConversionError("no capture files given")
     files, out_dir = list(unique), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".spill-", dir=out_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix=temp_name("spill"), dir=out_dir) as tmp:
         groups, stats = _read(files, market, log, symbols, days, Path(tmp), observer, trade_parts)
         if observer is not None:
             observer.finish(stats)
