@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from rlx_assets.temp_files import temp_name
+
 MARKER = ".rlx-remote.json"
 STATE_DIR = ".rlx-remote-state"
 COMMIT_FILE = "summary.json"  # a flat (pre-version) directory is complete once this is there
@@ -141,7 +143,7 @@ class RemoteRoot:
             state.unlink(missing_ok=True)
             return
         state.parent.mkdir(parents=True, exist_ok=True)
-        tmp = state.with_name(f".{state.name}.{uuid.uuid4().hex}")
+        tmp = state.with_name(f"{temp_name(state.name)}{uuid.uuid4().hex}")
         tmp.write_text(etag)
         os.replace(tmp, state)
 
@@ -204,7 +206,7 @@ class RemoteRoot:
 
     def _download(self, key: str, path: Path, head: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        tmp = path.with_name(f"{temp_name(path.name)}{uuid.uuid4().hex}.part")
         try:
             response = self._call(
                 "read",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from rlx_assets.remote import bind, is_remote_uri, remote_of
+from rlx_assets.temp_files import temp_name
 
 if TYPE_CHECKING:
     from rlx_assets.config import RlxSettings
@@ -97,26 +98,6 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-# Whose temporary files this process writes: a run's (its steps set it, `own_temp_files`) or,
-# outside runs, the process's own. Crash recovery removes the files of a dead run by this name.
-_temp_owner: str | None = None
-
-
-def own_temp_files(run_id: str | None) -> None:
-    """From now on the temporary files and folders this process creates carry `run_id` in their
-    name (`temp_name`), so crash recovery can remove them once that run is dead; None: the
-    process id instead."""
-    global _temp_owner
-    _temp_owner = run_id
-
-
-def temp_name(stem: str) -> str:
-    """The name (or prefix) of a temporary file or folder: hidden, saying what it is and whose
-    it is: `.{stem}.run-{run id}.` in a run, `.{stem}.pid{pid}.` outside one."""
-    owner = f"run-{_temp_owner}" if _temp_owner else f"pid{os.getpid()}"
-    return f".{stem}.{owner}."
 
 
 @contextlib.contextmanager

@@ -34,7 +34,8 @@ from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, FINISHED_STAT
 
 from rlx_assets.config import load_settings
 from rlx_assets.runs import LeaseState, RunLease, Verdict, judge_run, new_lease
-from rlx_assets.staging import own_temp_files, remove_run_leftovers
+from rlx_assets.staging import remove_run_leftovers
+from rlx_assets.temp_files import own_temp_files
 
 # Runs that ended (failed or canceled) this recently are looked at for files left behind: one
 # killed and then marked failed by someone else (its code server, run monitoring) still has them.

@@ -7,7 +7,8 @@ from rlx_assets.defs.recovery import write_for_run
 from rlx_assets.lake.acquire import RetryPolicy
 from rlx_assets.lake.configured_source import source_from_settings
 from rlx_assets.lake.sources import LakeSource
-from rlx_assets.staging import DataLayout, open_layout, own_temp_files
+from rlx_assets.staging import DataLayout, open_layout
+from rlx_assets.temp_files import own_temp_files
 
 
 class RlxEnvironment(dg.ConfigurableResource):

@@ -47,7 +47,8 @@ from rlx_assets.lake.from_capture.tables import (
     trades_columns,
 )
 from rlx_assets.markets import LakeMarket, lake_market
-from rlx_assets.staging import atomic_write, lake_relative_path, sha256_file, temp_name
+from rlx_assets.staging import atomic_write, lake_relative_path, sha256_file
+from rlx_assets.temp_files import temp_name
 from rlx_assets.vendor_schemas import VENDOR_SCHEMAS
 
 CONVERTER = "rlx_assets.lake.from_capture"
