@@ -22,7 +22,7 @@ import datetime as dt
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,10 +117,13 @@ class RecoveredRun:
         if self.holding or self.marked_failed:
             done.append(f"freed {self.holding.describe()}")
         if self.removed:
-            names = ", ".join(p.name for p in self.removed[:5])
-            more = f" and {len(self.removed) - 5} more" if len(self.removed) > 5 else ""
-            done.append(f"removed what it was writing: {names}{more}")
+            done.append(f"removed what it was writing: {names(self.removed)}")
         return f"Dead run {self.run_id} ({self.status}; {self.reason}): {'; '.join(done)}."
+
+
+def names(paths: Sequence[Path], at_most: int = 5) -> str:
+    more = f" and {len(paths) - at_most} more" if len(paths) > at_most else ""
+    return ", ".join(p.name for p in paths[:at_most]) + more
 
 
 def runs_holding_pools(instance: dg.DagsterInstance, pools: Iterable[str]) -> dict[str, Holding]:
@@ -198,19 +201,25 @@ def find_dead_runs(
     return dead
 
 
-def remove_leftovers(instance: dg.DagsterInstance, runs: list[_DeadRun]) -> dict[str, list[Path]]:
-    """Remove the temporary files and folders of dead `runs` from the data roots their steps
-    recorded; their leases say "cleaned" afterwards. Returns the removed paths per run."""
-    ids = [r.record.dagster_run.run_id for r in runs if r.left_files]
+def remove_run_files(instance: dg.DagsterInstance, run_ids: list[str]) -> dict[str, list[Path]]:
+    """Remove the temporary files and folders of `run_ids` (runs none of whose steps runs any
+    more) from the data roots their steps recorded. Returns the removed paths per run."""
     by_root: dict[Path, list[str]] = defaultdict(list)
-    for run_id, root in data_roots(instance, ids).items():
+    for run_id, root in data_roots(instance, run_ids).items():
         by_root[root].append(run_id)
     removed: dict[str, list[Path]] = defaultdict(list)
-    for root, run_ids in by_root.items():
-        for path in remove_run_leftovers(root, run_ids):
-            removed[next(r for r in run_ids if r in path.name)].append(path)
-    for run in runs:
-        if run.left_files and run.lease is not None:
+    for root, ids in by_root.items():
+        for path in remove_run_leftovers(root, ids):
+            removed[next(r for r in ids if r in path.name)].append(path)
+    return removed
+
+
+def remove_leftovers(instance: dg.DagsterInstance, runs: list[_DeadRun]) -> dict[str, list[Path]]:
+    """`remove_run_files` of the dead `runs` that left files; their leases say "cleaned"."""
+    leaving = [r for r in runs if r.left_files]
+    removed = remove_run_files(instance, [r.record.dagster_run.run_id for r in leaving])
+    for run in leaving:
+        if run.lease is not None:
             cleaned = run.lease.renewed(run.lease.renewed_at, "cleaned")
             write_lease(instance, run.record.dagster_run.run_id, cleaned)
     return removed
@@ -294,8 +303,8 @@ class RunLeaseKeeper:
                         self.log(f"Crash recovery failed, the run will fail: {describe(error)}")
 
     def close(self, ended: bool) -> None:
-        """Stop renewing. `ended`: every step finished cleanly, nothing of the run is left to
-        remove; otherwise the lease goes stale and recovery removes what the steps left."""
+        """Stop renewing. `ended`: every step ended and nothing of the run is left to remove;
+        otherwise the lease goes stale and recovery removes what the steps left."""
         self._stop.set()
         self._thread.join()
         state: LeaseState = "ended" if ended else "running"
@@ -319,8 +328,9 @@ def plan_pools(execution_plan: ExecutionPlan) -> set[str]:
 class CrashRecoveringExecutor(Executor):
     """Dagster's default executor, with the run's lease renewed by this process (the run
     worker) while it executes, and crash recovery before any step of the run claims a pool
-    slot. An error of either fails the run. The lease says "ended" only when every step
-    finished cleanly; otherwise recovery removes what the steps left once it is stale."""
+    slot. An error of either fails the run. When the inner executor ends it removes what steps
+    killed alone left; its lease says "ended" when it ended normally, else it goes stale and
+    recovery looks again (as for a run worker that died)."""
 
     def __init__(self, inner: Executor):
         self._inner = inner
@@ -342,13 +352,14 @@ class CrashRecoveringExecutor(Executor):
         ended = False
         try:
             recover_dead_runs(instance, pools, current_run_id=run_id, log=log.warning)
-            step_failed = False
-            for event in self._inner.execute(plan_context, execution_plan):
-                step_failed = step_failed or event.is_step_failure
-                yield event
-            ended = not step_failed
+            yield from self._inner.execute(plan_context, execution_plan)
+            ended = True
         finally:
-            keeper.close(ended)
+            try:  # what a step killed alone (OOM, a lost Celery worker) left
+                if left := remove_run_files(instance, [run_id]).get(run_id):
+                    log.warning(f"Removed what this run's killed steps left: {names(left)}.")
+            finally:
+                keeper.close(ended)
         keeper.raise_kept_error()
 
 

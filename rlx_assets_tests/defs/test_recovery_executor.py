@@ -19,6 +19,8 @@ import dagster as dg
 import pytest
 
 from rlx_assets.defs.recovery import crash_recovering_executor, step_preload, with_forked_steps
+from rlx_assets.defs.resources import RlxEnvironment
+from rlx_assets.staging import atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The process that imported this module: a step forked from the preloaded server did not.
@@ -42,6 +44,14 @@ def killed() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@dg.op
+def killed_mid_write(rlx: RlxEnvironment) -> None:
+    with atomic_write(rlx.layout().root / "out" / "file.bin") as handle:
+        handle.write(b"half a file")
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @dg.job(executor_def=crash_recovering_executor)
 def probe_job():
     where_am_i()
@@ -52,14 +62,22 @@ def killed_step_job():
     killed()
 
 
+# The data root comes from RLX_DATA_DIR, set by the `observed` fixture.
+@dg.job(executor_def=crash_recovering_executor, resource_defs={"rlx": RlxEnvironment()})
+def killed_mid_write_job():
+    killed_mid_write()
+
+
 # name: (job, run config); run one after another by the same run worker.
 RUNS = {
     "default": ("probe_job", None),
     "spawn": ("probe_job", SPAWN),
     "killed": ("killed_step_job", None),
+    "killed_mid_write": ("killed_mid_write_job", None),
 }
 WORKER_SCRIPT = """
 import json, os, sys
+from pathlib import Path
 import dagster as dg
 from rlx_assets_tests.defs import test_recovery_executor as probe
 observed = {}
@@ -72,6 +90,8 @@ with dg.instance_for_test(temp_dir=sys.argv[1]) as instance:
                 "step": result.output_for_node("where_am_i") if result.success else None,
                 "failed_steps": [e.step_key for e in result.all_events if e.is_step_failure],
                 "engine_messages": [e.message for e in result.all_events if e.is_engine_event],
+                "logged": [e.user_message for e in instance.all_logs(result.run_id)],
+                "left": sorted(p.name for p in Path(os.environ["RLX_DATA_DIR"]).rglob(".*")),
             }
 print(json.dumps({"run_worker": os.getpid(), "runs": observed}))
 """
@@ -81,7 +101,7 @@ print(json.dumps({"run_worker": os.getpid(), "runs": observed}))
 def observed(tmp_path_factory) -> dict:
     """The RUNS, executed with `execute_job` in a new Python: what each step observed."""
     home = tmp_path_factory.mktemp("instance")
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RLX_DATA_DIR": str(home / "data")}
     done = subprocess.run(
         [sys.executable, "-c", WORKER_SCRIPT, str(home)],
         cwd=home, env=env, capture_output=True, text=True, timeout=600,
@@ -118,6 +138,15 @@ def test_a_step_killed_in_a_forked_process_fails_its_run(observed):
     assert run["failed_steps"] == ["killed"]
     crash = "Multiprocess executor: child process for step killed was terminated by signal 9"
     assert any(message.startswith(crash) for message in run["engine_messages"])
+
+
+def test_what_a_step_killed_mid_write_left_is_removed_when_its_run_ends(observed):
+    run = observed["runs"]["killed_mid_write"]
+
+    assert not run["success"] and run["failed_steps"] == ["killed_mid_write"]
+    assert run["left"] == []  # its `.file.bin.run-<run id>.….part` is gone
+    (removed,) = [m for m in run["logged"] if m.startswith("Removed what this run's killed")]
+    assert ".file.bin.run-" in removed and ".part" in removed
 
 
 def test_the_run_config_decides_the_start_method():
