@@ -11,7 +11,7 @@ namespace or container it ran in. Before any step of a run claims a slot, and ag
 renewal while it runs, it recovers the dead runs holding slots of its pools; `dead_run_sensor`
 does the same from the daemon for every pool. Recovering a dead run marks it FAILURE, frees its
 slots and removes what it was writing: its temporary files and folders carry its run id
-(`staging.temp_name`, `.building-<run id>`) and its steps record which data root they write.
+(`temp_files.temp_name`, `.building-<run id>`) and its steps record which data root they write.
 Recovery errors are never swallowed: they fail the run, or the sensor's tick.
 """
 
