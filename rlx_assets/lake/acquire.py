@@ -355,5 +355,6 @@ def _record(
         previous_sha256=previous_sha256,
         previous_source_version=previous_source_version,
     )
-    append_manifest_entry(layout, {"time": utc_now_iso(), "run_id": run_id, **asdict(raw)})
+    entry = {"time": utc_now_iso(), "run_id": run_id, **asdict(raw)}
+    append_manifest_entry(layout, obj.table, raw.market, obj.day, entry)
     return raw

@@ -7,7 +7,7 @@ these hold:
 * it names the partition it is read for (`market`, `date`, and every table's ready path): a
   certificate copied to another date or market path is refused;
 * every certified SHA-256 equals the ready file's, the manifest's latest entry for the raw
-  file (`logs/manifest/raw.jsonl`) and the gate report's (`staging/validating/...`), and every
+  file (`logs/manifest/raw/...`) and the gate report's (`staging/validating/...`), and every
   recorded gate passed: editing a checksum in the certificate to match a tampered file is
   refused, naming the manifest and gate report it disagrees with;
 * it is signed, when `RLX_CERTIFICATE_KEY` is set: certificates are then signed on write with

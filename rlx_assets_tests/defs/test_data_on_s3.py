@@ -125,7 +125,7 @@ def test_the_chain_runs_on_s3_across_workers_that_share_nothing_else(
     day8_version = published(deployment, f"reconstruction/{SPOT}/2024-08-08")
     assert {f"{day8_version}/{name}" for name in ("stream.parquet",
             "end_book.parquet", "summary.json")} <= stored  # fmt: skip
-    assert sum(k.startswith("logs/manifest/raw.jsonl.d/") for k in stored) == 3
+    assert sum(k.startswith("logs/manifest/raw/") for k in stored) == 3
 
     # Worker 2, empty working copy: day 2 is certified and seeded from day 1's end book, which
     # it can only have found in the bucket.

@@ -11,7 +11,7 @@ import pytest
 from rlx_assets.config import RlxSettings
 from rlx_assets.lake.acquire import RetryPolicy, acquire_raw_file
 from rlx_assets.lake.configured_source import source_from_settings
-from rlx_assets.lake.manifest import MANIFEST_NAME
+from rlx_assets.lake.manifest import manifest_entries, manifest_log
 from rlx_assets.lake.sources import (
     CorruptObjectError,
     LakeAccessError,
@@ -23,6 +23,7 @@ from rlx_assets_tests.conftest import LAKE_PREFIX, TEST_SECRET
 from rlx_assets_tests.servers.s3 import Fault
 
 DAY = dt.date(2024, 8, 8)
+MARKET = "BINANCE.BTC-USDT"
 FAST = RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05)
 
 
@@ -54,7 +55,7 @@ def test_raw_file_equals_served_object_byte_for_byte(s3_lake, tmp_path, table):
     # The partition's rows lie in its UTC day, as the vendor splits them.
     midnight = int(dt.datetime(2024, 8, 8, tzinfo=dt.UTC).timestamp() * 1e9)
     assert midnight <= raw.first_timestamp < midnight + 86_400 * 10**9
-    manifest = read_json_lines(layout.manifest_dir / MANIFEST_NAME)
+    manifest = manifest_entries(layout, table, MARKET, DAY)
     assert manifest[-1]["sha256"] == raw.sha256 and manifest[-1]["run_id"] == "r1"
     events = [e["event"] for e in audit_events(layout)]
     assert events == ["start", "finish"]
@@ -71,7 +72,7 @@ def test_unchanged_partition_is_not_downloaded_again(s3_lake, tmp_path, s3_serve
     assert second.action == "reused" and second.sha256 == first.sha256
     assert gets_after == gets_before  # no GET of the object itself
     assert [e["event"] for e in audit_events(layout)] == ["start", "finish", "reuse"]
-    assert [e["action"] for e in read_json_lines(layout.manifest_dir / MANIFEST_NAME)] == [
+    assert [e["action"] for e in manifest_entries(layout, "trades", MARKET, DAY)] == [
         "downloaded",
         "reused",
     ]
@@ -151,7 +152,7 @@ def test_persistent_server_errors_fail_bounded_and_keep_the_good_file(s3_lake, s
     layout = DataLayout(tmp_path / "data")
     good = acquire(s3_lake["uri"], layout)
     # Force a re-download (as if the vendor republished), then let every GET fail.
-    (layout.manifest_dir / MANIFEST_NAME).unlink()
+    manifest_log(layout, "trades", MARKET, DAY).unlink()
     fault = s3_server.inject(Fault("GET", "/trades/exchange=BINANCE/", 503, times=100))
     with pytest.raises(TransientLakeError):
         acquire(s3_lake["uri"], layout, run_id="r2")

@@ -17,7 +17,7 @@ from rlx_assets.config import RlxSettings
 from rlx_assets.lake.acquire import RetryPolicy, acquire_raw_file
 from rlx_assets.lake.configured_source import source_from_settings
 from rlx_assets.lake.digest import MIB, TransferDigest, verify_digest
-from rlx_assets.lake.manifest import MANIFEST_NAME
+from rlx_assets.lake.manifest import manifest_entry, manifest_log
 from rlx_assets.lake.sources import (
     CorruptTransferError,
     LakeObject,
@@ -103,7 +103,7 @@ def test_bit_flip_without_checksum_headers_is_caught_by_the_etag(s3_lake, proxy,
     assert flips.hits == FAST.attempts  # every attempt retried, none stored
     assert [e["event"] for e in audit_events(layout)] == ["start", "retry", "retry", "fail"]
     assert not raw_file(layout).exists() and not any(layout.incoming.iterdir())
-    assert not (layout.manifest_dir / MANIFEST_NAME).exists()
+    assert not manifest_log(layout, "trades", MARKET, DAY).exists()
     assert_no_secret(layout, message)
 
     flips.times = 0  # the network heals; checksum headers still stripped
@@ -207,7 +207,7 @@ def test_a_wrong_stored_copy_is_not_trusted_and_is_downloaded_again(s3_lake, tmp
     damaged[len(damaged) // 2] ^= 0x10
     dest.write_bytes(bytes(damaged))
     # ... and recorded as if it were the object (as a release without ETag checks did).
-    manifest = layout.manifest_dir / MANIFEST_NAME
+    manifest = manifest_log(layout, "trades", MARKET, DAY)
     entry = {**read_json_lines(manifest)[-1], "sha256": sha256_file(dest)}
     with open(manifest, "a") as handle:
         handle.write(json.dumps(entry) + "\n")
@@ -263,7 +263,7 @@ def test_a_republished_object_keeps_the_previous_version(s3_lake, tmp_path):
     assert (layout.root / replace["kept"]).read_bytes() == old_bytes
     assert second.previous_sha256 == first.sha256
     assert second.previous_source_version == old_etag
-    entry = read_json_lines(layout.manifest_dir / MANIFEST_NAME)[-1]
+    entry = manifest_entry(layout, "trades", MARKET, DAY)
     assert entry["previous_sha256"] == first.sha256
 
 
