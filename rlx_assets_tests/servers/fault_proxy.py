@@ -3,9 +3,10 @@
 Clients point `AWS_ENDPOINT_URL` at the proxy; it forwards every request to the upstream
 server and, for requests matching a `ProxyFault`, damages the exchange the way networks and
 servers do: flip one bit of a response body, strip the `x-amz-checksum-*` headers, answer an
-error status, reset the connection, stall (never answer), serve the body slowly, or run a hook
-before forwarding (e.g. replace the object in between HEAD and GET). Every request is recorded
-(`requests`) for the assertions.
+error status, reset the connection, stall (never answer), serve the body slowly, cut it short
+(send part of it and close the connection), or run a hook before forwarding (e.g. replace the
+object in between HEAD and GET). Every request is recorded (`requests`), and every response
+with its `Range` header and the body bytes actually sent (`responses`), for the assertions.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-FaultKind = Literal["flip_bit", "strip_checksums", "status", "reset", "stall", "slow_body", "hook"]
+FaultKind = Literal[
+    "flip_bit", "strip_checksums", "status", "reset", "stall", "slow_body", "cut", "hook"
+]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "server", "date"}
 
 
@@ -41,6 +44,7 @@ class ProxyFault:
         0.0  # kind "slow_body": pause per chunk; kind "stall": how long (0: until stop)
     )
     chunk: int = 16 * 1024  # kind "slow_body"
+    fraction: float = 0.9  # kind "cut": the share of the body sent before the reset
     hook: Callable[[], None] | None = None  # kind "hook"
     seen: int = field(default=0)
     hits: int = field(default=0)
@@ -55,6 +59,17 @@ class ProxyFault:
         return False
 
 
+@dataclass(frozen=True)
+class Response:
+    """What the proxy sent for one request: `body_bytes` counts the body bytes written."""
+
+    method: str
+    path: str
+    range: str | None
+    status: int
+    body_bytes: int
+
+
 class FaultProxy:
     """`start()` listens on a free loopback port (`endpoint_url`) and forwards to `upstream`."""
 
@@ -63,6 +78,7 @@ class FaultProxy:
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.faults: list[ProxyFault] = []
         self.requests: list[tuple[str, str]] = []
+        self.responses: list[Response] = []
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
@@ -85,6 +101,10 @@ class FaultProxy:
         with self._lock:
             self.faults.append(fault)
         return fault
+
+    def record(self, response: Response) -> None:
+        with self._lock:
+            self.responses.append(response)
 
     def active_faults(self, method: str, path: str) -> dict[str, ProxyFault]:
         path = urllib.parse.unquote(path)  # match what a reader writes: "dt=2024-08-08/"
@@ -129,8 +149,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
-        if self.command == "HEAD":
-            return None
+        sent = 0 if self.command == "HEAD" else self._send_body(body, faults)
+        proxy.record(Response(self.command, urllib.parse.unquote(self.path),
+                              self.headers.get("Range"), status, sent))  # fmt: skip
+        if "cut" in faults:  # closed after what was sent: the client reads it, then a short body
+            self.close_connection = True
+        return None
+
+    def _send_body(self, body: bytes, faults: dict[str, ProxyFault]) -> int:
+        """Write the body (slowly, or only its first part for a cut); the bytes written."""
+        if "cut" in faults:
+            body = body[: int(len(body) * faults["cut"].fraction)]
         slow = faults.get("slow_body")
         step = slow.chunk if slow else max(len(body), 1)
         for start in range(0, len(body), step):
@@ -138,7 +167,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             if slow:
                 time.sleep(slow.delay_s)
-        return None
+        return len(body)
 
     def _upstream(
         self, proxy: FaultProxy, request_body: bytes | None
