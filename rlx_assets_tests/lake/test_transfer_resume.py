@@ -61,6 +61,21 @@ def test_a_resumed_download_that_fails_its_digest_is_fetched_again_from_byte_0(
     assert raw.verified_by == "crc32-checksum+md5-etag"
 
 
+def test_a_server_that_ignores_the_range_is_not_appended_to_the_partial(s3_lake, proxy, tmp_path):
+    body = served(s3_lake)
+    proxy.inject(ProxyFault("cut", "GET", OBJECT_PATH, fraction=0.9))
+    proxy.inject(ProxyFault("ignore_range", "GET", OBJECT_PATH, nth=2))
+    layout = DataLayout(tmp_path / "data")
+    raw = acquire(s3_lake["uri"], layout)
+    first, whole_instead, again = object_gets(proxy)
+    assert whole_instead.range == f"bytes={first.body_bytes}-" and whole_instead.status == 200
+    retries = [e["error"] for e in audit_events(layout) if e["event"] == "retry"]
+    assert "the server sent the whole object" in retries[-1]  # refused, not appended
+    assert again.range is None and again.body_bytes == len(body)
+    assert raw_file(layout).read_bytes() == body
+    assert raw.verified_by == "crc32-checksum+md5-etag"
+
+
 def test_an_object_replaced_before_the_resume_is_not_stitched(s3_lake, proxy, tmp_path):
     replacement = served(s3_lake, dt.date(2024, 8, 9))
 

@@ -4,9 +4,10 @@ Clients point `AWS_ENDPOINT_URL` at the proxy; it forwards every request to the 
 server and, for requests matching a `ProxyFault`, damages the exchange the way networks and
 servers do: flip one bit of a response body, strip the `x-amz-checksum-*` headers, answer an
 error status, reset the connection, stall (never answer), serve the body slowly, cut it short
-(send part of it and close the connection), or run a hook before forwarding (e.g. replace the
-object in between HEAD and GET). Every request is recorded (`requests`), and every response
-with its `Range` header and the body bytes actually sent (`responses`), for the assertions.
+(send part of it and close the connection), ignore a `Range` header, or run a hook before
+forwarding (e.g. replace the object in between HEAD and GET). Every request is recorded
+(`requests`), and every response with its `Range` header and the body bytes actually sent
+(`responses`), for the assertions.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
 FaultKind = Literal[
-    "flip_bit", "strip_checksums", "status", "reset", "stall", "slow_body", "cut", "hook"
-]
+    "flip_bit", "strip_checksums", "status", "reset", "stall", "slow_body", "cut",
+    "ignore_range", "hook",
+]  # fmt: skip
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "server", "date"}
 
 
@@ -138,7 +140,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return self._error(faults["status"])
         if "hook" in faults and faults["hook"].hook is not None:
             faults["hook"].hook()
-        status, headers, body = self._upstream(proxy, request_body)
+        status, headers, body = self._upstream(proxy, request_body, "ignore_range" in faults)
         if "strip_checksums" in faults:
             headers = [(k, v) for k, v in headers if not k.lower().startswith("x-amz-checksum")]
         if "flip_bit" in faults and body and 200 <= status < 300:
@@ -170,13 +172,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         return len(body)
 
     def _upstream(
-        self, proxy: FaultProxy, request_body: bytes | None
+        self, proxy: FaultProxy, request_body: bytes | None, ignore_range: bool = False
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         connection = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if not ignore_range or k != "Range"}
         try:
-            connection.request(
-                self.command, self.path, body=request_body, headers=dict(self.headers.items())
-            )
+            connection.request(self.command, self.path, body=request_body, headers=headers)
             response = connection.getresponse()
             body = response.read()
             headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
