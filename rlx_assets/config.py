@@ -50,6 +50,10 @@ class RlxSettings(BaseSettings):
     download_timeout_s: float = 60.0  # read timeout of one request to Crypto Lake
     # Short: an unreachable endpoint should fail (after the retries) in seconds, not minutes.
     download_connect_timeout_s: float = 10.0
+    # A downloaded file nothing the server published can verify (no checksum, a multipart
+    # ETag of unknown part size) fails the download; true stores it, and its manifest entry,
+    # metadata and certificate say "unverified".
+    allow_unverified_downloads: bool = False
     # HMAC-SHA256 key signing readiness certificates (unset: certificates say "signed": false).
     # A SecretStr so that no repr, log or error ever shows it.
     certificate_key: SecretStr | None = None

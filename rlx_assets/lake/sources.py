@@ -58,6 +58,11 @@ class CorruptTransferError(TransientLakeError):
     """The bytes received differ from what the server says the object is: retried."""
 
 
+class UnverifiedTransferError(LakeError):
+    """The bytes arrived but nothing the server published can bind them to its object (no
+    checksum, no usable ETag): permanent, nothing is stored unless the user opted in."""
+
+
 class ObjectChangedError(TransientLakeError):
     """The object was replaced between listing/HEAD and GET (`IfMatch` failed): locate again."""
 
@@ -88,6 +93,9 @@ class LakeObject:
     etag: str | None = None
     part_size: int | None = None
     no_checksum_reason: str = "server gave no checksum"
+    # A source that publishes digests of its objects (S3): bytes none of them binds are
+    # unverified. A local lake publishes none: its files are copied, checked by size.
+    needs_digest: bool = True
 
 
 class LakeSource(Protocol):
@@ -97,8 +105,10 @@ class LakeSource(Protocol):
 
     def locate(self, table: str, exchange: str, symbol: str, day: dt.date) -> LakeObject: ...
 
-    def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
-        """Write the object's bytes into `handle`; return the byte count."""
+    def copy_to(self, obj: LakeObject, handle: BinaryIO, start: int = 0) -> int:
+        """Write the object's bytes from offset `start` on into `handle`; return the byte
+        count. A resumed copy (`start` > 0) is of the same version or raises
+        ObjectChangedError."""
         ...
 
 
@@ -142,11 +152,13 @@ class LocalLakeSource:
             stat.st_size,
             version=local_version(stat),
             no_checksum_reason="local directory: no vendor checksum",
+            needs_digest=False,
         )
 
-    def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
+    def copy_to(self, obj: LakeObject, handle: BinaryIO, start: int = 0) -> int:
         path = Path(urllib.parse.unquote(urllib.parse.urlparse(obj.uri).path))
         with open(path, "rb") as source:
+            source.seek(start)
             copied = copy_stream(source, handle)
         # A file rewritten while it was copied would give a mix of two versions.
         if local_version(path.stat()) != obj.version:

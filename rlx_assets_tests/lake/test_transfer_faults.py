@@ -23,13 +23,14 @@ from rlx_assets.lake.sources import (
     LakeObject,
     QuarantinedObjectError,
     TransientLakeError,
+    UnverifiedTransferError,
 )
 from rlx_assets.staging import DataLayout, lake_relative_path, read_json_lines, sha256_file
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import quarantine_dir
 from rlx_assets_tests.conftest import LAKE_PREFIX, TEST_SECRET
 from rlx_assets_tests.servers import free_port
-from rlx_assets_tests.servers.fault_proxy import FaultProxy, ProxyFault
+from rlx_assets_tests.servers.fault_proxy import ProxyFault
 
 DAY = dt.date(2024, 8, 8)
 MARKET = "BINANCE.BTC-USDT"
@@ -38,16 +39,13 @@ OBJECT_PATH = "/trades/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-08/"
 ACCESS_CHECK = "max-keys=1&"  # the access check lists one key; nothing else does
 
 
-@pytest.fixture
-def proxy(s3_lake, s3_server, monkeypatch):
-    """The proxy in front of the local S3 server; the lake is reached through it."""
-    fault_proxy = FaultProxy(s3_server.endpoint_url).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.endpoint_url)
-    yield fault_proxy
-    fault_proxy.stop()
-
-
-def acquire(uri: str, layout: DataLayout, run_id: str = "r1", timeout_s: float = 2.0):
+def acquire(
+    uri: str,
+    layout: DataLayout,
+    run_id: str = "r1",
+    timeout_s: float = 2.0,
+    allow_unverified: bool = False,
+):
     settings = RlxSettings(
         lake_uri=uri,
         data_dir=str(layout.root),
@@ -56,7 +54,7 @@ def acquire(uri: str, layout: DataLayout, run_id: str = "r1", timeout_s: float =
     )
     return acquire_raw_file(
         source_from_settings(settings), layout, "trades", "BINANCE", "BTC-USDT", DAY,
-        run_id=run_id, policy=FAST,
+        run_id=run_id, policy=FAST, allow_unverified=allow_unverified,
     )  # fmt: skip
 
 
@@ -356,5 +354,7 @@ def test_multipart_etag_check_with_known_or_inferred_part_size(server_part_size)
     if server_part_size:
         with pytest.raises(CorruptTransferError, match="multipart ETag"):
             verify_digest(obj, digest)
-    else:  # no part size fits: it cannot be told from an unknown part size, and says so
-        assert verify_digest(obj, digest).startswith("size-only (multipart ETag")
+    else:  # no part size fits: bytes that cannot be verified are refused, or marked so
+        with pytest.raises(UnverifiedTransferError, match="multipart ETag .* unknown part size"):
+            verify_digest(obj, digest)
+        assert verify_digest(obj, digest, allow_unverified=True).startswith("unverified (")

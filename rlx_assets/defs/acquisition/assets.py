@@ -60,6 +60,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 day,
                 run_id=context.run.run_id,
                 policy=rlx.retry_policy(),
+                allow_unverified=rlx.settings().allow_unverified_downloads,
                 log=context.log.info,
             )
         except QuarantinedObjectError as error:

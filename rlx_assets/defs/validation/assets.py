@@ -82,6 +82,11 @@ def readiness_certificate(
             "code_version": dg.MetadataValue.text(certificate["code_version"]),
             "profile": dg.MetadataValue.text(tables["trades"]["profile"]),
             "signed": dg.MetadataValue.bool(certificate["signed"]),
+            "transfer": dg.MetadataValue.text(certificate["transfer"]),
+            **{
+                f"{t}_verified_by": dg.MetadataValue.text(str(e["manifest_entry"]["verified_by"]))
+                for t, e in tables.items()
+            },
             **{f"{t}_sha256": dg.MetadataValue.text(e["sha256"]) for t, e in tables.items()},
             **{
                 f"{t}_source_version": dg.MetadataValue.text(str(e["source_version"]))
