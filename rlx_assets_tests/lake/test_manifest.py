@@ -42,9 +42,9 @@ def test_an_entry_filed_under_another_partition_is_refused(tmp_path):
 
 def test_reading_one_partition_lists_only_its_own_records(
     tmp_path,
-    bucket,
+    bucket,  # noqa: F811 - the fixture imported above
     s3_server,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     """On S3 every record is an object: with one log for all files, reading a day's entry
     listed the records of every day before it (30 here, a year's backfill ~3,300)."""
