@@ -11,9 +11,9 @@ import dagster as dg
 import pytest
 
 from rlx_assets.defs.resources import RlxEnvironment
-from rlx_assets.lake.manifest import MANIFEST_NAME
+from rlx_assets.lake.manifest import manifest_entries
 from rlx_assets.lake.sources import UnverifiedTransferError
-from rlx_assets.staging import DataLayout, read_json_lines
+from rlx_assets.staging import DataLayout
 from rlx_assets.validation.certificate import load_certificate
 from rlx_assets_tests.defs.validation.test_chain import CHAIN
 from rlx_assets_tests.lake.test_transfer_faults import (
@@ -117,7 +117,7 @@ def test_bytes_that_cannot_be_verified_fail_naming_the_object_and_replace_nothin
     good = acquire(s3_lake["uri"], layout)  # the single-part original: verified and stored
     assert good.verified_by == "crc32-checksum+md5-etag"
     original = raw_file(layout).read_bytes()
-    manifest_before = read_json_lines(layout.manifest_dir / MANIFEST_NAME)
+    manifest_before = manifest_entries(layout, "trades", MARKET, DAY)
     # The vendor republishes (another real day's file) multipart; the server gives no
     # checksum and no part size, and no whole-MiB part size reproduces the ETag.
     put_multipart(s3_lake, served(s3_lake, dt.date(2024, 8, 9)))
@@ -135,7 +135,7 @@ def test_bytes_that_cannot_be_verified_fail_naming_the_object_and_replace_nothin
     assert len(object_gets(proxy)) == gets_before + 1
     # Nothing stored, nothing previously good replaced, nothing left behind.
     assert raw_file(layout).read_bytes() == original
-    assert read_json_lines(layout.manifest_dir / MANIFEST_NAME) == manifest_before
+    assert manifest_entries(layout, "trades", MARKET, DAY) == manifest_before
     assert not any(layout.incoming.iterdir()) and not layout.versions.exists()
     assert audit_events(layout)[-1]["event"] == "fail"
     assert_no_secret(layout, message)
@@ -152,7 +152,7 @@ def test_the_opt_in_stores_unverifiable_bytes_marked_unverified(
     raw = acquire(s3_lake["uri"], layout, allow_unverified=True)
     assert raw_file(layout).read_bytes() == body
     assert raw.verified_by.startswith("unverified (") and "part-size HEAD failed" in raw.verified_by
-    entry = read_json_lines(layout.manifest_dir / MANIFEST_NAME)[-1]
+    entry = manifest_entries(layout, "trades", MARKET, DAY)[-1]
     assert entry["verified_by"] == raw.verified_by
     # Reused as unverified while the opt-in holds; refused (and kept) once it is withdrawn.
     again = acquire(s3_lake["uri"], layout, run_id="r2", allow_unverified=True)
