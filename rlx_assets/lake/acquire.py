@@ -7,11 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import tenacity
 
 from rlx_assets.lake.digest import TransferDigest, digest_file, verify_digest
 from rlx_assets.lake.manifest import append_manifest_entry, manifest_entry, manifest_path_of
@@ -23,9 +21,9 @@ from rlx_assets.lake.sources import (
     LakeSource,
     ObjectChangedError,
     QuarantinedObjectError,
-    TransientLakeError,
     redact,
 )
+from rlx_assets.retry import RetryPolicy, with_retries
 from rlx_assets.staging import (
     DataLayout,
     append_json_line,
@@ -37,15 +35,6 @@ from rlx_assets.staging import (
     sha256_file,
     utc_now_iso,
 )
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    initial_s: float = 1.0
-    max_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -110,24 +99,6 @@ class DownloadAudit:
         record = {"time": utc_now_iso(), "event": event, "run_id": self.run_id, **self.label}
         record.update({k: redact(v) if isinstance(v, str) else v for k, v in fields.items()})
         append_json_line(self.layout.download_log_dir / f"{now.date().isoformat()}.jsonl", record)
-
-
-def with_retries(
-    action: Callable[[], T],
-    policy: RetryPolicy,
-    on_retry: Callable[[int, BaseException, float], None],
-) -> T:
-    """Run `action`, retrying TransientLakeError with exponential backoff and full jitter."""
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(policy.attempts),
-        wait=tenacity.wait_random_exponential(multiplier=policy.initial_s, max=policy.max_s),
-        retry=tenacity.retry_if_exception_type(TransientLakeError),
-        before_sleep=lambda state: on_retry(
-            state.attempt_number, state.outcome.exception(), state.upcoming_sleep
-        ),
-        reraise=True,
-    )
-    return retrying(action)
 
 
 @dataclass(frozen=True)
