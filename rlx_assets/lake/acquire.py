@@ -13,7 +13,11 @@ import pyarrow.parquet as pq
 
 from rlx_assets.lake.digest import TransferDigest, digest_file, verify_digest
 from rlx_assets.lake.manifest import append_manifest_entry, manifest_entry, manifest_path_of
-from rlx_assets.lake.quarantine import quarantine_unreadable_object
+from rlx_assets.lake.quarantine import (
+    quarantine_dir,
+    quarantine_unreadable_object,
+    quarantined_version,
+)
 from rlx_assets.lake.sources import (
     CorruptObjectError,
     CorruptTransferError,
@@ -157,7 +161,8 @@ def acquire_raw_file(
 
     The access gate runs first and nothing under `staging/` is touched before it passed. Every
     request (access check, listing, HEAD, GET) is retried under `policy`. A stored copy is
-    reused only after its bytes are verified again. A new download lands in
+    reused only after its bytes are verified again. The version held in quarantine is known
+    bad: it is not downloaded again (QuarantinedObjectError). A new download lands in
     `staging/.incoming/`, is verified against the server's checksum or ETag, and replaces the
     stored file only then (the previous version is kept when the vendor republished). A vendor
     object that arrives intact but is unreadable goes to quarantine, never to raw.
@@ -181,6 +186,13 @@ def acquire_raw_file(
         return source.locate(table, exchange, symbol, day)
 
     obj = with_retries(locate, policy, on_retry)
+    if held := quarantined_version(layout, table, market, day, obj.version):
+        audit.write("skip_quarantined", uri=obj.uri, version=obj.version, sha256=held["sha256"])
+        raise QuarantinedObjectError(
+            f"{obj.uri} (version {obj.version}, SHA-256 {held['sha256']}) is the object already "
+            "quarantined: not downloaded again until the vendor publishes another version",
+            quarantine_dir(layout, table, market, day),
+        )
     dest = layout.zone("raw") / lake_relative_path(table, exchange, symbol, day)
     relative_str = manifest_path_of(table, market, day)
 
