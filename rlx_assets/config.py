@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rlx_assets.markets import binance_instrument, parse_market_key
 from rlx_assets.remote import is_remote_uri
+from rlx_assets.retry import RetryPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAPTURES_DIR = PROJECT_ROOT / "data" / "sample" / "captures"
@@ -105,6 +106,12 @@ class RlxSettings(BaseSettings):
         bucket_and_prefix = self.data_dir.removeprefix("s3://").strip("/")
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         return (cache / "rlx-assets" / "work" / bucket_and_prefix).resolve()
+
+    def retry_policy(self) -> RetryPolicy:
+        """How every request to object storage is retried (the lake's and the data root's)."""
+        return RetryPolicy(
+            self.download_attempts, self.download_backoff_initial_s, self.download_backoff_max_s
+        )
 
     @property
     def capture_root(self) -> Path:

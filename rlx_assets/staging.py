@@ -76,7 +76,11 @@ def open_layout(settings: RlxSettings) -> DataLayout:
     """The data root of the settings; an `s3://` one is bound to its working copy first."""
     root = settings.data_root
     if is_remote_uri(settings.data_dir):
-        bind(root, settings.data_dir, settings.data_s3_endpoint_url, settings.data_s3_profile)
+        bind(
+            root, settings.data_dir, settings.data_s3_endpoint_url, settings.data_s3_profile,
+            settings.retry_policy(),
+            (settings.download_connect_timeout_s, settings.download_timeout_s),
+        )  # fmt: skip
     return DataLayout(root)
 
 

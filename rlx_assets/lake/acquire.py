@@ -7,15 +7,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import tenacity
 
 from rlx_assets.lake.digest import TransferDigest, digest_file, verify_digest
 from rlx_assets.lake.manifest import append_manifest_entry, manifest_entry, manifest_path_of
-from rlx_assets.lake.quarantine import quarantine_unreadable_object
+from rlx_assets.lake.quarantine import (
+    quarantine_dir,
+    quarantine_unreadable_object,
+    quarantined_version,
+)
 from rlx_assets.lake.sources import (
     CorruptObjectError,
     CorruptTransferError,
@@ -23,10 +26,10 @@ from rlx_assets.lake.sources import (
     LakeSource,
     ObjectChangedError,
     QuarantinedObjectError,
-    TransientLakeError,
     UnverifiedTransferError,
     redact,
 )
+from rlx_assets.retry import RetryPolicy, with_retries
 from rlx_assets.staging import (
     DataLayout,
     append_json_line,
@@ -38,15 +41,6 @@ from rlx_assets.staging import (
     sha256_file,
     utc_now_iso,
 )
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    initial_s: float = 1.0
-    max_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -114,24 +108,6 @@ class DownloadAudit:
         append_json_line(self.layout.download_log_dir / f"{now.date().isoformat()}.jsonl", record)
 
 
-def with_retries(
-    action: Callable[[], T],
-    policy: RetryPolicy,
-    on_retry: Callable[[int, BaseException, float], None],
-) -> T:
-    """Run `action`, retrying TransientLakeError with exponential backoff and full jitter."""
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(policy.attempts),
-        wait=tenacity.wait_random_exponential(multiplier=policy.initial_s, max=policy.max_s),
-        retry=tenacity.retry_if_exception_type(TransientLakeError),
-        before_sleep=lambda state: on_retry(
-            state.attempt_number, state.outcome.exception(), state.upcoming_sleep
-        ),
-        reraise=True,
-    )
-    return retrying(action)
-
-
 @dataclass(frozen=True)
 class StoredCopy:
     """What the raw zone holds for a partition, judged against the manifest and the source.
@@ -191,7 +167,8 @@ def acquire_raw_file(
 
     The access gate runs first and nothing under `staging/` is touched before it passed. Every
     request (access check, listing, HEAD, GET) is retried under `policy`. A stored copy is
-    reused only after its bytes are verified again. A new download lands in
+    reused only after its bytes are verified again. The version held in quarantine is known
+    bad: it is not downloaded again (QuarantinedObjectError). A new download lands in
     `staging/.incoming/`; a transfer cut short resumes from where it stopped (HTTP Range,
     pinned to the version). The whole file is verified against the server's checksum or ETag
     and replaces the stored file only then (the previous version is kept when the vendor
@@ -218,6 +195,13 @@ def acquire_raw_file(
         return source.locate(table, exchange, symbol, day)
 
     obj = with_retries(locate, policy, on_retry)
+    if held := quarantined_version(layout, table, market, day, obj.version):
+        audit.write("skip_quarantined", uri=obj.uri, version=obj.version, sha256=held["sha256"])
+        raise QuarantinedObjectError(
+            f"{obj.uri} (version {obj.version}, SHA-256 {held['sha256']}) is the object already "
+            "quarantined: not downloaded again until the vendor publishes another version",
+            quarantine_dir(layout, table, market, day),
+        )
     dest = layout.zone("raw") / lake_relative_path(table, exchange, symbol, day)
     relative_str = manifest_path_of(table, market, day)
 

@@ -1,8 +1,8 @@
 """Where the vendor's daily files come from: the bundled sample lake, a local directory, or
 Crypto Lake on S3. Every source answers the same three questions: may we read (access gate),
 which object holds a table's day (locate), and its bytes (open). The choice by settings is
-``configured_source.py``; this module imports ``config``, ``staging`` and (to build the sample
-lake) ``lake.from_capture`` only."""
+``configured_source.py``; this module imports ``config``, ``retry``, ``staging`` and (to build
+the sample lake) ``lake.from_capture`` only."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from rlx_assets.config import SAMPLE_CAPTURES_DIR, SAMPLE_LAKE_DIR
+from rlx_assets.retry import TransientError
 from rlx_assets.staging import lake_relative_path, sha256_file
 
 _SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
@@ -50,7 +51,7 @@ class CorruptObjectError(LakeError):
     """The object arrived whole but is not a readable vendor file: permanent."""
 
 
-class TransientLakeError(LakeError):
+class TransientLakeError(LakeError, TransientError):
     """A 5xx, timeout or reset: worth retrying with backoff."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,12 @@ from rlx_assets.config import RlxSettings
 from rlx_assets.lake.acquire import RetryPolicy, acquire_raw_file
 from rlx_assets.lake.configured_source import source_from_settings
 from rlx_assets.lake.manifest import manifest_entries, manifest_log
+from rlx_assets.lake.quarantine import quarantine_dir
 from rlx_assets.lake.sources import (
     CorruptObjectError,
     LakeAccessError,
     NoDataError,
+    QuarantinedObjectError,
     TransientLakeError,
 )
 from rlx_assets.staging import DataLayout, lake_relative_path, read_json_lines
@@ -176,6 +179,43 @@ def test_corrupt_object_is_refused_and_the_good_file_stays(s3_lake, tmp_path):
     assert "not a readable Parquet file" in str(caught.value) and key in str(caught.value)
     assert (layout.root / good.path).read_bytes() == good_bytes
     assert not any(layout.incoming.iterdir())
+
+
+def object_gets(s3_server, key: str) -> int:
+    """GETs of the object itself (not listings) the server has answered so far."""
+    return sum(1 for m, p in s3_server.app.requests if m == "GET" and p.split("?")[0].endswith(key))
+
+
+def test_a_quarantined_version_is_not_downloaded_again_until_the_vendor_replaces_it(
+    s3_lake, s3_server, tmp_path
+):
+    layout = DataLayout(tmp_path / "data")
+    key = f"{LAKE_PREFIX}/{lake_relative_path('trades', 'BINANCE', 'BTC-USDT', DAY).as_posix()}"
+    good = served_bytes(s3_lake, "trades")
+    s3_lake["client"].put_object(Bucket=s3_lake["bucket"], Key=key, Body=good[: len(good) // 2])
+    gets = object_gets(s3_server, key)
+    with pytest.raises(QuarantinedObjectError):
+        acquire(s3_lake["uri"], layout, run_id="r1")
+    assert object_gets(s3_server, key) == gets + 1
+
+    held = quarantine_dir(layout, "trades", "BINANCE.BTC-USDT", DAY)
+    for run_id in ("r2", "r3"):  # every later run: refused at once, nothing fetched
+        with pytest.raises(QuarantinedObjectError, match="already quarantined") as again:
+            acquire(s3_lake["uri"], layout, run_id=run_id)
+        assert key in str(again.value) and again.value.quarantine_path == held
+    assert object_gets(s3_server, key) == gets + 1  # the known-bad bytes were not fetched again
+    events = [e["event"] for e in audit_events(layout)]
+    assert events == ["start", "fail", "skip_quarantined", "skip_quarantined"]
+
+    shutil.rmtree(held)  # the user's way to have the same version fetched and judged again
+    with pytest.raises(QuarantinedObjectError, match="not a readable Parquet file"):
+        acquire(s3_lake["uri"], layout, run_id="r4")
+    assert object_gets(s3_server, key) == gets + 2
+
+    s3_lake["client"].put_object(Bucket=s3_lake["bucket"], Key=key, Body=good)  # fixed
+    raw = acquire(s3_lake["uri"], layout, run_id="r5")
+    assert raw.action == "downloaded" and (layout.root / raw.path).read_bytes() == good
+    assert object_gets(s3_server, key) == gets + 3
 
 
 def test_no_secret_in_any_log_or_manifest(s3_lake, s3_server, tmp_path):

@@ -64,10 +64,14 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 log=context.log.info,
             )
         except QuarantinedObjectError as error:
-            refresh_status(rlx.layout())
+            status = refresh_status(rlx.layout())["partitions"][f"{day.isoformat()}|{market}"]
             raise dg.Failure(
-                description=f"{error}. The raw zone keeps its previous good file, if any.",
-                metadata={"quarantine": dg.MetadataValue.path(str(error.quarantine_path))},
+                description=f"{error}. The raw zone keeps its previous good file, if any; "
+                f"the partition is {status['summary']}.",
+                metadata={
+                    "quarantine": dg.MetadataValue.path(str(error.quarantine_path)),
+                    "partition_status": dg.MetadataValue.text(status["summary"]),
+                },
             ) from None
         except CorruptObjectError as error:
             raise dg.Failure(
