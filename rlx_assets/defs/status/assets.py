@@ -28,11 +28,12 @@ WATCHED = [
 
 
 def refresh_when_partitions_change() -> dg.AutomationCondition:
-    """Once at first, then after any watched partition was materialised, when no run of those
-    assets is still going (a raw asset's gates quarantine after it materialised)."""
+    """At the first tick while never drawn (not again after a failed run), then after any
+    watched partition was materialised, once no run of those assets is still going (a raw
+    asset's gates quarantine after it materialised)."""
     A = dg.AutomationCondition
     return (
-        (A.missing() | A.any_deps_updated()).since_last_handled()
+        ((A.missing() & ~A.execution_failed()) | A.any_deps_updated().since_last_handled())
         & ~A.any_deps_in_progress()
         & ~A.in_progress()
     ).with_label("refresh when partitions change")
