@@ -121,28 +121,66 @@ def build_sample_lake() -> None:
     click.echo(f"sample lake ready: {lake}", err=True)
 
 
+def range_options(command):
+    """--market, --from and --to: a part of the configured partitions (see `selected_range`)."""
+    for option in reversed([
+        click.option(
+            "--market",
+            "markets",
+            multiple=True,
+            help="Only this market (EXCHANGE.SYMBOL, one of RLX_MARKETS); repeat for several "
+            "(default: every configured market).",
+        ),
+        click.option(
+            "--from",
+            "first_day",
+            type=click.DateTime(formats=["%Y-%m-%d"]),
+            default=None,
+            help="First date, YYYY-MM-DD (default: RLX_START_DATE).",
+        ),
+        click.option(
+            "--to",
+            "last_day",
+            type=click.DateTime(formats=["%Y-%m-%d"]),
+            default=None,
+            help="Last date, YYYY-MM-DD (default: yesterday in UTC, the last complete day).",
+        ),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def selected_range(markets: tuple[str, ...], first_day, last_day):
+    """The settings, and the configured partition dates and markets inside the options; a bad
+    RLX_* variable, an unconfigured --market or --from after --to fails with one line."""
+    from rlx_assets.config import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    from rlx_assets.defs.partitions import configured_days
+
+    unknown = [m for m in markets if m not in settings.markets]
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)} not among the configured markets "
+            f"(RLX_MARKETS={','.join(settings.markets)})",
+            param_hint="--market",
+        )
+    if first_day and last_day and first_day > last_day:
+        raise click.BadParameter(f"--from {first_day:%Y-%m-%d} is after --to {last_day:%Y-%m-%d}")
+    days = [
+        day
+        for day in configured_days(settings)
+        if (first_day is None or day >= first_day.date())
+        and (last_day is None or day <= last_day.date())
+    ]
+    return settings, days, list(markets or settings.markets)
+
+
 @main.command("partitions", epilog=EXIT_STATUS)
-@click.option(
-    "--market",
-    "markets",
-    multiple=True,
-    help="Only this market (EXCHANGE.SYMBOL, one of RLX_MARKETS); repeat for several "
-    "(default: every configured market).",
-)
-@click.option(
-    "--from",
-    "first_day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="First date, YYYY-MM-DD (default: RLX_START_DATE).",
-)
-@click.option(
-    "--to",
-    "last_day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="Last date, YYYY-MM-DD (default: yesterday in UTC, the last complete day).",
-)
+@range_options
 def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
     """List the valid partition keys, DATE|EXCHANGE.SYMBOL, one per line on stdout: the values
     `dagster asset materialize --partition`, `dg launch --partition` and backfills accept.
@@ -154,31 +192,8 @@ def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
     build-sample-lake` or scripts/run_sample.sh built it). A bad RLX_* variable, an unconfigured
     --market or --from after --to fails with one line naming it.
     """
-    from rlx_assets.config import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    from rlx_assets.defs.partitions import build_partitions
-
-    unknown = [m for m in markets if m not in settings.markets]
-    if unknown:
-        raise click.BadParameter(
-            f"{', '.join(unknown)} not among the configured markets "
-            f"(RLX_MARKETS={','.join(settings.markets)})",
-            param_hint="--market",
-        )
-    if first_day and last_day and first_day > last_day:
-        raise click.BadParameter(f"--from {first_day:%Y-%m-%d} is after --to {last_day:%Y-%m-%d}")
-    dates = build_partitions(settings).get_partitions_def_for_dimension("date")
-    keys = [
-        f"{day}|{market}"
-        for day in dates.get_partition_keys()
-        if (first_day is None or day >= f"{first_day:%Y-%m-%d}")
-        and (last_day is None or day <= f"{last_day:%Y-%m-%d}")
-        for market in markets or settings.markets
-    ]
+    settings, days, selected = selected_range(markets, first_day, last_day)
+    keys = [f"{day}|{market}" for day in days for market in selected]
     click.echo("\n".join(keys) if keys else "", nl=bool(keys))
     click.echo(f"{len(keys)} partition keys", err=True)
     if settings.lake_uri is None:
@@ -186,6 +201,49 @@ def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
         click.echo(
             f"with data in the bundled sample lake: {', '.join(in_sample) or 'none'}", err=True
         )
+
+
+@main.command("status", epilog=EXIT_STATUS)
+@range_options
+@click.option(
+    "--data-dir",
+    default=None,
+    help="Data root to read (a directory or s3://BUCKET/PREFIX; default: RLX_DATA_DIR, else data).",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the calendar as a PNG picture here (replaced atomically when it exists).",
+)
+def status(markets: tuple[str, ...], first_day, last_day, data_dir: str | None, plot) -> None:
+    """Print the coverage calendar: for each month, one row per market and one character per
+    day, the state of the day (certified and reconstructed, certified, acquired, quarantined,
+    failed gate, missing; the legend with each state's count at the end), read from the data
+    root's zones, certificates and reconstructions. The days are those of the partitions
+    (RLX_START_DATE to yesterday) within --from/--to; the markets those of RLX_MARKETS.
+
+    Reads RLX_DATA_DIR, RLX_MARKETS and RLX_START_DATE (and, for an s3:// root, the
+    RLX_DATA_S3_* and AWS_* variables). Writes nothing below the data root; the
+    coverage_calendar asset writes the same table as status/coverage.parquet and .png there.
+    """
+    from rlx_assets.config import SettingsError
+    from rlx_assets.read import data_layout
+    from rlx_assets.staging import atomic_write_bytes
+    from rlx_assets.stats.plots import png_bytes
+    from rlx_assets.validation.coverage import calendar_figure, calendar_text, coverage_table
+
+    _, days, selected = selected_range(markets, first_day, last_day)
+    if not days:
+        raise click.BadParameter("no partition date in the range", param_hint="--from/--to")
+    try:
+        table = coverage_table(data_layout(data_dir), days, selected)
+        click.echo(calendar_text(table))
+        if plot is not None:
+            atomic_write_bytes(plot, png_bytes(calendar_figure(table)))
+            click.echo(f"calendar written to {plot}", err=True)
+    except (SettingsError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _sample_lake_partitions() -> list[str]:
