@@ -49,7 +49,10 @@ VERSION_PREFIX = "v-"
 RECORDS_SUFFIX = ".d"
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
-_CHANGED_CODES = {"412", "PreconditionFailed"}  # the GET's IfMatch: the object was replaced
+UPDATE_ATTEMPTS = 50  # conditional writes of one object redone before giving up
+# A conditional request's object was replaced meanwhile (GET or PUT IfMatch / IfNoneMatch; S3
+# answers 409 ConditionalRequestConflict to a conditional PUT racing another).
+_CHANGED_CODES = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
 _TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
 _FETCH_ATTEMPTS = 3
 DEFAULT_POLICY = RetryPolicy()
@@ -201,6 +204,39 @@ class RemoteRoot:
         if head is None or head["ContentLength"] != source.stat().st_size:
             raise RemoteDataError(f"upload to s3://{bucket}/{key}: not stored whole")
         return head["ETag"]
+
+    def update(self, path: Path, change: Callable[[bytes | None], bytes]) -> bytes:
+        """Read-modify-write of one object that several workers update, none losing another's
+        change: the write is conditional on the version read (IfMatch, or IfNoneMatch for a new
+        object) and redone from a fresh read when another writer came first. ``change`` gets
+        the current bytes (None: no object yet) and may be called more than once."""
+        import botocore.exceptions
+
+        key, bucket = self.key(path), self.location.bucket
+        for _ in range(UPDATE_ATTEMPTS):
+            try:
+                response = self._call(
+                    "read", key, lambda: _body_and_etag(self.client.get_object(Bucket=bucket,
+                                                                               Key=key))
+                )  # fmt: skip
+            except botocore.exceptions.ClientError:  # only "missing" reaches here
+                response = (None, None)
+            current, etag = response
+            data = change(current)
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                written = self._call(
+                    "write", key, self.client.put_object, Bucket=bucket, Key=key, Body=data,
+                    **condition,
+                )  # fmt: skip
+            except botocore.exceptions.ClientError:  # another writer came first: read again
+                continue
+            _write_local(path, data)
+            self._remember(path, written["ETag"])
+            return data
+        raise RemoteDataError(
+            f"update s3://{bucket}/{key}: replaced by other writers {UPDATE_ATTEMPTS} times"
+        )
 
     def _head(self, key: str) -> dict | None:
         import botocore.exceptions
@@ -431,6 +467,18 @@ class RemoteRoot:
                 os.replace(tmp, cached)
             lines.append(cached.read_bytes())
         return lines
+
+
+def _body_and_etag(response: dict) -> tuple[bytes, str]:
+    return response["Body"].read(), response["ETag"]
+
+
+def _write_local(path: Path, data: bytes) -> None:
+    """The working copy of an object just written: atomically, never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _error_code(error) -> tuple[str, int]:

@@ -242,7 +242,7 @@ def test_an_unreadable_vendor_object_is_quarantined_with_a_report(s3_lake, tmp_p
     assert not raw_file(layout).exists() and not any(layout.incoming.iterdir())
     (event,) = read_json_lines(layout.root / "logs" / "quarantine.jsonl")
     assert event["event"] == "quarantined" and event["uri"] == report["source_uri"]
-    status = refresh_status(layout)
+    status = refresh_status(layout, MARKET, DAY)
     assert status["partitions"][f"2024-08-08|{MARKET}"]["state"] == "quarantined"
     assert_no_secret(layout, message)
 

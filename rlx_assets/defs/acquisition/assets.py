@@ -64,7 +64,9 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 log=context.log.info,
             )
         except QuarantinedObjectError as error:
-            status = refresh_status(rlx.layout())["partitions"][f"{day.isoformat()}|{market}"]
+            status = refresh_status(rlx.layout(), market, day)["partitions"][
+                f"{day.isoformat()}|{market}"
+            ]
             raise dg.Failure(
                 description=f"{error}. The raw zone keeps its previous good file, if any; "
                 f"the partition is {status['summary']}.",
@@ -79,7 +81,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
             ) from None
         except LakeError as error:
             raise dg.Failure(description=str(error)) from None
-        refresh_status(rlx.layout())
+        refresh_status(rlx.layout(), market, day)
         return dg.MaterializeResult(metadata=raw_file_metadata(raw))
 
     return raw_asset

@@ -109,7 +109,7 @@ def evaluate_gates(
         # A bad republish must not displace what was certified: raw goes back to the last
         # good version, with a manifest entry saying so (the bad file stays in quarantine).
         restore_last_good(layout, table, market, day, run_id)
-    refresh_status(layout)
+    refresh_status(layout, market, day)
     return results, report
 
 
