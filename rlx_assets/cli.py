@@ -431,6 +431,57 @@ def bench_reconstruct(events: int, as_json: bool, workdir: Path | None, profile:
     )
 
 
+@bench.command("backfill", epilog=EXIT_STATUS)
+@click.option(
+    "--partitions",
+    type=click.IntRange(2, 1000),
+    default=100,
+    show_default=True,
+    help="Days of one market, run one after another as a backfill does.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table."
+)
+@click.option(
+    "--workdir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Existing directory for the run's files, removed at the end (default: $TMPDIR or /tmp).",
+)
+def bench_backfill(partitions: int, as_json: bool, workdir: Path | None) -> None:
+    """The control plane's cost over a backfill on an S3 data root.
+
+    Acquisition and validation of PARTITIONS small days (the spot sample day, times moved on by
+    whole days), one run after another, in process, on a data root in a bucket of a local S3
+    server (moto, as in the tests). Every request of each run is timed: the control plane is
+    every request on an object other than the vendor's Parquet files. Prints the control-plane
+    seconds and requests of the first and the last ten runs; it must not grow with the history.
+    """
+    import json
+
+    from rlx_assets.bench_backfill import run_backfill_bench
+
+    with Progress() as log:
+        try:
+            result = run_backfill_bench(partitions=partitions, workdir=workdir, log=log)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    window = result["window"]
+    click.echo(f"{result['partitions']} partitions, control plane per run (mean of {window}):")
+    click.echo(
+        f"  first {window}: {result['first_control_s']:.3f} s, "
+        f"{result['first_control_requests']:.0f} requests"
+    )
+    click.echo(
+        f"  last {window}:  {result['last_control_s']:.3f} s, "
+        f"{result['last_control_requests']:.0f} requests"
+    )
+    click.echo(f"  last / first: {result['last_over_first']:.2f}")
+
+
 @bench.command("day", epilog=EXIT_STATUS)
 @click.option(
     "--hours",
