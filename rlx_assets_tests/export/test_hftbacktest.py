@@ -280,6 +280,22 @@ def test_a_stream_out_of_exchange_time_order_is_refused_and_the_previous_file_ke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "day.npz"]  # nothing partial
 
 
+def test_a_stream_replaced_between_the_passes_leaves_the_previous_file(certified, tmp_path):
+    """The array's length is counted before its events are written: a stream replaced in
+    between (a re-reconstruction, here the last 10 rows dropped) is refused, not written."""
+    data = copy_of(certified, tmp_path / "data")
+    path = data / "reconstruction" / SPOT / "2024-08-09" / "stream.parquet"
+    measured = hftbacktest.hftbacktest_events(SPOT, "2024-08-09", data_dir=data)
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, table.num_rows - 10), path)
+    out = tmp_path / "day.npz"
+    out.write_bytes(b"previous export")
+    with pytest.raises(hftbacktest.StreamOrderError, match="changed while it was exported"):
+        hftbacktest.write_npz(measured, out)
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "day.npz"]  # nothing partial
+
+
 PEAK_SCRIPT = """
 import sys
 from pathlib import Path
