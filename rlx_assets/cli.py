@@ -310,7 +310,7 @@ def export_hftbacktest(
     import json
 
     from rlx_assets.config import SettingsError
-    from rlx_assets.export.hftbacktest import hftbacktest_events, write_npz
+    from rlx_assets.export.hftbacktest import StreamOrderError, hftbacktest_events, write_npz
     from rlx_assets.read import BookNotKnownError, DataNotCurrentError
 
     started = time.monotonic()
@@ -318,11 +318,15 @@ def export_hftbacktest(
         exported = hftbacktest_events(
             market, day.date(), data_dir=data_dir, base_latency_ns=base_latency_ns
         )
-        click.echo(
-            f"{market} {day:%Y-%m-%d}: {exported.data.size:,} events, writing {out}", err=True
-        )
+        click.echo(f"{market} {day:%Y-%m-%d}: {exported.events:,} events, writing {out}", err=True)
         size = write_npz(exported, out)
-    except (DataNotCurrentError, BookNotKnownError, SettingsError, OSError) as exc:
+    except (
+        DataNotCurrentError,
+        BookNotKnownError,
+        SettingsError,
+        StreamOrderError,
+        OSError,
+    ) as exc:
         lines = [x.strip() for x in str(exc).splitlines() if "allow_missing" not in x]
         raise click.ClickException(" ".join(lines)) from exc
     click.echo(
@@ -330,7 +334,7 @@ def export_hftbacktest(
             "market": market,
             "date": f"{day:%Y-%m-%d}",
             "out": str(out),
-            "events": int(exported.data.size),
+            "events": exported.events,
             "snapshot_levels": exported.snapshot_levels,
             "bytes": size,
             "seconds": round(time.monotonic() - started, 3),
