@@ -121,28 +121,66 @@ def build_sample_lake() -> None:
     click.echo(f"sample lake ready: {lake}", err=True)
 
 
+def range_options(command):
+    """--market, --from and --to: a part of the configured partitions (see `selected_range`)."""
+    for option in reversed([
+        click.option(
+            "--market",
+            "markets",
+            multiple=True,
+            help="Only this market (EXCHANGE.SYMBOL, one of RLX_MARKETS); repeat for several "
+            "(default: every configured market).",
+        ),
+        click.option(
+            "--from",
+            "first_day",
+            type=click.DateTime(formats=["%Y-%m-%d"]),
+            default=None,
+            help="First date, YYYY-MM-DD (default: RLX_START_DATE).",
+        ),
+        click.option(
+            "--to",
+            "last_day",
+            type=click.DateTime(formats=["%Y-%m-%d"]),
+            default=None,
+            help="Last date, YYYY-MM-DD (default: yesterday in UTC, the last complete day).",
+        ),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def selected_range(markets: tuple[str, ...], first_day, last_day):
+    """The settings, and the configured partition dates and markets inside the options; a bad
+    RLX_* variable, an unconfigured --market or --from after --to fails with one line."""
+    from rlx_assets.config import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    from rlx_assets.defs.partitions import configured_days
+
+    unknown = [m for m in markets if m not in settings.markets]
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)} not among the configured markets "
+            f"(RLX_MARKETS={','.join(settings.markets)})",
+            param_hint="--market",
+        )
+    if first_day and last_day and first_day > last_day:
+        raise click.BadParameter(f"--from {first_day:%Y-%m-%d} is after --to {last_day:%Y-%m-%d}")
+    days = [
+        day
+        for day in configured_days(settings)
+        if (first_day is None or day >= first_day.date())
+        and (last_day is None or day <= last_day.date())
+    ]
+    return settings, days, list(markets or settings.markets)
+
+
 @main.command("partitions", epilog=EXIT_STATUS)
-@click.option(
-    "--market",
-    "markets",
-    multiple=True,
-    help="Only this market (EXCHANGE.SYMBOL, one of RLX_MARKETS); repeat for several "
-    "(default: every configured market).",
-)
-@click.option(
-    "--from",
-    "first_day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="First date, YYYY-MM-DD (default: RLX_START_DATE).",
-)
-@click.option(
-    "--to",
-    "last_day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="Last date, YYYY-MM-DD (default: yesterday in UTC, the last complete day).",
-)
+@range_options
 def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
     """List the valid partition keys, DATE|EXCHANGE.SYMBOL, one per line on stdout: the values
     `dagster asset materialize --partition`, `dg launch --partition` and backfills accept.
@@ -154,31 +192,8 @@ def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
     build-sample-lake` or scripts/run_sample.sh built it). A bad RLX_* variable, an unconfigured
     --market or --from after --to fails with one line naming it.
     """
-    from rlx_assets.config import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    from rlx_assets.defs.partitions import build_partitions
-
-    unknown = [m for m in markets if m not in settings.markets]
-    if unknown:
-        raise click.BadParameter(
-            f"{', '.join(unknown)} not among the configured markets "
-            f"(RLX_MARKETS={','.join(settings.markets)})",
-            param_hint="--market",
-        )
-    if first_day and last_day and first_day > last_day:
-        raise click.BadParameter(f"--from {first_day:%Y-%m-%d} is after --to {last_day:%Y-%m-%d}")
-    dates = build_partitions(settings).get_partitions_def_for_dimension("date")
-    keys = [
-        f"{day}|{market}"
-        for day in dates.get_partition_keys()
-        if (first_day is None or day >= f"{first_day:%Y-%m-%d}")
-        and (last_day is None or day <= f"{last_day:%Y-%m-%d}")
-        for market in markets or settings.markets
-    ]
+    settings, days, selected = selected_range(markets, first_day, last_day)
+    keys = [f"{day}|{market}" for day in days for market in selected]
     click.echo("\n".join(keys) if keys else "", nl=bool(keys))
     click.echo(f"{len(keys)} partition keys", err=True)
     if settings.lake_uri is None:
@@ -186,6 +201,49 @@ def partitions(markets: tuple[str, ...], first_day, last_day) -> None:
         click.echo(
             f"with data in the bundled sample lake: {', '.join(in_sample) or 'none'}", err=True
         )
+
+
+@main.command("status", epilog=EXIT_STATUS)
+@range_options
+@click.option(
+    "--data-dir",
+    default=None,
+    help="Data root to read (a directory or s3://BUCKET/PREFIX; default: RLX_DATA_DIR, else data).",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the calendar as a PNG picture here (replaced atomically when it exists).",
+)
+def status(markets: tuple[str, ...], first_day, last_day, data_dir: str | None, plot) -> None:
+    """Print the coverage calendar: for each month, one row per market and one character per
+    day, the state of the day (certified and reconstructed, certified, acquired, quarantined,
+    failed gate, missing; the legend with each state's count at the end), read from the data
+    root's zones, certificates and reconstructions. The days are those of the partitions
+    (RLX_START_DATE to yesterday) within --from/--to; the markets those of RLX_MARKETS.
+
+    Reads RLX_DATA_DIR, RLX_MARKETS and RLX_START_DATE (and, for an s3:// root, the
+    RLX_DATA_S3_* and AWS_* variables). Writes nothing below the data root; the
+    coverage_calendar asset writes the same table as status/coverage.parquet and .png there.
+    """
+    from rlx_assets.config import SettingsError
+    from rlx_assets.read import data_layout
+    from rlx_assets.staging import atomic_write_bytes
+    from rlx_assets.stats.plots import png_bytes
+    from rlx_assets.validation.coverage import calendar_figure, calendar_text, coverage_table
+
+    _, days, selected = selected_range(markets, first_day, last_day)
+    if not days:
+        raise click.BadParameter("no partition date in the range", param_hint="--from/--to")
+    try:
+        table = coverage_table(data_layout(data_dir), days, selected)
+        click.echo(calendar_text(table))
+        if plot is not None:
+            atomic_write_bytes(plot, png_bytes(calendar_figure(table)))
+            click.echo(f"calendar written to {plot}", err=True)
+    except (SettingsError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _sample_lake_partitions() -> list[str]:
@@ -252,7 +310,7 @@ def export_hftbacktest(
     import json
 
     from rlx_assets.config import SettingsError
-    from rlx_assets.export.hftbacktest import hftbacktest_events, write_npz
+    from rlx_assets.export.hftbacktest import StreamOrderError, hftbacktest_events, write_npz
     from rlx_assets.read import BookNotKnownError, DataNotCurrentError
 
     started = time.monotonic()
@@ -260,11 +318,15 @@ def export_hftbacktest(
         exported = hftbacktest_events(
             market, day.date(), data_dir=data_dir, base_latency_ns=base_latency_ns
         )
-        click.echo(
-            f"{market} {day:%Y-%m-%d}: {exported.data.size:,} events, writing {out}", err=True
-        )
+        click.echo(f"{market} {day:%Y-%m-%d}: {exported.events:,} events, writing {out}", err=True)
         size = write_npz(exported, out)
-    except (DataNotCurrentError, BookNotKnownError, SettingsError, OSError) as exc:
+    except (
+        DataNotCurrentError,
+        BookNotKnownError,
+        SettingsError,
+        StreamOrderError,
+        OSError,
+    ) as exc:
         lines = [x.strip() for x in str(exc).splitlines() if "allow_missing" not in x]
         raise click.ClickException(" ".join(lines)) from exc
     click.echo(
@@ -272,7 +334,7 @@ def export_hftbacktest(
             "market": market,
             "date": f"{day:%Y-%m-%d}",
             "out": str(out),
-            "events": int(exported.data.size),
+            "events": exported.events,
             "snapshot_levels": exported.snapshot_levels,
             "bytes": size,
             "seconds": round(time.monotonic() - started, 3),
@@ -371,6 +433,57 @@ def bench_reconstruct(events: int, as_json: bool, workdir: Path | None, profile:
         + f"reference:  {result['reference_events_per_s'] / 1e6:8.2f} M updates/s (pure Python); "
         f"kernel is {result['kernel_vs_reference']:.0f}x faster"
     )
+
+
+@bench.command("backfill", epilog=EXIT_STATUS)
+@click.option(
+    "--partitions",
+    type=click.IntRange(2, 1000),
+    default=100,
+    show_default=True,
+    help="Days of one market, run one after another as a backfill does.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of a table."
+)
+@click.option(
+    "--workdir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Existing directory for the run's files, removed at the end (default: $TMPDIR or /tmp).",
+)
+def bench_backfill(partitions: int, as_json: bool, workdir: Path | None) -> None:
+    """The control plane's cost over a backfill on an S3 data root.
+
+    Acquisition and validation of PARTITIONS small days (the spot sample day, times moved on by
+    whole days), one run after another, in process, on a data root in a bucket of a local S3
+    server (moto, as in the tests). Every request of each run is timed: the control plane is
+    every request on an object other than the vendor's Parquet files. Prints the control-plane
+    seconds and requests of the first and the last ten runs; it must not grow with the history.
+    """
+    import json
+
+    from rlx_assets.bench_backfill import run_backfill_bench
+
+    with Progress() as log:
+        try:
+            result = run_backfill_bench(partitions=partitions, workdir=workdir, log=log)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    window = result["window"]
+    click.echo(f"{result['partitions']} partitions, control plane per run (mean of {window}):")
+    click.echo(
+        f"  first {window}: {result['first_control_s']:.3f} s, "
+        f"{result['first_control_requests']:.0f} requests"
+    )
+    click.echo(
+        f"  last {window}:  {result['last_control_s']:.3f} s, "
+        f"{result['last_control_requests']:.0f} requests"
+    )
+    click.echo(f"  last / first: {result['last_over_first']:.2f}")
 
 
 @bench.command("day", epilog=EXIT_STATUS)

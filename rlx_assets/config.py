@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rlx_assets.markets import binance_instrument, parse_market_key
 from rlx_assets.remote import is_remote_uri
+from rlx_assets.retry import RetryPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CAPTURES_DIR = PROJECT_ROOT / "data" / "sample" / "captures"
@@ -50,6 +51,10 @@ class RlxSettings(BaseSettings):
     download_timeout_s: float = 60.0  # read timeout of one request to Crypto Lake
     # Short: an unreachable endpoint should fail (after the retries) in seconds, not minutes.
     download_connect_timeout_s: float = 10.0
+    # A downloaded file nothing the server published can verify (no checksum, a multipart
+    # ETag of unknown part size) fails the download; true stores it, and its manifest entry,
+    # metadata and certificate say "unverified".
+    allow_unverified_downloads: bool = False
     # HMAC-SHA256 key signing readiness certificates (unset: certificates say "signed": false).
     # A SecretStr so that no repr, log or error ever shows it.
     certificate_key: SecretStr | None = None
@@ -104,6 +109,12 @@ class RlxSettings(BaseSettings):
         bucket_and_prefix = self.data_dir.removeprefix("s3://").strip("/")
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         return (cache / "rlx-assets" / "work" / bucket_and_prefix).resolve()
+
+    def retry_policy(self) -> RetryPolicy:
+        """How every request to object storage is retried (the lake's and the data root's)."""
+        return RetryPolicy(
+            self.download_attempts, self.download_backoff_initial_s, self.download_backoff_max_s
+        )
 
     @property
     def capture_root(self) -> Path:

@@ -27,6 +27,8 @@ from rlx_assets.defs.reconstruction.sensors import reconstruction_sensor  # noqa
 from rlx_assets.defs.recovery import dead_run_sensor  # noqa: E402
 from rlx_assets.defs.resources import RlxEnvironment  # noqa: E402
 from rlx_assets.defs.schedules import build_daily_schedule  # noqa: E402
+from rlx_assets.defs.status.assets import coverage_calendar  # noqa: E402
+from rlx_assets.defs.status.sensors import coverage_calendar_sensor  # noqa: E402
 from rlx_assets.defs.validation.assets import readiness_certificate, validated_partition  # noqa: E402
 from rlx_assets.defs.validation.checks import (  # noqa: E402
     certificate_valid,
@@ -59,6 +61,7 @@ defs = dg.Definitions(
         reconstructed_stream,
         golden_samples,
         fidelity_report,
+        coverage_calendar,
     ],
     asset_checks=[
         raw_trades_gates,
@@ -73,7 +76,12 @@ defs = dg.Definitions(
     ],
     jobs=[daily_chain, golden_job, fidelity_job],
     schedules=[build_daily_schedule(daily_chain)],
-    sensors=[reconstruction_sensor, dead_run_sensor, build_fidelity_diagnosis_sensor(daily_chain)],
+    sensors=[
+        reconstruction_sensor,
+        coverage_calendar_sensor,
+        dead_run_sensor,
+        build_fidelity_diagnosis_sensor(daily_chain),
+    ],
     resources={"rlx": RlxEnvironment()},
     # Dagster's default executor (or Celery workers: RLX_EXECUTOR), each first freeing the pool
     # slots of runs killed mid-run.

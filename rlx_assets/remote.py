@@ -15,6 +15,11 @@ truth, so any machine (another Dagster worker, a Kubernetes pod) sees the same d
   last) are still read;
 * append-only logs become one object per record below ``<log>.d/`` (S3 cannot append).
 
+Every request is retried under the project's one retry policy (``rlx_assets.retry``): only
+404 (NoSuchKey) means "missing", and 412 (``IfMatch`` refused) "replaced meanwhile, read again";
+a 5xx, throttling, timeout or reset is retried, then raised naming the object; a 403 is raised
+at once (S3 also answers 403 for a missing key when listing is not allowed: never "missing").
+
 A working copy is bound to its bucket by a marker file at its root, so every process writing
 below it (a run's step subprocess, a test) mirrors to the same bucket.
 """
@@ -23,16 +28,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
+from rlx_assets.retry import RetryPolicy, TransientError, with_retries
 from rlx_assets.temp_files import temp_name
 
 MARKER = ".rlx-remote.json"
@@ -43,11 +50,23 @@ VERSION_PREFIX = "v-"
 RECORDS_SUFFIX = ".d"
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?$")
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+UPDATE_ATTEMPTS = 50  # conditional writes of one object redone before giving up
+# A conditional request's object was replaced meanwhile (GET or PUT IfMatch / IfNoneMatch; S3
+# answers 409 ConditionalRequestConflict to a conditional PUT racing another).
+_CHANGED_CODES = {"412", "PreconditionFailed", "ConditionalRequestConflict"}
+_TRANSIENT_CODES = {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"}
 _FETCH_ATTEMPTS = 3
+DEFAULT_POLICY = RetryPolicy()
+DEFAULT_TIMEOUTS_S = (10.0, 60.0)  # to connect, to read a response
+_log = logging.getLogger(__name__)
 
 
 class RemoteDataError(Exception):
     """The data root on object storage cannot be used (no access, no bucket, network)."""
+
+
+class TransientRemoteError(RemoteDataError, TransientError):
+    """A 5xx, throttling, timeout or reset: retried, then raised."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +94,35 @@ class RemoteRoot:
     """One local working copy mirrored to one ``s3://bucket/prefix``."""
 
     def __init__(
-        self, root: Path, uri: str, endpoint_url: str | None = None, profile: str | None = None
+        self,
+        root: Path,
+        uri: str,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        timeouts_s: tuple[float, float] = DEFAULT_TIMEOUTS_S,
     ):
         self.root = root
         self.location = parse_s3_uri(uri)
         self.endpoint_url = endpoint_url
         self.profile = profile
+        self.policy = policy
+        self.timeouts_s = tuple(timeouts_s)
+
+    @property
+    def config(self) -> dict:
+        """What the marker file keeps, so every process below the root reads the same way."""
+        return {
+            "uri": self.location.uri, "endpoint_url": self.endpoint_url, "profile": self.profile,
+            "retry": asdict(self.policy), "timeouts_s": list(self.timeouts_s),
+        }  # fmt: skip
+
+    @classmethod
+    def from_config(cls, root: Path, config: dict) -> RemoteRoot:
+        return cls(
+            root, config["uri"], config["endpoint_url"], config["profile"],
+            RetryPolicy(**config.get("retry", {})), config.get("timeouts_s", DEFAULT_TIMEOUTS_S),
+        )  # fmt: skip
 
     # --- the client ---------------------------------------------------------------------------
     @cached_property
@@ -90,37 +132,35 @@ class RemoteRoot:
 
         session = boto3.Session(profile_name=self.profile) if self.profile else boto3.Session()
         config = botocore.config.Config(
-            retries={"mode": "standard", "max_attempts": 5},
-            connect_timeout=10,
-            read_timeout=60,
+            retries={"total_max_attempts": 1},  # `_call` retries, under the one policy
+            connect_timeout=self.timeouts_s[0],
+            read_timeout=self.timeouts_s[1],
         )
         return session.client("s3", endpoint_url=self.endpoint_url, config=config)
 
     def _call(self, what: str, key: str, call, *args, **kwargs):
-        """One S3 call; failures become a RemoteDataError naming the object, never a secret."""
-        import boto3.exceptions
-        import botocore.exceptions
+        """One S3 request (``call``, which may read the response body too) under the retry
+        policy. "Missing" (404) and "replaced meanwhile" (412) reach the caller as the
+        ClientError; every other failure, once retried if transient, is a RemoteDataError
+        naming the object, never a secret."""
+        where = f"s3://{self.location.bucket}/{key}"
 
-        try:
-            return call(*args, **kwargs)
-        except botocore.exceptions.NoCredentialsError:
-            raise RemoteDataError(
-                f"{what} s3://{self.location.bucket}/{key}: no credentials; set "
-                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or RLX_DATA_S3_PROFILE"
-            ) from None
-        except botocore.exceptions.ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            if code in _MISSING_CODES:
-                raise
-            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            raise RemoteDataError(
-                f"{what} s3://{self.location.bucket}/{key} failed: {code or status} "
-                f"({error.response.get('Error', {}).get('Message', 'no message')})"
-            ) from None
-        except (botocore.exceptions.BotoCoreError, boto3.exceptions.Boto3Error, OSError) as error:
-            raise RemoteDataError(
-                f"{what} s3://{self.location.bucket}/{key} failed: {type(error).__name__}: {error}"
-            ) from None
+        def attempt():
+            try:
+                return call(*args, **kwargs)
+            except Exception as error:
+                failure = _request_failure(what, where, error)
+                if failure is error:
+                    raise
+                raise failure from None
+
+        def log_retry(attempt_number: int, error: BaseException, sleep_s: float) -> None:
+            _log.warning(
+                "retry %d/%d in %.1fs after: %s", attempt_number, self.policy.attempts, sleep_s,
+                error,
+            )  # fmt: skip
+
+        return with_retries(attempt, self.policy, log_retry)
 
     # --- paths --------------------------------------------------------------------------------
     def relative(self, path: Path) -> str:
@@ -161,10 +201,43 @@ class RemoteRoot:
         """Upload ``source`` to ``key``; its ETag once the bucket holds every byte."""
         bucket = self.location.bucket
         self._call("upload to", key, self.client.upload_file, str(source), bucket, key)
-        head = self._call("upload to", key, self.client.head_object, Bucket=bucket, Key=key)
-        if head["ContentLength"] != source.stat().st_size:
-            raise RemoteDataError(f"upload to s3://{bucket}/{key}: size differs after upload")
+        head = self._head(key)
+        if head is None or head["ContentLength"] != source.stat().st_size:
+            raise RemoteDataError(f"upload to s3://{bucket}/{key}: not stored whole")
         return head["ETag"]
+
+    def update(self, path: Path, change: Callable[[bytes | None], bytes]) -> bytes:
+        """Read-modify-write of one object that several workers update, none losing another's
+        change: the write is conditional on the version read (IfMatch, or IfNoneMatch for a new
+        object) and redone from a fresh read when another writer came first. ``change`` gets
+        the current bytes (None: no object yet) and may be called more than once."""
+        import botocore.exceptions
+
+        key, bucket = self.key(path), self.location.bucket
+        for _ in range(UPDATE_ATTEMPTS):
+            try:
+                response = self._call(
+                    "read", key, lambda: _body_and_etag(self.client.get_object(Bucket=bucket,
+                                                                               Key=key))
+                )  # fmt: skip
+            except botocore.exceptions.ClientError:  # only "missing" reaches here
+                response = (None, None)
+            current, etag = response
+            data = change(current)
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            try:
+                written = self._call(
+                    "write", key, self.client.put_object, Bucket=bucket, Key=key, Body=data,
+                    **condition,
+                )  # fmt: skip
+            except botocore.exceptions.ClientError:  # another writer came first: read again
+                continue
+            _write_local(path, data)
+            self._remember(path, written["ETag"])
+            return data
+        raise RemoteDataError(
+            f"update s3://{bucket}/{key}: replaced by other writers {UPDATE_ATTEMPTS} times"
+        )
 
     def _head(self, key: str) -> dict | None:
         import botocore.exceptions
@@ -173,8 +246,10 @@ class RemoteRoot:
             return self._call(
                 "read", key, self.client.head_object, Bucket=self.location.bucket, Key=key
             )
-        except botocore.exceptions.ClientError:  # only "missing" reaches here
-            return None
+        except botocore.exceptions.ClientError as error:
+            if _is_missing(error):
+                return None
+            raise
 
     def fetch(self, path: Path) -> bool:
         """Make the local copy of ``path`` the bucket's current object; False if there is none
@@ -200,28 +275,28 @@ class RemoteRoot:
             try:
                 self._download(key, path, head)
                 return True
-            except botocore.exceptions.ClientError:  # replaced (412) or deleted meanwhile
+            except botocore.exceptions.ClientError:  # replaced (412) or deleted (404) meanwhile
                 continue
         raise RemoteDataError(f"s3://{self.location.bucket}/{key} kept changing while read")
 
     def _download(self, key: str, path: Path, head: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{temp_name(path.name)}{uuid.uuid4().hex}.part")
-        try:
-            response = self._call(
-                "read",
-                key,
-                self.client.get_object,
-                Bucket=self.location.bucket,
-                Key=key,
-                IfMatch=head["ETag"],
+
+        def get_pinned() -> int:  # the whole body, in each attempt: a cut stream is retried
+            response = self.client.get_object(
+                Bucket=self.location.bucket, Key=key, IfMatch=head["ETag"]
             )
             with open(tmp, "wb") as handle:
                 shutil.copyfileobj(response["Body"], handle, 1 << 20)
-            if tmp.stat().st_size != head["ContentLength"]:
+                return handle.tell()
+
+        try:
+            received = self._call("read", key, get_pinned)
+            if received != head["ContentLength"]:
                 raise RemoteDataError(
                     f"read s3://{self.location.bucket}/{key}: "
-                    f"{tmp.stat().st_size} of {head['ContentLength']} bytes"
+                    f"{received} of {head['ContentLength']} bytes"
                 )
             os.replace(tmp, path)
             self._remember(path, head["ETag"])
@@ -246,12 +321,15 @@ class RemoteRoot:
 
         key = self.key(directory / POINTER_FILE)
         try:
-            response = self._call(
-                "read", key, self.client.get_object, Bucket=self.location.bucket, Key=key
-            )
-        except botocore.exceptions.ClientError:  # only "missing" reaches here
-            return None
-        return json.loads(response["Body"].read())
+            body = self._call("read", key, self._get_body, key)
+        except botocore.exceptions.ClientError as error:
+            if _is_missing(error):
+                return None
+            raise
+        return json.loads(body)
+
+    def _get_body(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.location.bucket, Key=key)["Body"].read()
 
     def _fetch_version_file(self, directory: Path, pointer: dict, relative: str) -> bool:
         """Bring ``directory/relative`` to the pointer's version of it; False when that version
@@ -264,7 +342,7 @@ class RemoteRoot:
         key = f"{self.key(directory)}/{pointer['version']}/{relative}"
         try:
             self._download(key, path, {"ETag": meta["etag"], "ContentLength": meta["size"]})
-        except botocore.exceptions.ClientError:
+        except botocore.exceptions.ClientError:  # that version deleted (404) or replaced (412)
             return False
         return True
 
@@ -383,15 +461,85 @@ class RemoteRoot:
             cached = cache / path.name
             if not cached.is_file():
                 key = self.key(path)
-                body = self._call(
-                    "read", key, self.client.get_object, Bucket=self.location.bucket, Key=key
-                )["Body"].read()
+                body = self._call("read", key, self._get_body, key)
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_name(f".{cached.name}.{uuid.uuid4().hex}")
+                tmp = cached.with_name(f"{temp_name(cached.name)}{uuid.uuid4().hex}")
                 tmp.write_bytes(body)
                 os.replace(tmp, cached)
             lines.append(cached.read_bytes())
         return lines
+
+
+def _body_and_etag(response: dict) -> tuple[bytes, str]:
+    return response["Body"].read(), response["ETag"]
+
+
+def _write_local(path: Path, data: bytes) -> None:
+    """The working copy of an object just written: atomically, never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{temp_name(path.name)}{uuid.uuid4().hex}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _error_code(error) -> tuple[str, int]:
+    """A ClientError's S3 code and HTTP status (a HEAD's error has no body: the code is the
+    status)."""
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return code, status
+
+
+def _is_missing(error) -> bool:
+    return _error_code(error)[0] in _MISSING_CODES
+
+
+def _request_failure(what: str, where: str, error: Exception) -> Exception:
+    """What a failed request raises: the ClientError itself for "missing" and "replaced
+    meanwhile" (the caller decides), a TransientRemoteError (retried) for 5xx, throttling,
+    timeouts, resets and corrupt transfers, else a RemoteDataError."""
+    import boto3.exceptions
+    import botocore.exceptions
+    import urllib3.exceptions
+
+    if isinstance(error, boto3.exceptions.S3UploadFailedError) and isinstance(
+        error.__context__, botocore.exceptions.ClientError
+    ):  # upload_file wraps the response's error
+        error = error.__context__
+    if isinstance(error, botocore.exceptions.NoCredentialsError):
+        return RemoteDataError(
+            f"{what} {where}: no credentials; set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or RLX_DATA_S3_PROFILE"
+        )
+    if isinstance(error, botocore.exceptions.ClientError):
+        code, status = _error_code(error)
+        if code in _MISSING_CODES | _CHANGED_CODES:
+            return error
+        answer = f"{status} {code}" if code and code != str(status) else code or str(status)
+        message = (
+            f"{what} {where} failed: {answer} "
+            f"({error.response.get('Error', {}).get('Message', 'no message')})"
+        )
+        if code in _TRANSIENT_CODES or status >= 500:
+            return TransientRemoteError(message)
+        if status == 403:
+            message += "; access denied: check the credentials' permissions on the bucket"
+        return RemoteDataError(message)
+    network = (
+        botocore.exceptions.HTTPClientError,  # timeouts, resets, a cut response body
+        botocore.exceptions.ConnectionError,
+        botocore.exceptions.IncompleteReadError,
+        botocore.exceptions.FlexibleChecksumError,  # the body differs from its checksum
+        urllib3.exceptions.HTTPError,
+        ConnectionError,
+        TimeoutError,
+    )
+    failed = f"{what} {where} failed: {type(error).__name__}: {error}"
+    if isinstance(error, network):
+        return TransientRemoteError(failed)
+    if isinstance(error, botocore.exceptions.BotoCoreError | boto3.exceptions.Boto3Error | OSError):
+        return RemoteDataError(failed)
+    return error
 
 
 def _is_versioned(directory: Path, path: Path) -> bool:
@@ -404,22 +552,33 @@ def _is_versioned(directory: Path, path: Path) -> bool:
 _BOUND: dict[Path, RemoteRoot] = {}
 
 
-def bind(root: Path, uri: str, endpoint_url: str | None, profile: str | None) -> RemoteRoot:
+def bind(
+    root: Path,
+    uri: str,
+    endpoint_url: str | None,
+    profile: str | None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    timeouts_s: tuple[float, float] = DEFAULT_TIMEOUTS_S,
+) -> RemoteRoot:
     """Bind the working copy ``root`` to ``uri`` (idempotent) and check the bucket answers."""
     root = Path(os.path.abspath(root))
-    remote = RemoteRoot(root, uri, endpoint_url, profile)
-    config = {"uri": remote.location.uri, "endpoint_url": endpoint_url, "profile": profile}
+    remote = RemoteRoot(root, uri, endpoint_url, profile, policy, timeouts_s)
     marker = root / MARKER
-    if not marker.is_file() or json.loads(marker.read_text()) != config:
+    if not marker.is_file() or json.loads(marker.read_text()) != remote.config:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(f".{marker.name}.{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps(config, sort_keys=True))
+        tmp = marker.with_name(f"{temp_name(marker.name)}{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps(remote.config, sort_keys=True))
         os.replace(tmp, marker)
-    if root not in _BOUND or _BOUND[root].location != remote.location:
-        remote._call(
-            "access", remote.location.prefix or "/", remote.client.head_bucket,
-            Bucket=remote.location.bucket,
-        )  # fmt: skip
+    if root not in _BOUND or _BOUND[root].config != remote.config:
+        import botocore.exceptions
+
+        try:
+            remote._call(
+                "access", remote.location.prefix or "/", remote.client.head_bucket,
+                Bucket=remote.location.bucket,
+            )  # fmt: skip
+        except botocore.exceptions.ClientError:  # 404
+            raise RemoteDataError(f"RLX_DATA_DIR={uri}: no such bucket") from None
         _BOUND[root] = remote
     return _BOUND[root]
 
@@ -433,8 +592,7 @@ def remote_of(path: Path) -> RemoteRoot | None:
     for parent in path.parents:
         marker = parent / MARKER
         if marker.is_file():
-            config = json.loads(marker.read_text())
-            remote = RemoteRoot(parent, config["uri"], config["endpoint_url"], config["profile"])
+            remote = RemoteRoot.from_config(parent, json.loads(marker.read_text()))
             _BOUND[parent] = remote
             return remote
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -77,7 +78,11 @@ def open_layout(settings: RlxSettings) -> DataLayout:
     """The data root of the settings; an `s3://` one is bound to its working copy first."""
     root = settings.data_root
     if is_remote_uri(settings.data_dir):
-        bind(root, settings.data_dir, settings.data_s3_endpoint_url, settings.data_s3_profile)
+        bind(
+            root, settings.data_dir, settings.data_s3_endpoint_url, settings.data_s3_profile,
+            settings.retry_policy(),
+            (settings.download_connect_timeout_s, settings.download_timeout_s),
+        )  # fmt: skip
     return DataLayout(root)
 
 
@@ -265,9 +270,31 @@ def atomic_write_bytes(dest: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write_bytes(
-        path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode()
-    )
+    atomic_write_bytes(path, json_bytes(payload))
+
+
+def json_bytes(payload: dict[str, Any]) -> bytes:
+    return (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def update_json(
+    path: Path, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+) -> dict[str, Any]:
+    """Read-modify-write of a JSON file that concurrent runs update, each its own part, without
+    losing another's: locally under an exclusive lock (``.<name>.lock`` beside it), on object
+    storage by a write conditional on the version read. ``change`` gets the current content
+    (None: no file yet) and may be called more than once."""
+    remote = remote_of(path)
+    if remote is not None:
+        written = remote.update(path, lambda body: json_bytes(change(json.loads(body) if body
+                                                                       else None)))  # fmt: skip
+        return json.loads(written)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        payload = change(json.loads(path.read_bytes()) if path.exists() else None)
+        atomic_write_bytes(path, json_bytes(payload))
+    return payload
 
 
 def append_json_line(path: Path, record: dict[str, Any]) -> None:

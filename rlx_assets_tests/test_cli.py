@@ -16,6 +16,8 @@ from click.testing import CliRunner
 import rlx_assets.lake.sources as sources
 from rlx_assets.cli import Progress, main
 from rlx_assets.lake.from_capture import writing as capture_writing
+from rlx_assets.stats.plots import PNG_SIGNATURE
+from rlx_assets_tests.export.sample_chain import certified_sample_data
 
 CAPTURES = Path(__file__).parents[1] / "data" / "sample" / "captures"
 
@@ -277,3 +279,29 @@ def test_partitions_errors_are_one_line_naming_what_to_change(
     assert "Traceback" not in result.output and "ValidationError" not in result.output
     if code == 1:
         assert len(result.output.strip().splitlines()) == 1
+
+
+# --- rlx status --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def certified(sample_lake, tmp_path_factory) -> Path:
+    return certified_sample_data(sample_lake, tmp_path_factory)
+
+
+def test_status_prints_the_calendar_and_writes_the_picture(certified, tmp_path):
+    plot = tmp_path / "pictures" / "calendar.png"
+    args = ["status", "--data-dir", str(certified), "--from", "2024-08-07", "--to", "2024-08-10"]
+    result = CliRunner().invoke(main, [*args, "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert rows[1] == ["BINANCE.BTC-USDT", ".RR."]
+    assert rows[2] == ["BINANCE_FUTURES.BTC-USDT-PERP", "...."]
+    assert "R certified and reconstructed (2)" in result.stdout
+    assert plot.read_bytes().startswith(PNG_SIGNATURE)
+    assert f"calendar written to {plot}" in result.stderr
+
+
+def test_status_refuses_a_range_without_partition_dates(tmp_path):
+    args = ["status", "--data-dir", str(tmp_path), "--from", "2023-01-01", "--to", "2023-01-31"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "no partition date in the range" in result.stderr

@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from rlx_assets.remote import RemoteDataError, bind
+from rlx_assets.retry import RetryPolicy
 from rlx_assets.staging import (
     append_json_line,
     atomic_write_bytes,
@@ -20,9 +21,12 @@ from rlx_assets.staging import (
     remove_tree,
 )
 from rlx_assets_tests.conftest import TEST_SECRET
+from rlx_assets_tests.servers.fault_proxy import FaultProxy, ProxyFault
 from rlx_assets_tests.servers.s3 import Fault
 
 REGION = "eu-west-1"
+FAST = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05)
+TIMEOUTS_S = (0.5, 0.5)  # to connect, to read
 
 
 @pytest.fixture
@@ -41,7 +45,7 @@ def bucket(s3_server, monkeypatch):
 
 def worker(tmp_path, bucket, s3_server, name: str):
     """A working copy of the bucket, as one machine of a deployment has it."""
-    return bind(tmp_path / name, bucket["uri"], s3_server.endpoint_url, None).root
+    return bind(tmp_path / name, bucket["uri"], s3_server.endpoint_url, None, FAST).root
 
 
 def stored(bucket, key: str) -> bytes | None:
@@ -126,6 +130,8 @@ def test_no_credentials_or_a_denied_bucket_fail_clearly_without_the_secret(
         bind(tmp_path / "denied", bucket["uri"], s3_server.endpoint_url, None)
     assert TEST_SECRET not in str(denied.value)
     s3_server.app.faults.clear()
+    with pytest.raises(RemoteDataError, match="RLX_DATA_DIR=s3://rlx-no-such-bucket/data: no such"):
+        bind(tmp_path / "nowhere", "s3://rlx-no-such-bucket/data", s3_server.endpoint_url, None)
 
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -199,3 +205,124 @@ def test_a_directory_published_flat_before_versions_is_read_then_replaced(
     publish_tree(build(a, "run1", {"summary.json": b"{1}"}), a / "reconstruction/M/2024-08-08")
     assert stored(bucket, f"{prefix}/stream.parquet") is None  # gone once the pointer moved
     assert fetch_tree(final_b) and local_files(final_b) == {"summary.json": b"{1}"}
+
+
+# --- faults between a worker and the bucket: only "404" means missing ------------------------
+@pytest.fixture
+def proxy(s3_server):
+    """A fault-injecting proxy in front of the S3 server; the reader `b` goes through it."""
+    fault_proxy = FaultProxy(s3_server.endpoint_url).start()
+    yield fault_proxy
+    fault_proxy.stop()
+
+
+def reader_behind(proxy, tmp_path, bucket, name: str = "b", **retries):
+    return bind(tmp_path / name, bucket["uri"], proxy.endpoint_url, None, **retries).root
+
+
+FILE = "certificates/M/d.json"
+TREE = "reconstruction/M/2024-08-08"
+# Each place where the reader asks the bucket "is it there?": the HEAD of a file, the GET that
+# fetches it, the pointer of a published directory, a file of the version it points to.
+PLACES = {
+    "head of a file": ("HEAD", f"/data/{FILE}"),
+    "get of a file": ("GET", f"/data/{FILE}"),
+    "pointer of a directory": ("GET", f"/data/{TREE}/CURRENT"),
+    "file of a version": ("GET", f"/data/{TREE}/v-run2/"),
+}
+FAULTS = {
+    "500": dict(kind="status", status=500, code="InternalError"),
+    "403": dict(kind="status", status=403, code="AccessDenied"),
+    "timeout": dict(kind="stall", delay_s=1.0),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("place", PLACES)
+def test_an_error_is_never_taken_for_missing_it_is_retried_then_raised_naming_the_object(
+    tmp_path, bucket, s3_server, proxy, place, fault
+):
+    a = worker(tmp_path, bucket, s3_server, "a")
+    b = reader_behind(proxy, tmp_path, bucket, policy=FAST, timeouts_s=TIMEOUTS_S)
+    atomic_write_bytes(a / FILE, b"first")
+    publish_tree(build(a, "run1", {"summary.json": b"{1}"}), a / TREE)
+    assert fetch(b / FILE) and fetch_tree(b / TREE)
+    atomic_write_bytes(a / FILE, b"second")  # the reader has something to fetch
+    publish_tree(build(a, "run2", {"summary.json": b"{2}"}), a / TREE)
+
+    method, path = PLACES[place]
+    injected = proxy.inject(
+        ProxyFault(method=method, path_contains=path, times=100, **FAULTS[fault])
+    )
+    with pytest.raises(RemoteDataError) as raised:
+        fetch(b / FILE) if "file" in place and "version" not in place else fetch_tree(b / TREE)
+    message = str(raised.value)
+    assert f"s3://{bucket['name']}{path.rstrip('/')}" in message  # names the object
+    assert {"500": "500", "403": "403", "timeout": "ReadTimeout"}[fault] in message
+    assert TEST_SECRET not in message
+    # A transient fault is tried the policy's number of times; a refusal is not tried again.
+    assert injected.hits == (1 if fault == "403" else FAST.attempts)
+    # Not taken for "missing": the working copy still holds what it had.
+    assert (b / FILE).read_bytes() == b"first"
+    assert local_files(b / TREE) == {"summary.json": b"{1}"}
+
+    proxy.faults.clear()  # the bucket answers again: the reader catches up
+    assert fetch(b / FILE) and (b / FILE).read_bytes() == b"second"
+    assert fetch_tree(b / TREE) and local_files(b / TREE) == {"summary.json": b"{2}"}
+
+
+def test_a_missing_object_is_missing_and_its_stale_copy_goes(tmp_path, bucket, s3_server, proxy):
+    a = worker(tmp_path, bucket, s3_server, "a")
+    b = reader_behind(proxy, tmp_path, bucket, policy=FAST, timeouts_s=TIMEOUTS_S)
+    atomic_write_bytes(a / FILE, b"first")
+    assert fetch(b / FILE)
+    bucket["client"].delete_object(Bucket=bucket["name"], Key=f"data/{FILE}")
+    assert not fetch(b / FILE)
+    assert not (b / FILE).exists()
+    assert not fetch_tree(b / TREE)  # nothing published: no pointer, no flat files
+
+
+BODY_FAULTS = {  # the response starts, then its body goes wrong
+    "a bit flipped": dict(kind="flip_bit"),  # caught by the server's checksum (CRC32)
+    "a stall mid-body": dict(kind="slow_body", delay_s=1.0),  # 16 KiB, then the read timeout
+}
+
+
+@pytest.mark.parametrize("fault", BODY_FAULTS)
+def test_a_response_body_that_goes_wrong_is_fetched_again(
+    tmp_path, bucket, s3_server, proxy, fault
+):
+    a = worker(tmp_path, bucket, s3_server, "a")
+    b = reader_behind(proxy, tmp_path, bucket, policy=FAST, timeouts_s=TIMEOUTS_S)
+    data = bytes(range(256)) * 512  # 128 KiB
+    atomic_write_bytes(a / FILE, data)
+    publish_tree(build(a, "run1", {"stream.parquet": data}), a / TREE)
+    faults = [
+        proxy.inject(ProxyFault(method="GET", path_contains=f"/data/{where}", **BODY_FAULTS[fault]))
+        for where in (FILE, f"{TREE}/CURRENT", f"{TREE}/v-run1/")
+    ]
+    assert fetch(b / FILE) and (b / FILE).read_bytes() == data
+    assert fetch_tree(b / TREE) and local_files(b / TREE) == {"stream.parquet": data}
+    assert [f.hits for f in faults] == [1, 1, 1]  # each went wrong once, then was read again
+
+    for f in faults:  # it keeps going wrong: raised, naming the object; nothing replaced
+        f.hits, f.seen, f.times = 0, 0, 100
+    atomic_write_bytes(a / FILE, data[::-1])
+    with pytest.raises(RemoteDataError, match=f"s3://{bucket['name']}/data/{FILE}"):
+        fetch(b / FILE)
+    assert faults[0].hits == FAST.attempts and (b / FILE).read_bytes() == data
+
+
+def test_an_object_replaced_between_head_and_get_is_read_again(tmp_path, bucket, s3_server, proxy):
+    a = worker(tmp_path, bucket, s3_server, "a")
+    b = reader_behind(proxy, tmp_path, bucket)
+    atomic_write_bytes(a / FILE, b"first")
+
+    def replace_it() -> None:  # another worker commits in between the reader's HEAD and GET
+        bucket["client"].put_object(Bucket=bucket["name"], Key=f"data/{FILE}", Body=b"third")
+
+    proxy.inject(ProxyFault("hook", "GET", f"/data/{FILE}", hook=replace_it))
+    assert fetch(b / FILE)
+    assert (b / FILE).read_bytes() == b"third"  # the GET pinned to "first" was refused (412)
+    gets = [p for m, p in proxy.requests if m == "GET" and p.startswith(f"/{bucket['name']}/")]
+    assert len(gets) == 2  # refused, then the new version read

@@ -1,7 +1,7 @@
 """How long the recorder waits before it tries again (to connect, or to fetch a depth snapshot).
 
 Capped exponential backoff with equal jitter, built from tenacity's wait strategies (the library
-acquisition retries with, ``rlx_assets.lake.acquire.with_retries``); a ``Retry-After`` from the
+acquisition retries with, ``rlx_assets.retry.with_retries``); a ``Retry-After`` from the
 server (REST 429/418, or a refused WebSocket handshake) is a floor. The recorder keeps its own
 loop because its attempt count outlives one connection: it restarts only after a connection
 lived ``backoff_reset_s``, and a connection renewed at its maximum age reconnects at once.

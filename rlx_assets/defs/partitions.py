@@ -27,6 +27,12 @@ def build_partitions(settings: RlxSettings) -> dg.MultiPartitionsDefinition:
 DATE_MARKET_PARTITIONS = build_partitions(load_settings())
 
 
+def configured_days(settings: RlxSettings) -> list[dt.date]:
+    """Every date of the partitions: RLX_START_DATE to yesterday (the last complete UTC day)."""
+    dates = build_partitions(settings).get_partitions_def_for_dimension("date")
+    return [dt.date.fromisoformat(key) for key in dates.get_partition_keys()]
+
+
 class Partition(NamedTuple):
     day: dt.date
     exchange: str

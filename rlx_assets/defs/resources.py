@@ -4,9 +4,9 @@ import dagster as dg
 
 from rlx_assets.config import RlxSettings, load_settings
 from rlx_assets.defs.recovery import write_for_run
-from rlx_assets.lake.acquire import RetryPolicy
 from rlx_assets.lake.configured_source import source_from_settings
 from rlx_assets.lake.sources import LakeSource
+from rlx_assets.retry import RetryPolicy
 from rlx_assets.staging import DataLayout, open_layout
 from rlx_assets.temp_files import own_temp_files
 
@@ -51,7 +51,4 @@ class RlxEnvironment(dg.ConfigurableResource):
         return source_from_settings(self.settings())
 
     def retry_policy(self) -> RetryPolicy:
-        s = self.settings()
-        return RetryPolicy(
-            s.download_attempts, s.download_backoff_initial_s, s.download_backoff_max_s
-        )
+        return self.settings().retry_policy()

@@ -7,15 +7,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import tenacity
 
 from rlx_assets.lake.digest import TransferDigest, digest_file, verify_digest
 from rlx_assets.lake.manifest import append_manifest_entry, manifest_entry, manifest_path_of
-from rlx_assets.lake.quarantine import quarantine_unreadable_object
+from rlx_assets.lake.quarantine import (
+    quarantine_dir,
+    quarantine_unreadable_object,
+    quarantined_version,
+)
 from rlx_assets.lake.sources import (
     CorruptObjectError,
     CorruptTransferError,
@@ -23,9 +26,10 @@ from rlx_assets.lake.sources import (
     LakeSource,
     ObjectChangedError,
     QuarantinedObjectError,
-    TransientLakeError,
+    UnverifiedTransferError,
     redact,
 )
+from rlx_assets.retry import RetryPolicy, with_retries
 from rlx_assets.staging import (
     DataLayout,
     append_json_line,
@@ -37,15 +41,6 @@ from rlx_assets.staging import (
     sha256_file,
     utc_now_iso,
 )
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    initial_s: float = 1.0
-    max_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,8 +59,9 @@ class RawFile:
     source_uri: str
     source_version: str
     action: str  # "downloaded" or "reused"
-    # How the bytes were bound to the vendor's object: "crc32-checksum", "sha256-checksum",
-    # "md5-etag", "multipart-etag" (joined by "+"), or "size-only (<why>)".
+    # How the bytes were bound to the vendor's object: "crc32-checksum", "crc64nvme-checksum",
+    # ..., "md5-etag", "multipart-etag" (joined by "+"); "size-only (<why>)" for a local lake;
+    # "unverified (<why>)" when nothing could bind them and the user opted in to keep them.
     verified_by: str = ""
     # Set when this download replaced a different stored version (vendor republished).
     previous_sha256: str | None = None
@@ -112,24 +108,6 @@ class DownloadAudit:
         append_json_line(self.layout.download_log_dir / f"{now.date().isoformat()}.jsonl", record)
 
 
-def with_retries(
-    action: Callable[[], T],
-    policy: RetryPolicy,
-    on_retry: Callable[[int, BaseException, float], None],
-) -> T:
-    """Run `action`, retrying TransientLakeError with exponential backoff and full jitter."""
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(policy.attempts),
-        wait=tenacity.wait_random_exponential(multiplier=policy.initial_s, max=policy.max_s),
-        retry=tenacity.retry_if_exception_type(TransientLakeError),
-        before_sleep=lambda state: on_retry(
-            state.attempt_number, state.outcome.exception(), state.upcoming_sleep
-        ),
-        reraise=True,
-    )
-    return retrying(action)
-
-
 @dataclass(frozen=True)
 class StoredCopy:
     """What the raw zone holds for a partition, judged against the manifest and the source.
@@ -146,7 +124,9 @@ class StoredCopy:
     problem: str | None = None
 
 
-def judge_stored_copy(dest: Path, entry: dict | None, obj: LakeObject) -> StoredCopy:
+def judge_stored_copy(
+    dest: Path, entry: dict | None, obj: LakeObject, allow_unverified: bool = False
+) -> StoredCopy:
     """A stored file is trusted only after its bytes are checked again, against the manifest's
     SHA-256 and against the server's own digests of the object (ETag/checksums)."""
     if not fetch(dest):
@@ -159,8 +139,8 @@ def judge_stored_copy(dest: Path, entry: dict | None, obj: LakeObject) -> Stored
         problem = f"SHA-256 {digest.sha256_hex} differs from the manifest's {entry['sha256']}"
         return StoredCopy("damaged", digest.sha256_hex, recorded, problem=problem)
     try:
-        verified_by = verify_digest(obj, digest)
-    except CorruptTransferError as error:
+        verified_by = verify_digest(obj, digest, allow_unverified)
+    except (CorruptTransferError, UnverifiedTransferError) as error:
         return StoredCopy("damaged", digest.sha256_hex, recorded, problem=str(error))
     return StoredCopy("current", digest.sha256_hex, recorded, verified_by)
 
@@ -180,16 +160,21 @@ def acquire_raw_file(
     *,
     run_id: str,
     policy: RetryPolicy,
+    allow_unverified: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> RawFile:
     """Store the vendor's file for (table, market, day) byte-for-byte in the raw zone.
 
     The access gate runs first and nothing under `staging/` is touched before it passed. Every
     request (access check, listing, HEAD, GET) is retried under `policy`. A stored copy is
-    reused only after its bytes are verified again. A new download lands in
-    `staging/.incoming/`, is verified against the server's checksum or ETag, and replaces the
-    stored file only then (the previous version is kept when the vendor republished). A vendor
-    object that arrives intact but is unreadable goes to quarantine, never to raw.
+    reused only after its bytes are verified again. The version held in quarantine is known
+    bad: it is not downloaded again (QuarantinedObjectError). A new download lands in
+    `staging/.incoming/`; a transfer cut short resumes from where it stopped (HTTP Range,
+    pinned to the version). The whole file is verified against the server's checksum or ETag
+    and replaces the stored file only then (the previous version is kept when the vendor
+    republished); bytes nothing can verify are refused (UnverifiedTransferError) unless
+    `allow_unverified`. A vendor object that arrives intact but is unreadable goes to
+    quarantine, never to raw.
     """
     market = f"{exchange}.{symbol}"
     audit_label = {"table": table, "market": market, "date": day.isoformat()}
@@ -210,10 +195,19 @@ def acquire_raw_file(
         return source.locate(table, exchange, symbol, day)
 
     obj = with_retries(locate, policy, on_retry)
+    if held := quarantined_version(layout, table, market, day, obj.version):
+        audit.write("skip_quarantined", uri=obj.uri, version=obj.version, sha256=held["sha256"])
+        raise QuarantinedObjectError(
+            f"{obj.uri} (version {obj.version}, SHA-256 {held['sha256']}) is the object already "
+            "quarantined: not downloaded again until the vendor publishes another version",
+            quarantine_dir(layout, table, market, day),
+        )
     dest = layout.zone("raw") / lake_relative_path(table, exchange, symbol, day)
     relative_str = manifest_path_of(table, market, day)
 
-    stored = judge_stored_copy(dest, manifest_entry(layout, table, market, day), obj)
+    stored = judge_stored_copy(
+        dest, manifest_entry(layout, table, market, day), obj, allow_unverified
+    )
     if stored.state == "current":
         audit.write("reuse", uri=obj.uri, bytes=obj.size, verified_by=stored.verified_by)
         log(f"{relative_str} re-verified against {obj.uri} ({stored.verified_by}): reused")
@@ -226,8 +220,7 @@ def acquire_raw_file(
 
     transfer = _Transfer(obj)
 
-    def verify(candidate: Path) -> None:
-        transfer.verified_by = verify_digest(transfer.obj, transfer.digest)
+    def before_commit(candidate: Path) -> None:
         try:
             transfer.facts = read_parquet_facts(candidate, transfer.obj.uri)
         except CorruptObjectError as error:
@@ -235,24 +228,38 @@ def acquire_raw_file(
         if stored.state == "republished":
             transfer.kept = keep_version(layout, dest)
 
-    def download_once() -> int:
+    def download_once(handle: BinaryIO) -> int:
+        """One request: the rest of a partial transfer of the same version, else the whole
+        object; then the whole file's digest decides."""
         if transfer.stale:  # the object changed after it was located: pin the new version
-            transfer.obj, transfer.stale = locate(), False
-        transfer.digest = TransferDigest(transfer.obj)
+            transfer.obj, transfer.stale, transfer.digest = locate(), False, None
+        digest = transfer.digest
+        if digest is None or digest.size == 0:
+            handle.seek(0)
+            handle.truncate()
+            digest = transfer.digest = TransferDigest(transfer.obj, handle)
+        else:
+            audit.write("resume", uri=transfer.obj.uri, from_byte=digest.size)
+            log(f"resuming {transfer.obj.uri} from byte {digest.size} of {transfer.obj.size}")
         try:
-            with atomic_write(
-                dest, tmp_dir=layout.incoming, before_commit=verify, label=label
-            ) as handle:
-                transfer.digest.handle = handle
-                return source.copy_to(transfer.obj, transfer.digest)
+            if digest.size < transfer.obj.size:
+                source.copy_to(transfer.obj, digest, start=digest.size)
+            transfer.verified_by = verify_digest(transfer.obj, digest, allow_unverified)
         except ObjectChangedError:
-            transfer.stale = True
+            transfer.stale, transfer.digest = True, None
             raise
+        except CorruptTransferError:  # bad bytes somewhere: never resume from them
+            transfer.digest = None
+            raise
+        return digest.size
 
     audit.write("start", uri=obj.uri, expected_bytes=obj.size)
     started = time.monotonic()
     try:
-        received = with_retries(download_once, policy, on_retry)
+        with atomic_write(
+            dest, tmp_dir=layout.incoming, before_commit=before_commit, label=label
+        ) as handle:
+            received = with_retries(lambda: download_once(handle), policy, on_retry)
     except Exception as error:
         audit.write(
             "fail", uri=obj.uri, error=str(error), seconds=round(time.monotonic() - started, 3)
@@ -288,6 +295,7 @@ class _Transfer:
     """One download's state across its attempts."""
 
     obj: LakeObject
+    # Of the bytes in the partial file so far (a cut transfer resumes from `digest.size`).
     digest: TransferDigest | None = None
     verified_by: str = ""
     stale: bool = False
@@ -355,5 +363,6 @@ def _record(
         previous_sha256=previous_sha256,
         previous_source_version=previous_source_version,
     )
-    append_manifest_entry(layout, {"time": utc_now_iso(), "run_id": run_id, **asdict(raw)})
+    entry = {"time": utc_now_iso(), "run_id": run_id, **asdict(raw)}
+    append_manifest_entry(layout, obj.table, raw.market, obj.day, entry)
     return raw

@@ -40,6 +40,7 @@ _ACCESS_DENIED_CODES = {
 }
 _TRANSIENT_CODES = {
     "SlowDown",
+    "TooManyRequests",
     "InternalError",
     "ServiceUnavailable",
     "RequestTimeout",
@@ -49,6 +50,7 @@ _NETWORK_ERRORS = (
     botocore.exceptions.HTTPClientError,
     botocore.exceptions.ConnectionError,
     botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,  # the connection closed before the whole body
     urllib3.exceptions.HTTPError,
     ConnectionError,
     TimeoutError,
@@ -80,6 +82,11 @@ def import_lakeapi(cache_dir: Path) -> ModuleType:
         return lakeapi
 
 
+def _status_and_code(error: botocore.exceptions.ClientError) -> tuple[int, str]:
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0), code
+
+
 def classify_client_error(error: Exception, what: str, endpoint: str = "") -> Exception:
     """Map a boto/urllib3 failure to a retryable or a permanent LakeError.
 
@@ -91,21 +98,27 @@ def classify_client_error(error: Exception, what: str, endpoint: str = "") -> Ex
     if isinstance(error, botocore.exceptions.NoCredentialsError):
         return LakeAccessError(f"no AWS credentials found for {what}: {_SET_CREDENTIALS}")
     if isinstance(error, botocore.exceptions.ClientError):
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        status, code = _status_and_code(error)
         if code == "PreconditionFailed" or status == 412:
             return ObjectChangedError(f"{what} changed since it was listed (ETag differs)")
         if code in _ACCESS_DENIED_CODES or status == 403:
             return LakeAccessError(
                 f"Crypto Lake refused access to {what} ({code}): {_SET_CREDENTIALS}"
             )
-        if code in _TRANSIENT_CODES or status >= 500:
+        if code in _TRANSIENT_CODES or status == 429 or status >= 500:
             return TransientLakeError(f"{what}: server error {status} {code}")
         return LakeAccessError(f"{what}: {code or status} {error}")
     if isinstance(error, _NETWORK_ERRORS):
         suffix = f" ({endpoint})" if endpoint else ""
         return TransientLakeError(f"{what}: network error {type(error).__name__}: {error}{suffix}")
     return error
+
+
+def _failure_summary(error: Exception) -> str:
+    if isinstance(error, botocore.exceptions.ClientError):
+        status, code = _status_and_code(error)
+        return f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
+    return f"{type(error).__name__}: {error}"
 
 
 def endpoint_description(endpoint_url: str) -> str:
@@ -228,6 +241,7 @@ class CryptoLakeSource:
                 ) from None
             raise self._classify(error, uri) from None
         etag = str(head.get("ETag", "")).strip('"')
+        part_size, unknown_why = self._part_size(key, etag) if "-" in etag else (None, "")
         return LakeObject(
             table,
             exchange,
@@ -238,32 +252,47 @@ class CryptoLakeSource:
             version=etag,
             checksums=_head_checksums(head),
             etag=etag if _etag_is_digest(head) else None,
-            part_size=self._part_size(key, etag) if "-" in etag else None,
+            part_size=part_size,
+            no_checksum_reason="server gave no checksum" + unknown_why,
         )
 
-    def _part_size(self, key: str, etag: str) -> int | None:
-        """The first part's size of a multipart object, to recompute its ETag; None if the
-        server does not say (the ETag is then checked against whole-MiB part sizes)."""
+    def _part_size(self, key: str, etag: str) -> tuple[int | None, str]:
+        """The first part's size of a multipart object, to recompute its ETag, or None and why
+        the server did not say (the ETag is then checked against whole-MiB part sizes).
+
+        A transient failure of this HEAD is raised, so `locate` is retried under the retry
+        policy like every request: a part size lost to a 5xx, 429 or timeout would leave the
+        bytes unverifiable."""
         # No IfMatch here: servers differ on which ETag a part HEAD answers (the object's or
         # the part's); the GET pins the version, and the parts count must agree with the ETag.
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=key, PartNumber=1)
-        except Exception as error:  # noqa: BLE001 - only transient errors matter here
+        except Exception as error:  # noqa: BLE001 - classified; transient ones re-raised
             classified = self._classify(error, f"s3://{self.bucket}/{key}")
             if isinstance(classified, TransientLakeError):
                 raise classified from None
-            return None
-        parts = multipart_count(etag)
-        return int(head["ContentLength"]) if head.get("PartsCount") == parts else None
+            return None, f"; the part-size HEAD failed ({_failure_summary(error)})"
+        parts, told = multipart_count(etag), head.get("PartsCount")
+        if told != parts:
+            return None, f"; the part-size HEAD gave {told} parts, the ETag says {parts}"
+        return int(head["ContentLength"]), ""
 
-    def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
+    def copy_to(self, obj: LakeObject, handle: BinaryIO, start: int = 0) -> int:
         key = obj.uri.removeprefix(f"s3://{self.bucket}/")
+        # IfMatch: the bytes are of the version listed and HEADed, or 412 (located again), so
+        # a resumed copy never joins two versions. botocore checks the server's checksum of a
+        # whole object; a range has none (the caller's digest of the whole file decides).
+        request = {"IfMatch": f'"{obj.version}"'} if obj.version else {}
+        request |= {"Range": f"bytes={start}-"} if start else {"ChecksumMode": "ENABLED"}
         try:
-            # IfMatch: the bytes are of the version listed and HEADed, or 412 (located again).
-            pinned = {"IfMatch": f'"{obj.version}"'} if obj.version else {}
-            body = self._client.get_object(
-                Bucket=self.bucket, Key=key, ChecksumMode="ENABLED", **pinned
-            )["Body"]
-            return copy_stream(body, handle)
+            response = self._client.get_object(Bucket=self.bucket, Key=key, **request)
+            answered = response.get("ContentRange") or "the whole object"
+            if start and not answered.startswith(f"bytes {start}-"):
+                raise CorruptTransferError(
+                    f"{obj.uri}: asked for the bytes from {start} on, the server sent {answered}"
+                )
+            return copy_stream(response["Body"], handle)
+        except CorruptTransferError:
+            raise
         except Exception as error:  # noqa: BLE001 - classified, re-raised
             raise self._classify(error, obj.uri) from None

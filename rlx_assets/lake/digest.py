@@ -1,23 +1,28 @@
 """Binding downloaded bytes to the vendor's object.
 
 A SHA-256 computed after a download proves nothing about the transfer. What does: the
-full-object checksums S3 publishes (`ChecksumMode=ENABLED`), the ETag of a single-part object
-(its MD5) and of a multipart one (MD5 of the parts' MD5s, `-N`). `TransferDigest` computes the
-ones the server gave while the bytes stream through it; `verify_digest` compares them and says
-how the bytes were verified (`verified_by`), or raises `CorruptTransferError`.
+full-object checksums S3 publishes (`ChecksumMode=ENABLED`: CRC32, CRC32C, CRC64NVME, SHA-1,
+SHA-256), the ETag of a single-part object (its MD5) and of a multipart one (MD5 of the parts'
+MD5s, `-N`). `TransferDigest` computes the ones the server gave while the bytes stream through
+it; `verify_digest` compares them and says how the bytes were verified (`verified_by`), raises
+`CorruptTransferError` when they differ, and `UnverifiedTransferError` when nothing binds them.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import re
-import zlib
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from rlx_assets.lake.sources import CorruptTransferError, LakeObject
+from rlx_assets.lake.sources import (
+    CorruptTransferError,
+    LakeObject,
+    UnverifiedTransferError,
+)
 
 MIB = 1 << 20
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
@@ -30,19 +35,20 @@ class _Hash(Protocol):
     def digest(self) -> bytes: ...
 
 
-class _Crc32:
-    def __init__(self) -> None:
-        self.value = 0
+@functools.cache
+def _checksum_classes() -> dict[str, type[_Hash]]:
+    """Full-object checksums by S3's algorithm name: botocore's own implementations (CRC32C
+    and CRC64NVME through awscrt, botocore's `crt` extra). Imported when an object has
+    checksums (only S3 objects do), so a local lake does not load botocore."""
+    from botocore import httpchecksum
 
-    def update(self, data: bytes) -> None:
-        self.value = zlib.crc32(data, self.value)
-
-    def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
-
-
-# Full-object checksums we can compute ourselves (crc32c / crc64nvme need awscrt).
-_CHECKSUMS = {"crc32": _Crc32, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
+    return {
+        "crc32": httpchecksum.Crc32Checksum,
+        "crc32c": httpchecksum.CrtCrc32cChecksum,
+        "crc64nvme": httpchecksum.CrtCrc64NvmeChecksum,
+        "sha1": httpchecksum.Sha1Checksum,
+        "sha256": httpchecksum.Sha256Checksum,
+    }
 
 
 def is_md5_etag(etag: str | None) -> bool:
@@ -95,7 +101,8 @@ class _PartMd5s:
 
 def _full_object_checksums(obj: LakeObject) -> dict[str, str]:
     # A composite checksum ("...-N") is of the parts' checksums, not of the bytes.
-    return {a: v for a, v in obj.checksums if a in _CHECKSUMS and "-" not in v}
+    checksums = {a: v for a, v in obj.checksums if "-" not in v}
+    return {a: v for a, v in checksums.items() if a in _checksum_classes()} if checksums else {}
 
 
 class TransferDigest:
@@ -106,7 +113,7 @@ class TransferDigest:
         self.size = 0
         self.sha256 = hashlib.sha256()
         self.checksums: dict[str, _Hash] = {
-            a: self.sha256 if a == "sha256" else _CHECKSUMS[a]()
+            a: self.sha256 if a == "sha256" else _checksum_classes()[a]()
             for a in _full_object_checksums(obj)
         }
         self.md5 = hashlib.md5() if is_md5_etag(obj.etag) else None
@@ -144,8 +151,13 @@ def digest_file(path: Path, obj: LakeObject, chunk: int = 1 << 20) -> TransferDi
     return digest
 
 
-def verify_digest(obj: LakeObject, digest: TransferDigest) -> str:
-    """How the bytes match the server's object (`verified_by`); CorruptTransferError if not."""
+def verify_digest(obj: LakeObject, digest: TransferDigest, allow_unverified: bool = False) -> str:
+    """How the bytes match the server's object (`verified_by`); CorruptTransferError if not.
+
+    Bytes of an object whose server published no digest that could be checked raise
+    UnverifiedTransferError, or with `allow_unverified` pass as `unverified (<why>)`; a local
+    lake's file is `size-only`.
+    """
     if digest.size != obj.size:
         raise CorruptTransferError(f"{obj.uri}: received {digest.size} bytes, expected {obj.size}")
     checks = []
@@ -177,6 +189,18 @@ def verify_digest(obj: LakeObject, digest: TransferDigest) -> str:
     if checks:
         return "+".join(checks)
     reason = obj.no_checksum_reason
-    if multipart_count(obj.etag) and obj.part_size is None:
-        reason = "multipart ETag of unknown part size, no checksum"
-    return f"size-only ({reason})"
+    if parts := multipart_count(obj.etag) if obj.part_size is None else None:
+        tried = ", ".join(f"{p.part_size // MIB} MiB" for p in digest.multipart)
+        reason += f"; multipart ETag {obj.etag} of unknown part size: " + (
+            f"none of the whole-MiB part sizes {tried} reproduces it"
+            if tried
+            else f"no whole-MiB part size splits {obj.size} bytes into {parts} parts"
+        )
+    if not obj.needs_digest:
+        return f"size-only ({reason})"
+    if allow_unverified:
+        return f"unverified ({reason})"
+    raise UnverifiedTransferError(
+        f"{obj.uri}: the received bytes cannot be verified ({reason}), so they were not stored; "
+        "RLX_ALLOW_UNVERIFIED_DOWNLOADS=true stores such files marked unverified"
+    )

@@ -7,6 +7,7 @@ is unreadable; the gates (``validation.zones.quarantine``) one that failed them.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from rlx_assets.lake.manifest import vendor_file_path
 from rlx_assets.staging import (
     DataLayout,
     atomic_write,
+    fetch,
     log_partition_event,
     write_json,
 )
@@ -21,6 +23,21 @@ from rlx_assets.staging import (
 
 def quarantine_dir(layout: DataLayout, table: str, market: str, day: dt.date) -> Path:
     return layout.zone("quarantine") / vendor_file_path(table, market, day).parent
+
+
+def quarantine_report(layout: DataLayout, table: str, market: str, day: dt.date) -> dict | None:
+    """The report of the file held in quarantine for this table day, None if nothing is."""
+    path = quarantine_dir(layout, table, market, day) / "report.json"
+    return json.loads(path.read_text()) if fetch(path) else None
+
+
+def quarantined_version(
+    layout: DataLayout, table: str, market: str, day: dt.date, version: str
+) -> dict | None:
+    """The quarantine report when the vendor object `version` is the one held in quarantine
+    (its `source_version`: set only when the bytes held are that object's), else None."""
+    report = quarantine_report(layout, table, market, day)
+    return report if report is not None and report.get("source_version") == version else None
 
 
 def log_quarantine_event(

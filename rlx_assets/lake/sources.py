@@ -1,8 +1,8 @@
 """Where the vendor's daily files come from: the bundled sample lake, a local directory, or
 Crypto Lake on S3. Every source answers the same three questions: may we read (access gate),
 which object holds a table's day (locate), and its bytes (open). The choice by settings is
-``configured_source.py``; this module imports ``config``, ``staging`` and (to build the sample
-lake) ``lake.from_capture`` only."""
+``configured_source.py``; this module imports ``config``, ``retry``, ``staging`` and (to build
+the sample lake) ``lake.from_capture`` only."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from rlx_assets.config import SAMPLE_CAPTURES_DIR, SAMPLE_LAKE_DIR
+from rlx_assets.retry import TransientError
 from rlx_assets.staging import lake_relative_path, sha256_file
 
 _SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
@@ -50,12 +51,17 @@ class CorruptObjectError(LakeError):
     """The object arrived whole but is not a readable vendor file: permanent."""
 
 
-class TransientLakeError(LakeError):
+class TransientLakeError(LakeError, TransientError):
     """A 5xx, timeout or reset: worth retrying with backoff."""
 
 
 class CorruptTransferError(TransientLakeError):
     """The bytes received differ from what the server says the object is: retried."""
+
+
+class UnverifiedTransferError(LakeError):
+    """The bytes arrived but nothing the server published can bind them to its object (no
+    checksum, no usable ETag): permanent, nothing is stored unless the user opted in."""
 
 
 class ObjectChangedError(TransientLakeError):
@@ -88,6 +94,9 @@ class LakeObject:
     etag: str | None = None
     part_size: int | None = None
     no_checksum_reason: str = "server gave no checksum"
+    # A source that publishes digests of its objects (S3): bytes none of them binds are
+    # unverified. A local lake publishes none: its files are copied, checked by size.
+    needs_digest: bool = True
 
 
 class LakeSource(Protocol):
@@ -97,8 +106,10 @@ class LakeSource(Protocol):
 
     def locate(self, table: str, exchange: str, symbol: str, day: dt.date) -> LakeObject: ...
 
-    def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
-        """Write the object's bytes into `handle`; return the byte count."""
+    def copy_to(self, obj: LakeObject, handle: BinaryIO, start: int = 0) -> int:
+        """Write the object's bytes from offset `start` on into `handle`; return the byte
+        count. A resumed copy (`start` > 0) is of the same version or raises
+        ObjectChangedError."""
         ...
 
 
@@ -142,11 +153,13 @@ class LocalLakeSource:
             stat.st_size,
             version=local_version(stat),
             no_checksum_reason="local directory: no vendor checksum",
+            needs_digest=False,
         )
 
-    def copy_to(self, obj: LakeObject, handle: BinaryIO) -> int:
+    def copy_to(self, obj: LakeObject, handle: BinaryIO, start: int = 0) -> int:
         path = Path(urllib.parse.unquote(urllib.parse.urlparse(obj.uri).path))
         with open(path, "rb") as source:
+            source.seek(start)
             copied = copy_stream(source, handle)
         # A file rewritten while it was copied would give a mix of two versions.
         if local_version(path.stat()) != obj.version:

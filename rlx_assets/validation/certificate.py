@@ -7,7 +7,7 @@ these hold:
 * it names the partition it is read for (`market`, `date`, and every table's ready path): a
   certificate copied to another date or market path is refused;
 * every certified SHA-256 equals the ready file's, the manifest's latest entry for the raw
-  file (`logs/manifest/raw.jsonl`) and the gate report's (`staging/validating/...`), and every
+  file (`logs/manifest/raw/...`) and the gate report's (`staging/validating/...`), and every
   recorded gate passed: editing a checksum in the certificate to match a tampered file is
   refused, naming the manifest and gate report it disagrees with;
 * it is signed, when `RLX_CERTIFICATE_KEY` is set: certificates are then signed on write with
@@ -18,7 +18,10 @@ these hold:
   the UI would show) and never written to a certificate, log, metadata or error.
 
 Each table entry names the version it certifies: its SHA-256, the vendor's source version
-(S3 ETag, or size:mtime of a local lake file) and the manifest entry it was acquired under.
+(S3 ETag, or size:mtime of a local lake file) and the manifest entry it was acquired under,
+which says how the bytes were bound to the vendor's object (`verified_by`); `transfer` sums
+that up: `verified`, `size-only` (a local lake) or `unverified` (stored under
+`RLX_ALLOW_UNVERIFIED_DOWNLOADS`: nothing the server published could check the bytes).
 A replaced certificate is kept under `staging/versions/certificates/...` and logged in
 `logs/certificates.jsonl`; a reconstruction records the SHA-256 of the certificate file it
 was built from (`certificate_fingerprint`), so one built from a replaced certificate is stale.
@@ -59,7 +62,9 @@ CERTIFICATE_VERSION = 2
 SIGNATURE_ALGORITHM = "HMAC-SHA256"
 KEY_VARIABLE = "RLX_CERTIFICATE_KEY"
 # What of the manifest entry the certificate quotes: enough to find the acquisition again.
-MANIFEST_FIELDS = ("time", "run_id", "action", "sha256", "size", "source_uri", "source_version")
+MANIFEST_FIELDS = (
+    "time", "run_id", "action", "sha256", "size", "source_uri", "source_version", "verified_by",
+)  # fmt: skip
 
 
 def certificate_path(layout: DataLayout, market: str, day: dt.date) -> Path:
@@ -130,9 +135,18 @@ def build_certificate(layout: DataLayout, market: str, day: dt.date) -> dict[str
         "date": day.isoformat(),
         "required_tables": list(REQUIRED_TABLES),
         "tables": tables,
+        "transfer": transfer_verdict(
+            [t["manifest_entry"]["verified_by"] or "" for t in tables.values()]
+        ),
         "code_version": code_version(),
         "issued_at": utc_now_iso(),
     }
+
+
+def transfer_verdict(verified_by: list[str]) -> str:
+    """The weakest of the tables' `verified_by`; an entry that does not say is unverified."""
+    kinds = {v.split(" (")[0] if v else "unverified" for v in verified_by}
+    return next((k for k in ("unverified", "size-only") if k in kinds), "verified")
 
 
 def certificate_key() -> bytes | None:

@@ -4,7 +4,8 @@ Each gate measures, compares with its thresholds and returns a `GateResult` carr
 measurements, the thresholds that applied and example offending rows, so a failure explains
 itself. A gate never raises: a column whose dtype drifted is a schema failure and is skipped
 (and named) by the gates that would read it, and a gate that hits an unexpected error fails with
-the error's text, so every file gets a report. Pure code: polars and pyarrow only.
+the error's text, so every file gets a report. The file is streamed (`scans.py`): memory does
+not grow with its rows beyond 16 bytes a row of hashes. Pure code: polars and pyarrow only.
 """
 
 from __future__ import annotations
@@ -18,14 +19,24 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rlx_assets.staging import sha256_file
 from rlx_assets.validation.profiles import GateThresholds
+from rlx_assets.validation.scans import (
+    MAX_EXAMPLES,
+    Examples,
+    OrderScan,
+    RowHashes,
+    Silences,
+    batch_rows_for,
+    frames,
+    rows_with_repeated_hashes,
+)
 from rlx_assets.vendor_schemas import BOOK_DEPTH, VENDOR_SCHEMAS, schema_mismatches
 
 GATES = ("file_integrity", "schema", "quality", "temporal", "volume")
-MAX_EXAMPLES = 5
 NS_PER_DAY = 86_400 * 10**9
 
 # Columns that must not be entirely null: without them a table is useless.
@@ -55,7 +66,7 @@ class GateResult:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return _json_safe(
+        return json_safe(
             {
                 "gate": self.gate,
                 "passed": self.passed,
@@ -78,18 +89,12 @@ class GateInput:
     trailing_rows: tuple[int, ...] = ()  # rows of earlier certified days, most recent first
 
 
-def examples_of(frame: pl.DataFrame, mask: pl.Expr) -> list[dict[str, Any]]:
-    """Up to MAX_EXAMPLES offending rows (with their row number), JSON-ready."""
-    rows = frame.with_row_index("row").filter(mask).head(MAX_EXAMPLES)
-    return [{k: _json_safe(v) for k, v in row.items()} for row in rows.iter_rows(named=True)]
-
-
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Values a JSON report and Dagster metadata can hold; anything else becomes its text."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if value is None or isinstance(value, bool | int | float | str):
@@ -102,16 +107,15 @@ def vendor_dtypes(table: str) -> dict[str, pl.DataType]:
     return dict(pl.from_arrow(VENDOR_SCHEMAS[table].empty_table()).schema)
 
 
-def usable_columns(table: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
-    """`frame` without the vendor columns whose dtype drifted, and those columns with
-    "found X, expected Y": the gates after the schema gate only read what they can trust."""
+def drifted_columns(table: str, columns: dict[str, pl.DataType]) -> dict[str, str]:
+    """The vendor columns whose dtype drifted, with "found X, expected Y": the gates after the
+    schema gate only read what they can trust."""
     expected = vendor_dtypes(table)
-    drifted = {
+    return {
         name: f"found {dtype}, expected {expected[name]}"
-        for name, dtype in frame.schema.items()
+        for name, dtype in columns.items()
         if name in expected and dtype != expected[name]
     }
-    return frame.drop(list(drifted)), drifted
 
 
 def skipped_problems(drifted: dict[str, str], needed: tuple[str, ...]) -> list[str]:
@@ -138,28 +142,74 @@ def guarded(gate: str, evaluate: Callable[[], GateResult]) -> GateResult:
         )
 
 
-def run_gates(spec: GateInput) -> list[GateResult]:
+def run_gates(spec: GateInput, batch_rows: int | None = None) -> list[GateResult]:
     """All five gates, always: a file that cannot be read fails every gate it stops with the
-    reason, and an error inside one gate fails only that gate."""
+    reason, and an error inside one gate fails only that gate. The file is read once for all of
+    them, in batches of ``batch_rows`` (default: ~64 MB of values), plus once more for the rows
+    whose hash repeats."""
     integrity = guarded("file_integrity", lambda: file_integrity_gate(spec))
     try:
         schema = pq.read_schema(spec.path)
+        rows = pq.read_metadata(spec.path).num_rows
     except Exception as error:  # noqa: BLE001 - any reader failure means the same to a user
         reason = f"file unreadable, gate not evaluated: {error}"
         return [integrity] + [GateResult(g, False, reason) for g in GATES[1:]]
+    batch_rows = batch_rows or batch_rows_for(schema)
     try:
-        frame = pl.read_parquet(spec.path)
+        scans, broken = scan_file(spec, schema, rows, batch_rows)
     except Exception as error:  # noqa: BLE001
         reason = f"file unreadable, gate not evaluated: {error}"
-        schema_only = guarded("schema", lambda: schema_gate(spec.table, schema, None))
+        schema_only = guarded("schema", lambda: schema_gate(spec.table, schema, None, rows))
         return [integrity, schema_only] + [GateResult(g, False, reason) for g in GATES[2:]]
+
+    def evaluated(gate: str, evaluate: Callable[[Any], GateResult]) -> GateResult:
+        def from_scan() -> GateResult:
+            if gate in broken:
+                raise broken[gate]
+            return evaluate(scans[gate])
+
+        return guarded(gate, from_scan)
+
     return [
         integrity,
-        guarded("schema", lambda: schema_gate(spec.table, schema, frame)),
-        guarded("quality", lambda: quality_gate(spec.table, frame, spec.thresholds)),
-        guarded("temporal", lambda: temporal_gate(spec.table, frame, spec.day, spec.thresholds)),
-        guarded("volume", lambda: volume_gate(frame.height, spec.trailing_rows, spec.thresholds)),
+        evaluated("schema", lambda nulls: schema_gate(spec.table, schema, nulls, rows)),
+        evaluated("quality", lambda scan: quality_gate(scan, spec.thresholds, batch_rows)),
+        evaluated("temporal", lambda scan: temporal_gate(scan, spec.thresholds)),
+        guarded("volume", lambda: volume_gate(rows, spec.trailing_rows, spec.thresholds)),
     ]
+
+
+def scan_file(
+    spec: GateInput, schema: pa.Schema, rows: int, batch_rows: int
+) -> tuple[dict[str, Any], dict[str, Exception]]:
+    """One pass over the file feeding the schema, quality and temporal scans. A scan that raises
+    is dropped and its error kept (that gate alone fails); a reader error raises."""
+    columns = dict(pl.from_arrow(schema.empty_table()).schema)
+    drifted = drifted_columns(spec.table, columns)
+    makers = {
+        "schema": lambda: CriticalNulls(spec.table, columns),
+        "quality": lambda: QualityScan(spec.table, spec.path, columns, drifted, rows),
+        "temporal": lambda: TemporalScan(spec, columns, drifted),
+    }
+    scans: dict[str, Any] = {}
+    broken: dict[str, Exception] = {}
+    for gate, make in makers.items():
+        try:
+            scans[gate] = make()
+        except Exception as error:  # noqa: BLE001 - that gate fails with the error's text
+            broken[gate] = error
+    offset = 0
+    for frame in frames(spec.path, batch_rows):
+        for gate, scan in list(scans.items()):
+            try:
+                scan.feed(frame, offset)
+            except Exception as error:  # noqa: BLE001
+                broken[gate] = error
+                del scans[gate]
+        offset += frame.height
+    if offset != rows:
+        raise ValueError(f"{offset} rows read, the file's footer says {rows}")
+    return scans, broken
 
 
 def run_gates_safely(make_input: Callable[[], GateInput]) -> list[GateResult]:
@@ -197,17 +247,23 @@ def file_integrity_gate(spec: GateInput) -> GateResult:
     return GateResult("file_integrity", not problems, summary, measured, expected)
 
 
-def schema_gate(table: str, schema: Any, frame: pl.DataFrame | None) -> GateResult:
+class CriticalNulls:
+    """Null counts of the table's critical columns."""
+
+    def __init__(self, table: str, columns: dict[str, pl.DataType]) -> None:
+        self.counts = {c: 0 for c in CRITICAL_COLUMNS[table] if c in columns}
+
+    def feed(self, frame: pl.DataFrame, offset: int) -> None:
+        for column in self.counts:
+            self.counts[column] += frame[column].null_count()
+
+
+def schema_gate(table: str, schema: Any, nulls: CriticalNulls | None, rows: int) -> GateResult:
     """Names, order and dtypes against the vendor's; a drifted dtype is reported as
     "table.column: dtype <found>, expected <vendor's>"."""
     mismatches = schema_mismatches(table, schema)
-    frame = frame if frame is not None else pl.DataFrame()
-    all_null = [
-        c
-        for c in CRITICAL_COLUMNS[table]
-        if c in frame.columns and frame[c].null_count() == frame.height
-    ]
-    if frame.height and all_null:
+    all_null = [c for c, n in nulls.counts.items() if n == rows] if nulls else []
+    if rows and all_null:
         mismatches.append(f"critical columns entirely null: {all_null}")
     expected = {f.name: str(f.type) for f in VENDOR_SCHEMAS[table]}
     return GateResult(
@@ -225,9 +281,9 @@ def _bad_number(column: str, allow_zero: bool) -> pl.Expr:
     return value.is_null() | value.is_nan() | value.is_infinite() | too_small
 
 
-def quality_problems(table: str, frame: pl.DataFrame) -> dict[str, pl.Expr]:
+def quality_problems(table: str, readable: list[str]) -> dict[str, pl.Expr]:
     """Named row predicates that are true for offending rows of this table."""
-    columns = set(frame.columns)
+    columns = set(readable)
 
     def has(*names: str) -> bool:
         return set(names) <= columns
@@ -270,62 +326,98 @@ def quality_columns(table: str) -> tuple[str, ...]:
     }.get(table, ())
 
 
-def conflicting_rows(frame: pl.DataFrame, key: tuple[str, ...], content: tuple[str, ...]):
-    """Rows (with their row number) whose key repeats on rows of different content."""
-    if not set(key) | set(content) <= set(frame.columns) or frame.height == 0:
-        return None
-    repeated = frame.with_row_index("row").filter(pl.len().over(key) > 1)
-    differing = repeated.filter(pl.struct(content).n_unique().over(key) > 1)
-    return repeated, differing.sort([*key, "row"])
-
-
 def conflict_examples(problem: str, rows: pl.DataFrame, key: tuple[str, ...]) -> list[dict]:
     """One example per key (the first few keys), holding the rows that claim it."""
     first_keys = rows.select(key).unique(maintain_order=True).head(MAX_EXAMPLES)
     chosen = rows.join(first_keys, on=list(key), how="semi", nulls_equal=True)
     return [
-        {"problem": problem, "rows": _json_safe(group.head(MAX_EXAMPLES).to_dicts())}
+        {"problem": problem, "rows": json_safe(group.head(MAX_EXAMPLES).to_dicts())}
         for _, group in chosen.group_by(key, maintain_order=True)
     ]
 
 
-def quality_gate(table: str, frame: pl.DataFrame, thresholds: GateThresholds) -> GateResult:
+def conflicting_rows(numbered: pl.DataFrame, key: tuple[str, ...], content: tuple[str, ...]):
+    """Rows (numbered) whose key repeats, and those of them whose key repeats on rows of
+    different content."""
+    repeated = numbered.filter(pl.len().over(key) > 1)
+    differing = repeated.filter(pl.struct(content).n_unique().over(key) > 1)
+    return repeated, differing.sort([*key, "row"])
+
+
+class QualityScan:
+    """Per-row checks counted batch by batch with their first offending rows, and one 64-bit
+    hash per row: of the conflict key where the table has one (rows equal in every column share
+    their key, so the same rows also find the whole-row duplicates), else of every column."""
+
+    def __init__(
+        self, table: str, path: Path, columns: dict[str, pl.DataType],
+        drifted: dict[str, str], rows: int,
+    ) -> None:  # fmt: skip
+        self.table, self.path, self.drifted, self.rows = table, path, drifted, rows
+        self.usable = [c for c in columns if c not in drifted]
+        self.checks = quality_problems(table, self.usable)
+        self.counts = dict.fromkeys(self.checks, 0)
+        self.examples = {name: Examples() for name in self.checks}
+        self.conflict = CONFLICT_KEYS.get(table)
+        self.keyed = False  # conflicts evaluated (the key and content columns are readable)
+        if self.conflict:
+            _, key, content = self.conflict
+            self.keyed = bool(rows) and set(key) | set(content) <= set(self.usable)
+        self.hashes = RowHashes(rows, list(self.conflict[1]) if self.keyed else None)
+
+    def feed(self, frame: pl.DataFrame, offset: int) -> None:
+        self.hashes.feed(frame, offset)
+        usable = frame.select(self.usable)
+        if self.checks:
+            sums = usable.select(expr.sum().alias(name) for name, expr in self.checks.items())
+            for name, count in sums.row(0, named=True).items():
+                if count:
+                    self.counts[name] += int(count)
+                    self.examples[name].feed(usable, offset, self.checks[name])
+
+    def rows_to_compare(self, batch_rows: int) -> pl.DataFrame | None:
+        """Every column of the rows whose hash repeats, numbered; None when none repeats."""
+        return rows_with_repeated_hashes(self.path, batch_rows, self.hashes)
+
+
+def quality_gate(scan: QualityScan, thresholds: GateThresholds, batch_rows: int) -> GateResult:
+    table, rows = scan.table, scan.rows
+    problems = skipped_problems(scan.drifted, quality_columns(table))
+    same_hash = scan.rows_to_compare(batch_rows)
     # Whole-row duplicates compare every column, whatever its dtype.
-    duplicates = frame.height - frame.unique().height if frame.height else 0
-    all_columns = frame
-    frame, drifted = usable_columns(table, frame)
-    problems = skipped_problems(drifted, quality_columns(table))
-    checks = quality_problems(table, frame)
-    counts = {name: int(frame.select(expr.sum()).item() or 0) for name, expr in checks.items()}
-    duplicate_fraction = duplicates / frame.height if frame.height else 0.0
+    duplicates = 0
+    if same_hash is not None:
+        duplicates = same_hash.height - same_hash.drop("row").unique().height
+    duplicate_fraction = duplicates / rows if rows else 0.0
     measured: dict[str, Any] = {
-        **counts,
+        **scan.counts,
         "duplicate_rows": duplicates,
         "duplicate_fraction": duplicate_fraction,
     }
-    if drifted:
-        measured["skipped_columns"] = drifted
+    if scan.drifted:
+        measured["skipped_columns"] = scan.drifted
     limits: dict[str, Any] = {"max_duplicate_fraction": thresholds.max_duplicate_fraction}
-    problems += [f"{n} rows with {name.replace('_', ' ')}" for name, n in counts.items() if n]
+    problems += [f"{n} rows with {name.replace('_', ' ')}" for name, n in scan.counts.items() if n]
     if duplicate_fraction > thresholds.max_duplicate_fraction:
         problems.append(f"{duplicates} duplicate rows ({duplicate_fraction:.4%})")
     examples = []
-    for name, expr in checks.items():
-        if counts[name]:
-            examples += [{"problem": name, **row} for row in examples_of(frame, expr)]
-    if duplicate_fraction > thresholds.max_duplicate_fraction:
-        examples += [
-            {"problem": "duplicate", **r}
-            for r in examples_of(all_columns, all_columns.is_duplicated())
-        ]
+    for name, found in scan.examples.items():
+        examples += [{"problem": name, **row} for row in found.rows]
+    if duplicate_fraction > thresholds.max_duplicate_fraction and same_hash is not None:
+        duplicated = same_hash.filter(same_hash.drop("row").is_duplicated()).head(MAX_EXAMPLES)
+        examples += [{"problem": "duplicate", **row} for row in duplicated.to_dicts()]
     conflict_examples_ = []
-    if table in CONFLICT_KEYS:
-        name, key, content = CONFLICT_KEYS[table]
+    if scan.conflict:
+        name, key, content = scan.conflict
         limit = getattr(thresholds, f"max_{name}")
         limits[f"max_{name}"] = limit
-        found = conflicting_rows(frame, key, content)
-        if found is not None:
-            repeated, differing = found
+        if scan.keyed:
+            numbered = (
+                same_hash.select("row", *scan.usable) if same_hash is not None else pl.DataFrame()
+            )
+            repeated, differing = (
+                conflicting_rows(numbered, key, content) if numbered.height else (numbered,) * 2
+            )
             conflicts = differing.select(key).n_unique() if differing.height else 0
             measured[f"repeated_{'trade_ids' if table == 'trades' else 'level_keys'}"] = (
                 repeated.select(key).n_unique() if repeated.height else 0
@@ -344,34 +436,53 @@ def quality_gate(table: str, frame: pl.DataFrame, thresholds: GateThresholds) ->
         or "no NaN/inf/negative values, no crossed book, no duplicates, no conflicting ids",
         measured,
         limits,
-        conflict_examples_ + examples[: 3 * MAX_EXAMPLES],
+        json_safe(conflict_examples_ + examples[: 3 * MAX_EXAMPLES]),
     )
 
 
-def order_violations(
-    frame: pl.DataFrame, column: str, tolerance: int, problem: str
-) -> tuple[int, float, list[dict[str, Any]]]:
-    """Rows whose `column` is more than `tolerance` below the previous row's: how many, the
-    largest step back, and examples carrying the step and the previous value."""
-    step_back = -pl.col(column).diff().fill_null(0)
-    flagged = frame.with_columns(
-        step_back.alias("step_back"), pl.col(column).shift(1).alias(f"previous_{column}")
-    )
-    mask = pl.col("step_back") > tolerance
-    count = int(flagged.select(mask.sum()).item() or 0)
-    largest = flagged["step_back"].max() if frame.height else 0
-    examples = [{"problem": problem, **r} for r in examples_of(flagged, mask)] if count else []
-    return count, max(float(largest or 0), 0.0), examples
+class TemporalScan:
+    """Order of sequence numbers and timestamps across batches, rows outside the day, null
+    timestamps, first/last timestamp and the longest silence."""
+
+    def __init__(
+        self, spec: GateInput, columns: dict[str, pl.DataType], drifted: dict[str, str]
+    ) -> None:
+        self.table, self.day, self.path, self.drifted = spec.table, spec.day, spec.path, drifted
+        self.usable = [c for c in columns if c not in drifted]
+        thresholds = spec.thresholds
+        self.tolerance_s = (
+            thresholds.max_trades_time_regression_s
+            if spec.table == "trades"
+            else thresholds.max_book_time_regression_s
+        )
+        self.sequence = None
+        if "sequence_number" in self.usable:
+            self.sequence = OrderScan("sequence_number", 0, "sequence_decrease")
+        self.timed = "timestamp" in self.usable
+        start = int(dt.datetime.combine(spec.day, dt.time(), tzinfo=dt.UTC).timestamp()) * 10**9
+        self.outside = (pl.col("timestamp") < start) | (pl.col("timestamp") >= start + NS_PER_DAY)
+        self.out_of_day, self.null_stamps = 0, 0
+        self.outside_examples = Examples()
+        self.time = OrderScan("timestamp", round(self.tolerance_s * 1e9), "time_regression")
+        self.silences = Silences()
+
+    def feed(self, frame: pl.DataFrame, offset: int) -> None:
+        usable = frame.select(self.usable)
+        if self.sequence is not None:
+            self.sequence.feed(usable, offset)
+        if not self.timed:
+            return
+        outside = int(usable.select(self.outside.sum()).item())
+        if outside:
+            self.out_of_day += outside
+            self.outside_examples.feed(usable, offset, self.outside)
+        self.null_stamps += usable["timestamp"].null_count()
+        self.silences.feed(usable["timestamp"].drop_nulls())
+        self.time.feed(usable, offset)
 
 
-def temporal_gate(
-    table: str, frame: pl.DataFrame, day: dt.date, thresholds: GateThresholds
-) -> GateResult:
-    tolerance_s = (
-        thresholds.max_trades_time_regression_s
-        if table == "trades"
-        else thresholds.max_book_time_regression_s
-    )
+def temporal_gate(scan: TemporalScan, thresholds: GateThresholds) -> GateResult:
+    tolerance_s = scan.tolerance_s
     limits = {
         "min_coverage": thresholds.min_coverage,
         "max_silence_s": thresholds.max_silence_s,
@@ -379,68 +490,62 @@ def temporal_gate(
         "max_time_regressions": thresholds.max_time_regressions,
         "max_sequence_decreases": thresholds.max_sequence_decreases,
     }
-    frame, drifted = usable_columns(table, frame)
-    problems = skipped_problems(drifted, ("timestamp", "sequence_number"))
-    measured: dict[str, Any] = {"skipped_columns": drifted} if drifted else {}
+    problems = skipped_problems(scan.drifted, ("timestamp", "sequence_number"))
+    measured: dict[str, Any] = {"skipped_columns": scan.drifted} if scan.drifted else {}
     examples: list[dict[str, Any]] = []
-    if "sequence_number" in frame.columns:
-        count, _, found = order_violations(frame, "sequence_number", 0, "sequence_decrease")
+    if scan.sequence is not None:
+        count = scan.sequence.count
         measured["sequence_decreases"] = count
         if count > thresholds.max_sequence_decreases:
             problems.append(
                 f"sequence_number decreases {count} times (> {thresholds.max_sequence_decreases})"
             )
-            examples += found
-    if "timestamp" not in frame.columns or frame["timestamp"].drop_nulls().len() == 0:
-        if "timestamp" not in drifted:
+            examples += scan.sequence.example_rows()
+    silences = scan.silences if scan.silences.in_order else Silences.sorted_from(scan.path)
+    if not scan.timed or silences.first is None:
+        if "timestamp" not in scan.drifted:
             problems.append("no timestamps to evaluate")
-        return GateResult("temporal", False, "; ".join(problems), measured, limits, examples)
-    start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 10**9
-    outside = (pl.col("timestamp") < start) | (pl.col("timestamp") >= start + NS_PER_DAY)
-    out_of_day = int(frame.select(outside.sum()).item())
-    null_stamps = frame["timestamp"].null_count()
-    stamps = frame["timestamp"].drop_nulls().sort()
-    gaps = stamps.diff().drop_nulls()
-    longest_ns = int(gaps.max()) if gaps.len() else 0
-    longest_at = int(stamps[int(gaps.arg_max()) if gaps.len() else 0])
-    coverage = (int(stamps[-1]) - int(stamps[0])) / NS_PER_DAY
-    regressions, largest_ns, regression_examples = order_violations(
-        frame, "timestamp", round(tolerance_s * 1e9), "time_regression"
-    )
+        return GateResult(
+            "temporal", False, "; ".join(problems), measured, limits, json_safe(examples)
+        )
+    first, last, longest_ns = silences.first, silences.last, silences.longest_ns
+    coverage = (last - first) / NS_PER_DAY
+    regressions, largest_ns = scan.time.count, max(scan.time.largest, 0)
     measured |= {
-        "rows_outside_day": out_of_day,
-        "null_timestamps": null_stamps,
+        "rows_outside_day": scan.out_of_day,
+        "null_timestamps": scan.null_stamps,
         "time_regressions": regressions,
         "largest_time_regression_s": largest_ns / 1e9,
-        "first_timestamp": int(stamps[0]),
-        "last_timestamp": int(stamps[-1]),
+        "first_timestamp": first,
+        "last_timestamp": last,
         "coverage": coverage,
         "longest_silence_s": longest_ns / 1e9,
-        "longest_silence_starts_at": _iso(longest_at),
+        "longest_silence_starts_at": _iso(silences.longest_at),
     }
-    if out_of_day:
-        problems.append(f"{out_of_day} rows outside {day.isoformat()} UTC")
-        examples += [{"problem": "outside_day", **r} for r in examples_of(frame, outside)]
-    if null_stamps:
-        problems.append(f"{null_stamps} rows without a timestamp")
+    day = scan.day
+    if scan.out_of_day:
+        problems.append(f"{scan.out_of_day} rows outside {day.isoformat()} UTC")
+        examples += [{"problem": "outside_day", **r} for r in scan.outside_examples.rows]
+    if scan.null_stamps:
+        problems.append(f"{scan.null_stamps} rows without a timestamp")
     if regressions > thresholds.max_time_regressions:
         problems.append(
             f"vendor order broken: timestamp goes back more than {tolerance_s}s {regressions} "
             f"times (largest {largest_ns / 1e9:.3f}s; > {thresholds.max_time_regressions})"
         )
-        examples += regression_examples
+        examples += scan.time.example_rows()
     if coverage < thresholds.min_coverage:
         problems.append(f"covers {coverage:.2%} of the day (< {thresholds.min_coverage:.2%})")
     if longest_ns / 1e9 > thresholds.max_silence_s:
         problems.append(
-            f"longest silence {longest_ns / 1e9:.1f}s from {_iso(longest_at)} "
+            f"longest silence {longest_ns / 1e9:.1f}s from {_iso(silences.longest_at)} "
             f"(> {thresholds.max_silence_s}s)"
         )
     summary = "; ".join(problems) or (
         f"all rows in the day and in order; coverage {coverage:.2%}; "
         f"longest silence {longest_ns / 1e9:.1f}s"
     )
-    return GateResult("temporal", not problems, summary, measured, limits, examples)
+    return GateResult("temporal", not problems, summary, measured, limits, json_safe(examples))
 
 
 def volume_gate(

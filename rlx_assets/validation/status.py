@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from rlx_assets.lake.manifest import manifest_entry, vendor_file_path
+from rlx_assets.lake.quarantine import quarantine_report
 from rlx_assets.markets import market_key
-from rlx_assets.staging import DataLayout, list_files, utc_now_iso
-from rlx_assets.validation.zones import REQUIRED_TABLES, write_json
+from rlx_assets.staging import DataLayout, fetch, list_files, update_json, utc_now_iso
+from rlx_assets.validation.certificate import certificate_path
+from rlx_assets.validation.zones import REQUIRED_TABLES, read_json
 
 STATES = ("raw", "ready", "quarantined", "certified")
+STATUS_FILE = "acquisition_status.json"
 _LAYOUT = re.compile(
     r"(?P<table>[^/]+)/exchange=(?P<ex>[^/]+)/symbol=(?P<sym>[^/]+)/dt=(?P<dt>[^/]+)/"
 )
@@ -26,32 +31,117 @@ def _partitions_with_files(zone: Path, suffix: str) -> dict[tuple[str, str], set
     return found
 
 
-def compute_status(layout: DataLayout) -> dict[str, Any]:
-    raw = _partitions_with_files(layout.zone("raw"), ".parquet")
-    ready = _partitions_with_files(layout.zone("ready"), ".parquet")
-    quarantined = _partitions_with_files(layout.zone("quarantine"), "report.json")
-    certified = {(p.stem, p.parent.name) for p in list_files(layout.root / "certificates", ".json")}
-    partitions: dict[str, dict[str, Any]] = {}
-    for date, market in sorted(set(raw) | set(ready) | set(quarantined) | certified):
-        if (date, market) in quarantined:
-            state = "quarantined"
-        elif (date, market) in certified:
-            state = "certified"
-        elif ready.get((date, market), set()) >= set(REQUIRED_TABLES):
-            state = "ready"
-        else:
-            state = "raw"
-        partitions[f"{date}|{market}"] = {
-            "state": state,
-            "raw_tables": sorted(raw.get((date, market), ())),
-            "ready_tables": sorted(ready.get((date, market), ())),
-            "quarantined_tables": sorted(quarantined.get((date, market), ())),
-        }
+def quarantined_under_certificate(
+    layout: DataLayout, market: str, day: dt.date, tables: set[str]
+) -> list[str]:
+    """Of a partition's quarantined tables, those whose certificate is still in force on the
+    last good file (a bad republish: restored in raw, manifest and ready, the certificate
+    untouched) while the vendor's current file waits in quarantine."""
+    path = certificate_path(layout, market, day)
+    if not fetch(path):
+        return []
+    certified = read_json(path).get("tables", {})
+    held = []
+    for table in sorted(tables):
+        good = certified.get(table, {}).get("sha256")
+        report = quarantine_report(layout, table, market, day) or {}
+        entry = manifest_entry(layout, table, market, day) or {}
+        if good is not None and report.get("sha256") != good and entry.get("sha256") == good:
+            held.append(table)
+    return held if len(held) == len(tables) else []
+
+
+def partition_record(
+    layout: DataLayout, market: str, date: str, raw: set[str], ready: set[str],
+    held: set[str], certified: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """One partition's entry from the tables found in each zone and its certificate."""
+    held_under_certificate: list[str] = []
+    if held and certified:
+        day = dt.date.fromisoformat(date)
+        held_under_certificate = quarantined_under_certificate(layout, market, day, held)
+    if held and not held_under_certificate:
+        state = "quarantined"
+    elif certified:
+        state = "certified"
+    elif ready >= set(REQUIRED_TABLES):
+        state = "ready"
+    else:
+        state = "raw"
+    summary = state
+    if held_under_certificate:
+        tables = ", ".join(held_under_certificate)
+        summary = f"certified (vendor's current file quarantined: {tables})"
+    return {
+        "state": state,
+        "summary": summary,
+        "raw_tables": sorted(raw),
+        "ready_tables": sorted(ready),
+        "quarantined_tables": sorted(held),
+        "vendor_file_quarantined": held_under_certificate,
+    }
+
+
+def with_counts(partitions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    partitions = dict(sorted(partitions.items()))
     counts = {s: sum(1 for p in partitions.values() if p["state"] == s) for s in STATES}
     return {"updated_at": utc_now_iso(), "counts": counts, "partitions": partitions}
 
 
-def refresh_status(layout: DataLayout) -> dict[str, Any]:
-    status = compute_status(layout)
-    write_json(layout.root / "acquisition_status.json", status)
-    return status
+def compute_status(layout: DataLayout) -> dict[str, Any]:
+    """Every partition's entry, from a listing of every zone and certificate (the whole data
+    root: for a rebuild or a calendar, not once per step)."""
+    raw = _partitions_with_files(layout.zone("raw"), ".parquet")
+    ready = _partitions_with_files(layout.zone("ready"), ".parquet")
+    quarantined = _partitions_with_files(layout.zone("quarantine"), "report.json")
+    certified = {(p.stem, p.parent.name) for p in list_files(layout.root / "certificates", ".json")}
+    return with_counts(
+        {
+            f"{date}|{market}": partition_record(
+                layout,
+                market,
+                date,
+                raw.get((date, market), set()),
+                ready.get((date, market), set()),
+                quarantined.get((date, market), set()),
+                (date, market) in certified,
+            )  # fmt: skip
+            for date, market in set(raw) | set(ready) | set(quarantined) | certified
+        }
+    )
+
+
+def partition_status(layout: DataLayout, market: str, day: dt.date) -> dict[str, Any] | None:
+    """One partition's entry from listings of that partition's directories only (its cost does
+    not grow with the history); None when the data root holds nothing of it."""
+
+    def tables_in(zone: str, suffix: str) -> set[str]:
+        return {
+            table
+            for table in REQUIRED_TABLES
+            if list_files(layout.zone(zone) / vendor_file_path(table, market, day).parent, suffix)
+        }
+
+    raw, ready = tables_in("raw", ".parquet"), tables_in("ready", ".parquet")
+    held = tables_in("quarantine", "report.json")
+    certified = fetch(certificate_path(layout, market, day))
+    if not (raw or ready or held or certified):
+        return None
+    return partition_record(layout, market, day.isoformat(), raw, ready, held, certified)
+
+
+def refresh_status(layout: DataLayout, market: str, day: dt.date) -> dict[str, Any]:
+    """Update the partition's entry of `acquisition_status.json` (the first update of a data
+    root without one lists the whole root once); concurrent runs lose none of each other's."""
+    record = partition_status(layout, market, day)
+    key = f"{day.isoformat()}|{market}"
+
+    def change(status: dict[str, Any] | None) -> dict[str, Any]:
+        partitions = dict((status or compute_status(layout))["partitions"])
+        if record is None:
+            partitions.pop(key, None)
+        else:
+            partitions[key] = record
+        return with_counts(partitions)
+
+    return update_json(layout.root / STATUS_FILE, change)

@@ -188,6 +188,9 @@ def restore_last_good(
     }  # fmt: skip
     append_manifest_entry(
         layout,
+        table,
+        market,
+        day,
         {
             **previous,
             "time": utc_now_iso(),

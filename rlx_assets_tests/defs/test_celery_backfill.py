@@ -515,7 +515,7 @@ def test_a_backfill_on_two_celery_workers_equals_a_single_process_run_even_when_
         directory = f"reconstruction/{market}/{day}/"
         versions = {k.removeprefix(directory).split("/")[0] for k in deployment.keys(directory)}
         assert len(versions - {"CURRENT"}) == 1, partition  # one published version
-    assert len(deployment.keys("logs/manifest/raw.jsonl.d/")) == 3 * len(PARTITIONS)
+    assert len(deployment.keys("logs/manifest/raw/")) == 3 * len(PARTITIONS)
 
 
 # -- the settings that choose and configure it -------------------------------------------------

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 
+# Imported with the test module (at collection): the partitions are built from the environment
+# before any test sets RLX_START_DATE or RLX_MARKETS.
+from rlx_assets.definitions import defs
+from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets_tests.conftest import built_once_per_run, dagster_test_instance
 
 SPOT = "BINANCE.BTC-USDT"
@@ -27,9 +31,6 @@ def certified_sample_data(sample_lake: Path, tmp_path_factory) -> Path:
 
 
 def _build(sample_lake: Path, root: Path) -> None:
-    from rlx_assets.definitions import defs
-    from rlx_assets.defs.resources import RlxEnvironment
-
     lake = Path(shutil.copytree(sample_lake, root / "lake"))
     environment = RlxEnvironment(
         data_dir=str(root / "data"), lake_uri=str(lake), gate_profile="sample"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,13 @@ import pytest
 from rlx_assets.config import RlxSettings
 from rlx_assets.lake.acquire import RetryPolicy, acquire_raw_file
 from rlx_assets.lake.configured_source import source_from_settings
-from rlx_assets.lake.manifest import MANIFEST_NAME
+from rlx_assets.lake.manifest import manifest_entries, manifest_log
+from rlx_assets.lake.quarantine import quarantine_dir
 from rlx_assets.lake.sources import (
     CorruptObjectError,
     LakeAccessError,
     NoDataError,
+    QuarantinedObjectError,
     TransientLakeError,
 )
 from rlx_assets.staging import DataLayout, lake_relative_path, read_json_lines
@@ -23,6 +26,7 @@ from rlx_assets_tests.conftest import LAKE_PREFIX, TEST_SECRET
 from rlx_assets_tests.servers.s3 import Fault
 
 DAY = dt.date(2024, 8, 8)
+MARKET = "BINANCE.BTC-USDT"
 FAST = RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05)
 
 
@@ -54,7 +58,7 @@ def test_raw_file_equals_served_object_byte_for_byte(s3_lake, tmp_path, table):
     # The partition's rows lie in its UTC day, as the vendor splits them.
     midnight = int(dt.datetime(2024, 8, 8, tzinfo=dt.UTC).timestamp() * 1e9)
     assert midnight <= raw.first_timestamp < midnight + 86_400 * 10**9
-    manifest = read_json_lines(layout.manifest_dir / MANIFEST_NAME)
+    manifest = manifest_entries(layout, table, MARKET, DAY)
     assert manifest[-1]["sha256"] == raw.sha256 and manifest[-1]["run_id"] == "r1"
     events = [e["event"] for e in audit_events(layout)]
     assert events == ["start", "finish"]
@@ -71,7 +75,7 @@ def test_unchanged_partition_is_not_downloaded_again(s3_lake, tmp_path, s3_serve
     assert second.action == "reused" and second.sha256 == first.sha256
     assert gets_after == gets_before  # no GET of the object itself
     assert [e["event"] for e in audit_events(layout)] == ["start", "finish", "reuse"]
-    assert [e["action"] for e in read_json_lines(layout.manifest_dir / MANIFEST_NAME)] == [
+    assert [e["action"] for e in manifest_entries(layout, "trades", MARKET, DAY)] == [
         "downloaded",
         "reused",
     ]
@@ -151,7 +155,7 @@ def test_persistent_server_errors_fail_bounded_and_keep_the_good_file(s3_lake, s
     layout = DataLayout(tmp_path / "data")
     good = acquire(s3_lake["uri"], layout)
     # Force a re-download (as if the vendor republished), then let every GET fail.
-    (layout.manifest_dir / MANIFEST_NAME).unlink()
+    manifest_log(layout, "trades", MARKET, DAY).unlink()
     fault = s3_server.inject(Fault("GET", "/trades/exchange=BINANCE/", 503, times=100))
     with pytest.raises(TransientLakeError):
         acquire(s3_lake["uri"], layout, run_id="r2")
@@ -175,6 +179,43 @@ def test_corrupt_object_is_refused_and_the_good_file_stays(s3_lake, tmp_path):
     assert "not a readable Parquet file" in str(caught.value) and key in str(caught.value)
     assert (layout.root / good.path).read_bytes() == good_bytes
     assert not any(layout.incoming.iterdir())
+
+
+def object_gets(s3_server, key: str) -> int:
+    """GETs of the object itself (not listings) the server has answered so far."""
+    return sum(1 for m, p in s3_server.app.requests if m == "GET" and p.split("?")[0].endswith(key))
+
+
+def test_a_quarantined_version_is_not_downloaded_again_until_the_vendor_replaces_it(
+    s3_lake, s3_server, tmp_path
+):
+    layout = DataLayout(tmp_path / "data")
+    key = f"{LAKE_PREFIX}/{lake_relative_path('trades', 'BINANCE', 'BTC-USDT', DAY).as_posix()}"
+    good = served_bytes(s3_lake, "trades")
+    s3_lake["client"].put_object(Bucket=s3_lake["bucket"], Key=key, Body=good[: len(good) // 2])
+    gets = object_gets(s3_server, key)
+    with pytest.raises(QuarantinedObjectError):
+        acquire(s3_lake["uri"], layout, run_id="r1")
+    assert object_gets(s3_server, key) == gets + 1
+
+    held = quarantine_dir(layout, "trades", "BINANCE.BTC-USDT", DAY)
+    for run_id in ("r2", "r3"):  # every later run: refused at once, nothing fetched
+        with pytest.raises(QuarantinedObjectError, match="already quarantined") as again:
+            acquire(s3_lake["uri"], layout, run_id=run_id)
+        assert key in str(again.value) and again.value.quarantine_path == held
+    assert object_gets(s3_server, key) == gets + 1  # the known-bad bytes were not fetched again
+    events = [e["event"] for e in audit_events(layout)]
+    assert events == ["start", "fail", "skip_quarantined", "skip_quarantined"]
+
+    shutil.rmtree(held)  # the user's way to have the same version fetched and judged again
+    with pytest.raises(QuarantinedObjectError, match="not a readable Parquet file"):
+        acquire(s3_lake["uri"], layout, run_id="r4")
+    assert object_gets(s3_server, key) == gets + 2
+
+    s3_lake["client"].put_object(Bucket=s3_lake["bucket"], Key=key, Body=good)  # fixed
+    raw = acquire(s3_lake["uri"], layout, run_id="r5")
+    assert raw.action == "downloaded" and (layout.root / raw.path).read_bytes() == good
+    assert object_gets(s3_server, key) == gets + 3
 
 
 def test_no_secret_in_any_log_or_manifest(s3_lake, s3_server, tmp_path):

@@ -17,19 +17,20 @@ from rlx_assets.config import RlxSettings
 from rlx_assets.lake.acquire import RetryPolicy, acquire_raw_file
 from rlx_assets.lake.configured_source import source_from_settings
 from rlx_assets.lake.digest import MIB, TransferDigest, verify_digest
-from rlx_assets.lake.manifest import MANIFEST_NAME
+from rlx_assets.lake.manifest import manifest_entry, manifest_log
 from rlx_assets.lake.sources import (
     CorruptTransferError,
     LakeObject,
     QuarantinedObjectError,
     TransientLakeError,
+    UnverifiedTransferError,
 )
 from rlx_assets.staging import DataLayout, lake_relative_path, read_json_lines, sha256_file
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import quarantine_dir
 from rlx_assets_tests.conftest import LAKE_PREFIX, TEST_SECRET
 from rlx_assets_tests.servers import free_port
-from rlx_assets_tests.servers.fault_proxy import FaultProxy, ProxyFault
+from rlx_assets_tests.servers.fault_proxy import ProxyFault
 
 DAY = dt.date(2024, 8, 8)
 MARKET = "BINANCE.BTC-USDT"
@@ -38,16 +39,13 @@ OBJECT_PATH = "/trades/exchange=BINANCE/symbol=BTC-USDT/dt=2024-08-08/"
 ACCESS_CHECK = "max-keys=1&"  # the access check lists one key; nothing else does
 
 
-@pytest.fixture
-def proxy(s3_lake, s3_server, monkeypatch):
-    """The proxy in front of the local S3 server; the lake is reached through it."""
-    fault_proxy = FaultProxy(s3_server.endpoint_url).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.endpoint_url)
-    yield fault_proxy
-    fault_proxy.stop()
-
-
-def acquire(uri: str, layout: DataLayout, run_id: str = "r1", timeout_s: float = 2.0):
+def acquire(
+    uri: str,
+    layout: DataLayout,
+    run_id: str = "r1",
+    timeout_s: float = 2.0,
+    allow_unverified: bool = False,
+):
     settings = RlxSettings(
         lake_uri=uri,
         data_dir=str(layout.root),
@@ -56,7 +54,7 @@ def acquire(uri: str, layout: DataLayout, run_id: str = "r1", timeout_s: float =
     )
     return acquire_raw_file(
         source_from_settings(settings), layout, "trades", "BINANCE", "BTC-USDT", DAY,
-        run_id=run_id, policy=FAST,
+        run_id=run_id, policy=FAST, allow_unverified=allow_unverified,
     )  # fmt: skip
 
 
@@ -103,7 +101,7 @@ def test_bit_flip_without_checksum_headers_is_caught_by_the_etag(s3_lake, proxy,
     assert flips.hits == FAST.attempts  # every attempt retried, none stored
     assert [e["event"] for e in audit_events(layout)] == ["start", "retry", "retry", "fail"]
     assert not raw_file(layout).exists() and not any(layout.incoming.iterdir())
-    assert not (layout.manifest_dir / MANIFEST_NAME).exists()
+    assert not manifest_log(layout, "trades", MARKET, DAY).exists()
     assert_no_secret(layout, message)
 
     flips.times = 0  # the network heals; checksum headers still stripped
@@ -207,7 +205,7 @@ def test_a_wrong_stored_copy_is_not_trusted_and_is_downloaded_again(s3_lake, tmp
     damaged[len(damaged) // 2] ^= 0x10
     dest.write_bytes(bytes(damaged))
     # ... and recorded as if it were the object (as a release without ETag checks did).
-    manifest = layout.manifest_dir / MANIFEST_NAME
+    manifest = manifest_log(layout, "trades", MARKET, DAY)
     entry = {**read_json_lines(manifest)[-1], "sha256": sha256_file(dest)}
     with open(manifest, "a") as handle:
         handle.write(json.dumps(entry) + "\n")
@@ -244,7 +242,7 @@ def test_an_unreadable_vendor_object_is_quarantined_with_a_report(s3_lake, tmp_p
     assert not raw_file(layout).exists() and not any(layout.incoming.iterdir())
     (event,) = read_json_lines(layout.root / "logs" / "quarantine.jsonl")
     assert event["event"] == "quarantined" and event["uri"] == report["source_uri"]
-    status = refresh_status(layout)
+    status = refresh_status(layout, MARKET, DAY)
     assert status["partitions"][f"2024-08-08|{MARKET}"]["state"] == "quarantined"
     assert_no_secret(layout, message)
 
@@ -263,7 +261,7 @@ def test_a_republished_object_keeps_the_previous_version(s3_lake, tmp_path):
     assert (layout.root / replace["kept"]).read_bytes() == old_bytes
     assert second.previous_sha256 == first.sha256
     assert second.previous_source_version == old_etag
-    entry = read_json_lines(layout.manifest_dir / MANIFEST_NAME)[-1]
+    entry = manifest_entry(layout, "trades", MARKET, DAY)
     assert entry["previous_sha256"] == first.sha256
 
 
@@ -356,5 +354,7 @@ def test_multipart_etag_check_with_known_or_inferred_part_size(server_part_size)
     if server_part_size:
         with pytest.raises(CorruptTransferError, match="multipart ETag"):
             verify_digest(obj, digest)
-    else:  # no part size fits: it cannot be told from an unknown part size, and says so
-        assert verify_digest(obj, digest).startswith("size-only (multipart ETag")
+    else:  # no part size fits: bytes that cannot be verified are refused, or marked so
+        with pytest.raises(UnverifiedTransferError, match="multipart ETag .* unknown part size"):
+            verify_digest(obj, digest)
+        assert verify_digest(obj, digest, allow_unverified=True).startswith("unverified (")

@@ -3,9 +3,11 @@
 Clients point `AWS_ENDPOINT_URL` at the proxy; it forwards every request to the upstream
 server and, for requests matching a `ProxyFault`, damages the exchange the way networks and
 servers do: flip one bit of a response body, strip the `x-amz-checksum-*` headers, answer an
-error status, reset the connection, stall (never answer), serve the body slowly, or run a hook
-before forwarding (e.g. replace the object in between HEAD and GET). Every request is recorded
-(`requests`) for the assertions.
+error status, reset the connection, stall (never answer), serve the body slowly, cut it short
+(send part of it and close the connection), ignore a `Range` header, or run a hook before
+forwarding (e.g. replace the object in between HEAD and GET). Every request is recorded
+(`requests`), and every response with its `Range` header and the body bytes actually sent
+(`responses`), for the assertions.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-FaultKind = Literal["flip_bit", "strip_checksums", "status", "reset", "stall", "slow_body", "hook"]
+FaultKind = Literal[
+    "flip_bit", "strip_checksums", "status", "reset", "stall", "slow_body", "cut",
+    "ignore_range", "hook",
+]  # fmt: skip
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "server", "date"}
 
 
@@ -41,6 +46,7 @@ class ProxyFault:
         0.0  # kind "slow_body": pause per chunk; kind "stall": how long (0: until stop)
     )
     chunk: int = 16 * 1024  # kind "slow_body"
+    fraction: float = 0.9  # kind "cut": the share of the body sent before the reset
     hook: Callable[[], None] | None = None  # kind "hook"
     seen: int = field(default=0)
     hits: int = field(default=0)
@@ -55,6 +61,17 @@ class ProxyFault:
         return False
 
 
+@dataclass(frozen=True)
+class Response:
+    """What the proxy sent for one request: `body_bytes` counts the body bytes written."""
+
+    method: str
+    path: str
+    range: str | None
+    status: int
+    body_bytes: int
+
+
 class FaultProxy:
     """`start()` listens on a free loopback port (`endpoint_url`) and forwards to `upstream`."""
 
@@ -63,6 +80,7 @@ class FaultProxy:
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.faults: list[ProxyFault] = []
         self.requests: list[tuple[str, str]] = []
+        self.responses: list[Response] = []
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
@@ -85,6 +103,10 @@ class FaultProxy:
         with self._lock:
             self.faults.append(fault)
         return fault
+
+    def record(self, response: Response) -> None:
+        with self._lock:
+            self.responses.append(response)
 
     def active_faults(self, method: str, path: str) -> dict[str, ProxyFault]:
         path = urllib.parse.unquote(path)  # match what a reader writes: "dt=2024-08-08/"
@@ -118,7 +140,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return self._error(faults["status"])
         if "hook" in faults and faults["hook"].hook is not None:
             faults["hook"].hook()
-        status, headers, body = self._upstream(proxy, request_body)
+        status, headers, body = self._upstream(proxy, request_body, "ignore_range" in faults)
         if "strip_checksums" in faults:
             headers = [(k, v) for k, v in headers if not k.lower().startswith("x-amz-checksum")]
         if "flip_bit" in faults and body and 200 <= status < 300:
@@ -129,8 +151,17 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
-        if self.command == "HEAD":
-            return None
+        sent = 0 if self.command == "HEAD" else self._send_body(body, faults)
+        proxy.record(Response(self.command, urllib.parse.unquote(self.path),
+                              self.headers.get("Range"), status, sent))  # fmt: skip
+        if "cut" in faults:  # closed after what was sent: the client reads it, then a short body
+            self.close_connection = True
+        return None
+
+    def _send_body(self, body: bytes, faults: dict[str, ProxyFault]) -> int:
+        """Write the body (slowly, or only its first part for a cut); the bytes written."""
+        if "cut" in faults:
+            body = body[: int(len(body) * faults["cut"].fraction)]
         slow = faults.get("slow_body")
         step = slow.chunk if slow else max(len(body), 1)
         for start in range(0, len(body), step):
@@ -138,16 +169,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             if slow:
                 time.sleep(slow.delay_s)
-        return None
+        return len(body)
 
     def _upstream(
-        self, proxy: FaultProxy, request_body: bytes | None
+        self, proxy: FaultProxy, request_body: bytes | None, ignore_range: bool = False
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         connection = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if not ignore_range or k != "Range"}
         try:
-            connection.request(
-                self.command, self.path, body=request_body, headers=dict(self.headers.items())
-            )
+            connection.request(self.command, self.path, body=request_body, headers=headers)
             response = connection.getresponse()
             body = response.read()
             headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]

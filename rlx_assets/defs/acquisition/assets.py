@@ -60,13 +60,20 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 day,
                 run_id=context.run.run_id,
                 policy=rlx.retry_policy(),
+                allow_unverified=rlx.settings().allow_unverified_downloads,
                 log=context.log.info,
             )
         except QuarantinedObjectError as error:
-            refresh_status(rlx.layout())
+            status = refresh_status(rlx.layout(), market, day)["partitions"][
+                f"{day.isoformat()}|{market}"
+            ]
             raise dg.Failure(
-                description=f"{error}. The raw zone keeps its previous good file, if any.",
-                metadata={"quarantine": dg.MetadataValue.path(str(error.quarantine_path))},
+                description=f"{error}. The raw zone keeps its previous good file, if any; "
+                f"the partition is {status['summary']}.",
+                metadata={
+                    "quarantine": dg.MetadataValue.path(str(error.quarantine_path)),
+                    "partition_status": dg.MetadataValue.text(status["summary"]),
+                },
             ) from None
         except CorruptObjectError as error:
             raise dg.Failure(
@@ -74,7 +81,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
             ) from None
         except LakeError as error:
             raise dg.Failure(description=str(error)) from None
-        refresh_status(rlx.layout())
+        refresh_status(rlx.layout(), market, day)
         return dg.MaterializeResult(metadata=raw_file_metadata(raw))
 
     return raw_asset

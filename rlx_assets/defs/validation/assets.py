@@ -52,7 +52,7 @@ def validated_partition(
         metadata[f"{table}_rows"] = dg.MetadataValue.int(report["rows"])
         metadata[f"{table}_sha256"] = dg.MetadataValue.text(report["sha256"])
         metadata[f"{table}_path"] = dg.MetadataValue.path(str(ready.relative_to(layout.root)))
-    refresh_status(layout)
+    refresh_status(layout, market, day)
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -74,7 +74,7 @@ def readiness_certificate(
     except CertificateError as error:
         raise dg.Failure(str(error)) from None
     path = write_certificate(layout, certificate)  # the one it replaces is kept
-    refresh_status(layout)
+    refresh_status(layout, market, day)
     tables = certificate["tables"]
     return dg.MaterializeResult(
         metadata={
@@ -82,6 +82,11 @@ def readiness_certificate(
             "code_version": dg.MetadataValue.text(certificate["code_version"]),
             "profile": dg.MetadataValue.text(tables["trades"]["profile"]),
             "signed": dg.MetadataValue.bool(certificate["signed"]),
+            "transfer": dg.MetadataValue.text(certificate["transfer"]),
+            **{
+                f"{t}_verified_by": dg.MetadataValue.text(str(e["manifest_entry"]["verified_by"]))
+                for t, e in tables.items()
+            },
             **{f"{t}_sha256": dg.MetadataValue.text(e["sha256"]) for t, e in tables.items()},
             **{
                 f"{t}_source_version": dg.MetadataValue.text(str(e["source_version"]))

@@ -92,6 +92,11 @@ def evaluate_gates(
         "sha256": integrity.get("sha256"),
         "rows": integrity.get("parquet_rows"),
         "source_uri": entry.get("source_uri"),
+        # The vendor's version of these bytes (when they are the manifest's): a version that
+        # failed is quarantined and not downloaded again until the vendor replaces it.
+        "source_version": entry.get("source_version")
+        if entry.get("sha256") == integrity.get("sha256")
+        else None,
         "run_id": run_id,
         "checked_at": utc_now_iso(),
         "gates": [r.to_json() for r in results],
@@ -104,7 +109,7 @@ def evaluate_gates(
         # A bad republish must not displace what was certified: raw goes back to the last
         # good version, with a manifest entry saying so (the bad file stays in quarantine).
         restore_last_good(layout, table, market, day, run_id)
-    refresh_status(layout)
+    refresh_status(layout, market, day)
     return results, report
 
 

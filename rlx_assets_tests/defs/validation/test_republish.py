@@ -20,7 +20,7 @@ from rlx_assets.defs.reconstruction.freshness import (
     reconstruction_freshness_result,
 )
 from rlx_assets.defs.resources import RlxEnvironment
-from rlx_assets.lake.manifest import manifest_entry
+from rlx_assets.lake.manifest import manifest_entries, manifest_entry
 from rlx_assets.staging import DataLayout, lake_relative_path, read_json_lines, sha256_file
 from rlx_assets.validation.certificate import (
     certificate_fingerprint,
@@ -36,7 +36,7 @@ from rlx_assets.validation.zones import (
     read_json,
     ready_path,
 )
-from rlx_assets_tests.conftest import dagster_test_instance
+from rlx_assets_tests.conftest import LAKE_PREFIX, dagster_test_instance
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.defs.reconstruction.test_sensor import Ticks
 
@@ -214,3 +214,74 @@ def test_a_fidelity_report_of_a_republished_day_is_flagged_stale_and_not_rebuilt
     # Reconstructed again from the same certificate: the report describes a replaced stream.
     assert run(env, RECONSTRUCT).success
     assert "reconstruction run" in fidelity_freshness_problem(layout, SPOT, DAY8)
+
+
+def status_of(layout: DataLayout) -> dict:
+    return json.loads((layout.root / "acquisition_status.json").read_text())["partitions"][
+        PARTITION
+    ]
+
+
+def test_a_quarantined_bad_republish_is_not_downloaded_again_while_the_certificate_stays(
+    s3_lake, s3_server, tmp_path
+):
+    """The vendor's lake on S3: every GET of the day's trades object is counted."""
+    layout = DataLayout(tmp_path / "data")
+    resource = RlxEnvironment(
+        data_dir=str(layout.root), lake_uri=s3_lake["uri"], gate_profile="sample"
+    )
+    defs = dg.Definitions(
+        assets=project_defs.assets, asset_checks=project_defs.asset_checks,
+        resources={"rlx": resource},
+    )  # fmt: skip
+    key = f"{LAKE_PREFIX}/{lake_relative_path('trades', 'BINANCE', 'BTC-USDT', DAY8).as_posix()}"
+    original = tmp_path / "original.parquet"
+    s3_lake["client"].download_file(s3_lake["bucket"], key, str(original))
+
+    def republish(change) -> None:  # the original file, changed
+        changed = Path(shutil.copy(original, tmp_path / "republished.parquet"))
+        change(changed)
+        s3_lake["client"].upload_file(str(changed), s3_lake["bucket"], key)
+
+    def gets() -> int:
+        return sum(1 for m, p in s3_server.app.requests if m == "GET" and p.endswith(key))
+
+    def manifest() -> list[dict]:
+        return manifest_entries(layout, "trades", SPOT, DAY8)
+
+    with dagster_test_instance() as instance:
+        env = {"defs": defs, "instance": instance}
+        assert run(env, CERTIFY).success
+        certificate = certificate_path(layout, SPOT, DAY8).read_bytes()
+        good = sha256_file(ready_path(layout, "trades", SPOT, DAY8))
+
+        republish(lambda f: rewrite_parquet(f, f, set_value("price", 3, float("nan"))))
+        assert not run(env, CERTIFY).success  # downloaded once, failed quality, restored
+        held = quarantine_dir(layout, "trades", SPOT, DAY8)
+        bad = read_json(held / "report.json")["sha256"]
+        in_force = "certified (vendor's current file quarantined: trades)"
+        assert status_of(layout)["state"] == "certified"
+        assert status_of(layout)["summary"] == in_force
+        gets_before, manifest_before = gets(), manifest()
+
+        again = run(env, CERTIFY)  # and every later run, until the vendor replaces the file
+        assert not again.success
+        assert gets() == gets_before  # the known-bad bytes are not downloaded again
+        assert manifest() == manifest_before  # nothing stored, nothing restored again
+        (failure,) = [e for e in again.all_events if e.is_step_failure]
+        assert failure.step_key.startswith("raw_trades")
+        assert "already quarantined" in failure.step_failure_data.error.message
+        assert bad in failure.step_failure_data.error.message
+        metadata = failure.step_failure_data.user_failure_data.metadata
+        assert metadata["partition_status"].value == in_force  # shown in the UI
+        assert certificate_path(layout, SPOT, DAY8).read_bytes() == certificate
+        assert sha256_file(raw_path(layout, "trades", SPOT, DAY8)) == good
+        assert status_of(layout)["summary"] == in_force
+        assert certificate_problems(layout, load_certificate(layout, SPOT, DAY8), SPOT, DAY8) == []
+
+        republish(republish_without_last_trade)  # a new, valid version: fetched and certified
+        assert run(env, CERTIFY).success
+        assert gets() == gets_before + 1
+        assert not held.exists()  # released once a good file passed the gates
+        assert status_of(layout)["summary"] == "certified"
+        assert load_certificate(layout, SPOT, DAY8)["tables"]["trades"]["sha256"] not in (good, bad)

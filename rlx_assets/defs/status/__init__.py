@@ -1,0 +1,1 @@
+"""The operator's view of every partition: the coverage calendar."""

@@ -1,0 +1,30 @@
+"""`rlx bench backfill`: runs partitions on an S3 data root and splits each run's requests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from rlx_assets.cli import main
+
+
+@pytest.mark.slow
+def test_the_backfill_benchmark_times_each_runs_control_plane(tmp_path):
+    done = CliRunner().invoke(
+        main, ["bench", "backfill", "--partitions", "2", "--json", "--workdir", str(tmp_path)]
+    )
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert [r["partition"] for r in result["runs"]] == [
+        "2024-01-01|BINANCE.BTC-USDT",
+        "2024-01-02|BINANCE.BTC-USDT",
+    ]
+    for run in result["runs"]:
+        # Each run downloads its three vendor files and promotes them: Parquet objects (data);
+        # manifest, gate reports, status, certificate and logs are the control plane.
+        assert run["data_requests"] >= 6 and run["control_requests"] > run["data_requests"]
+        assert 0 < run["control_s"] < run["wall_s"]
+    assert result["window"] == 1 and result["first_control_s"] == result["runs"][0]["control_s"]
+    assert not any(tmp_path.iterdir())  # its files removed
