@@ -85,6 +85,8 @@ from rlx_assets.book.reconstruct.decimals import (
     units,
 )
 from rlx_assets.book.reconstruct.output import (
+    CHECKPOINT_EVERY_NS,
+    CHECKPOINTS_FILE,
     END_BOOK_FILE,
     EVENT_TYPES,
     SIDES,
@@ -94,6 +96,8 @@ from rlx_assets.book.reconstruct.output import (
     STREAM_FILE,
     STREAM_ORDER,
     STREAM_WRITE_OPTIONS,
+    checkpoint_schema,
+    decimal_array,
     end_book_schema,
     snapshot_schema,
     stream_schema,
@@ -111,6 +115,8 @@ from rlx_assets.book.reconstruct.result import ReconstructionResult
 
 __all__ = [
     "BOOK_COLUMNS",
+    "CHECKPOINT_EVERY_NS",
+    "CHECKPOINTS_FILE",
     "DECIMAL_PRECISION",
     "DEFAULT_CHUNK_ROWS",
     "DELTA_COLUMNS",
@@ -128,6 +134,8 @@ __all__ = [
     "STREAM_ORDER",
     "STREAM_WRITE_OPTIONS",
     "TRADE_COLUMNS",
+    "checkpoint_schema",
+    "decimal_array",
     "decimal_string",
     "end_book_levels",
     "end_book_schema",

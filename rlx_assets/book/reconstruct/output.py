@@ -31,6 +31,8 @@ STREAM_FILE = "stream.parquet"
 SNAPSHOTS_VENDOR_FILE = "snapshots_vendor.parquet"
 SNAPSHOTS_1S_FILE = "snapshots_1s.parquet"
 END_BOOK_FILE = "end_book.parquet"
+CHECKPOINTS_FILE = "checkpoints.parquet"
+CHECKPOINT_EVERY_NS = 60_000_000_000  # a full book every minute of exchange time
 
 SNAPSHOT_1S_ROW_GROUP = 1 << 16  # rows of 1 s snapshots written together (a day: 86,400)
 EVENT_TYPES = ("book", "trade")
@@ -58,6 +60,14 @@ SNAPSHOT_WRITE_OPTIONS = {
     "use_dictionary": False,
     "write_statistics": ["timestamp", "sequence_number"],
 }
+# One row group per checkpoint: a reader filtering on its ``timestamp`` (typed literal) decodes
+# that checkpoint only; its timestamp and sequence number are one run each.
+CHECKPOINT_WRITE_OPTIONS = {
+    **_WRITE_OPTIONS,
+    "use_dictionary": ["timestamp", "sequence_number", "side"],
+    "column_encoding": {"price": "DELTA_BINARY_PACKED"},
+    "write_statistics": ["timestamp"],
+}
 STREAM_ORDER = (
     "event_time, received_time, book before trade, sequence_number | trade_id, vendor row order"
 )
@@ -69,7 +79,7 @@ def _validity(mask: np.ndarray) -> pa.Buffer | None:
     return pa.py_buffer(np.packbits(mask.view(np.bool_), bitorder="little"))
 
 
-def _decimal(values: np.ndarray, scale: int, valid: np.ndarray | None = None) -> pa.Array:
+def decimal_array(values: np.ndarray, scale: int, valid: np.ndarray | None = None) -> pa.Array:
     """int64 units -> decimal64(18, scale), zero copy (written as Parquet INT64 decimals)."""
     vb = None if valid is None else _validity(valid)
     values = np.ascontiguousarray(values)
@@ -143,6 +153,19 @@ def snapshot_schema(price_scale: int, size_scale: int, vendor: bool, written: bo
     return pa.schema(fields)
 
 
+def checkpoint_schema(price_scale: int, size_scale: int, written: bool = False) -> pa.Schema:
+    """``checkpoints.parquet``: one row per level of the whole book at each checkpoint time;
+    an empty book is one row with null side, price and size."""
+    text = pa.dictionary(pa.int8(), pa.string()) if written else pa.string()
+    return pa.schema([
+        pa.field("timestamp", pa.timestamp("ns", "UTC"), nullable=False),
+        pa.field("sequence_number", pa.int64(), nullable=False),
+        pa.field("side", text),
+        pa.field("price", _decimal_type(price_scale, written)),
+        pa.field("size", _decimal_type(size_scale, written)),
+    ])  # fmt: skip
+
+
 def end_book_schema(price_scale: int, size_scale: int, written: bool = False) -> pa.Schema:
     return pa.schema([
         pa.field("side", pa.string(), nullable=False),
@@ -163,14 +186,14 @@ def _stream_batch(buf: _Buffers, n: int, schema: pa.Schema, ps: int, ss: int) ->
         _timestamps(oi[OI_RECV, :n]),
         _dictionary(ob[OB_TYPE, :n], EVENT_TYPES),
         _dictionary(ob[OB_SIDE, :n], SIDES),
-        _decimal(od[OD_PRICE, :n], ps),
-        _decimal(od[OD_SIZE, :n], ss),
+        decimal_array(od[OD_PRICE, :n], ps),
+        decimal_array(od[OD_SIZE, :n], ss),
         _int64(oi[OI_ID, :n], is_trade),
         _int64(oi[OI_SEQ, :n], ~is_trade),
-        _decimal(od[OD_BB_P, :n], ps, bid_ok),
-        _decimal(od[OD_BB_S, :n], ss, bid_ok),
-        _decimal(od[OD_BA_P, :n], ps, ask_ok),
-        _decimal(od[OD_BA_S, :n], ss, ask_ok),
+        decimal_array(od[OD_BB_P, :n], ps, bid_ok),
+        decimal_array(od[OD_BB_S, :n], ss, bid_ok),
+        decimal_array(od[OD_BA_P, :n], ps, ask_ok),
+        decimal_array(od[OD_BA_S, :n], ss, ask_ok),
         pa.array(ob[OB_COMPLETE, :n].view(np.bool_)),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
@@ -185,6 +208,28 @@ def _snapshot_batch(
     for ticks, lots in ((lv[0], lv[1]), (lv[2], lv[3])):
         for i in range(BOOK_DEPTH):
             present = ticks[i] >= 0
-            columns.append(_decimal(ticks[i], ps, present))
-            columns.append(_decimal(lots[i], ss, present))
+            columns.append(decimal_array(ticks[i], ps, present))
+            columns.append(decimal_array(lots[i], ss, present))
     return pa.RecordBatch.from_arrays(columns + list(extra), schema=schema)
+
+
+def _checkpoint_batches(
+    buf: _Buffers, n: int, schema: pa.Schema, ps: int, ss: int
+) -> list[pa.RecordBatch]:
+    """The window's ``n`` checkpoints, one record batch each (copies: the buffers are reused)."""
+    batches, start = [], 0
+    for k in range(n):
+        end = int(buf.c_end[k])
+        rows = end - start
+        sides = buf.c_side[start:end].copy()
+        present = sides >= 0
+        columns = [
+            _timestamps(np.full(rows, buf.c_time[k], dtype=np.int64)),
+            pa.array(np.full(rows, buf.c_seq[k], dtype=np.int64)),
+            _dictionary(sides, SIDES[:2]),
+            decimal_array(buf.c_tick[start:end].copy(), ps, present),
+            decimal_array(buf.c_lots[start:end].copy(), ss, present),
+        ]
+        batches.append(pa.RecordBatch.from_arrays(columns, schema=schema))
+        start = end
+    return batches

@@ -23,6 +23,7 @@ from rlx_assets.book.kernel import (
     set_level,
 )
 from rlx_assets.book.reconstruct.bitmaps import (
+    _append_book,
     _lazy_zeros,
     _next_above,
     _next_below,
@@ -38,7 +39,9 @@ C_SEED_TIME = 2  # cold start: the seed row's timestamp; _I64_MIN: known from th
 C_LAST_SEQ = 3  # last applied sequence number
 C_NEXT_BOUNDARY = 4  # next 1 s snapshot time; _I64_MIN until the book is known
 C_STEP = 5
-# 6..9: unused (were the best bid/ask carried between windows: the book holds them)
+C_NEXT_CHECKPOINT = 6  # next full-book checkpoint time; _I64_MIN until the book is known
+C_CHECKPOINT_STEP = 7
+# 8..9: unused (were the best bid/ask carried between windows: the book holds them)
 C_BEFORE_SEED = 10  # delta rows with sequence <= the seed's, not applied
 C_SEQ_REGRESSIONS = 11
 C_CROSSED = 12  # complete updates (diffs) after which best bid >= best ask
@@ -67,12 +70,16 @@ def _replay(
     v_seq, final,
     bid_sizes, ask_sizes, bid_bits, ask_bits, state, ctrl,
     oi, ob, od, vsnap, ssnap, s_time, s_seq,
+    c_time, c_seq, c_end, c_side, c_tick, c_lots,
 ):  # fmt: skip
     """Merge one window of deltas and trades (each sorted by its key) into the stream, apply the
     deltas to the book (each row an event, as ``apply_levels`` with one row per event would,
     with the occupancy bits kept alongside), write the best bid/ask after every row and take the
-    snapshots where they fall, in one pass (the rows are touched once, while in cache). Returns
-    (stream rows, vendor rows consumed, 1 s snapshots)."""
+    snapshots and full-book checkpoints where they fall, in one pass (the rows are touched once,
+    while in cache). Checkpoint ``k`` (``c_time``, ``c_seq`` as a 1 s snapshot's) is the level
+    rows ``c_end[k - 1]:c_end[k]`` of ``c_side``, ``c_tick``, ``c_lots`` (``_append_book``;
+    grown, so returned). Returns (stream rows, vendor rows consumed, 1 s snapshots, checkpoints,
+    ``c_side``, ``c_tick``, ``c_lots``)."""
     nd = d_time.shape[0]
     nt = t_time.shape[0]
     nv = v_seq.shape[0]
@@ -84,12 +91,15 @@ def _replay(
     r = 0
     v_ptr = 0
     n_s = 0
+    n_c = 0
     # ctrl and state slots used per row live in locals (stored back below): they are int64
     # arrays the compiler must assume alias the output arrays, so each access would be a memory
     # round trip
     seed_seq = ctrl[C_SEED_SEQ]
     seed_time = ctrl[C_SEED_TIME]
     next_boundary = ctrl[C_NEXT_BOUNDARY]
+    next_checkpoint = ctrl[C_NEXT_CHECKPOINT]
+    checkpoint_step = ctrl[C_CHECKPOINT_STEP]
     last_seq = ctrl[C_LAST_SEQ]
     n_regressions = 0
     n_before_seed = 0
@@ -127,6 +137,14 @@ def _replay(
             if next_boundary == _I64_MIN:
                 base_t = seed_time if seed_time != _I64_MIN else t
                 next_boundary = (base_t // step + 1) * step
+                next_checkpoint = (base_t // checkpoint_step + 1) * checkpoint_step
+            while next_checkpoint <= t:  # the whole book before this row, at each passed one
+                c_side, c_tick, c_lots, n_c = _checkpoint(
+                    bid_sizes, ask_sizes, bid_bits, ask_bits, base, best_bid, bid_lo, best_ask,
+                    ask_hi, next_checkpoint, last_seq, c_time, c_seq, c_end, c_side, c_tick,
+                    c_lots, n_c,
+                )  # fmt: skip
+                next_checkpoint += checkpoint_step
             while next_boundary <= t:  # the book before this row, at each passed boundary
                 _top_levels_at(
                     bid_sizes, ask_sizes, bid_bits, ask_bits, base,
@@ -238,8 +256,14 @@ def _replay(
             s_time[n_s] = next_boundary
             s_seq[n_s] = last_seq
             n_s += 1
+            c_side, c_tick, c_lots, n_c = _checkpoint(
+                bid_sizes, ask_sizes, bid_bits, ask_bits, base, best_bid, bid_lo, best_ask,
+                ask_hi, next_checkpoint, last_seq, c_time, c_seq, c_end, c_side, c_tick,
+                c_lots, n_c,
+            )  # fmt: skip
     ctrl[C_KNOWN] = 1 if known else 0
     ctrl[C_NEXT_BOUNDARY] = next_boundary
+    ctrl[C_NEXT_CHECKPOINT] = next_checkpoint
     ctrl[C_LAST_SEQ] = last_seq
     ctrl[C_SEQ_REGRESSIONS] += n_regressions
     ctrl[C_BEFORE_SEED] += n_before_seed
@@ -264,7 +288,25 @@ def _replay(
     state[N_CROSSED] += n_book_crossed
     state[N_DELETE_UNKNOWN] += n_delete_unknown
     state[N_OUT_OF_RANGE] += n_out_of_range
-    return r, v_ptr, n_s
+    return r, v_ptr, n_s, n_c, c_side, c_tick, c_lots
+
+
+@njit(cache=True, nogil=True)
+def _checkpoint(
+    bid_sizes, ask_sizes, bid_bits, ask_bits, base, best_bid, bid_lo, best_ask, ask_hi,
+    time, seq, c_time, c_seq, c_end, c_side, c_tick, c_lots, n_c,
+):  # fmt: skip
+    """The whole book as checkpoint ``n_c`` (see ``_replay``); returns the level arrays and
+    the number of checkpoints after it."""
+    n = c_end[n_c - 1] if n_c else 0
+    c_side, c_tick, c_lots, n = _append_book(
+        bid_sizes, ask_sizes, bid_bits, ask_bits, base,
+        best_bid, bid_lo, best_ask, ask_hi, c_side, c_tick, c_lots, n,
+    )  # fmt: skip
+    c_time[n_c] = time
+    c_seq[n_c] = seq
+    c_end[n_c] = n
+    return c_side, c_tick, c_lots, n_c + 1
 
 
 def _levels_major(snap: np.ndarray, n: int) -> np.ndarray:
@@ -277,10 +319,14 @@ class _Buffers:
     """Scratch and output arrays of ``_replay``, grown on demand and reused across windows."""
 
     def __init__(self, rows: int) -> None:
-        self.rows = self.vendor = self.seconds = 0
-        self.ensure(rows, 1024, 1024)
+        self.rows = self.vendor = self.seconds = self.checkpoints = 0
+        self.ensure(rows, 1024, 1024, 16)
+        # a checkpoint's levels: grown by ``_replay`` itself (it returns the new arrays)
+        self.c_side = np.empty(1 << 16, dtype=np.int8)
+        self.c_tick = np.empty(1 << 16, dtype=np.int64)
+        self.c_lots = np.empty(1 << 16, dtype=np.int64)
 
-    def ensure(self, rows: int, vendor: int, seconds: int) -> None:
+    def ensure(self, rows: int, vendor: int, seconds: int, checkpoints: int) -> None:
         if rows > self.rows:
             n = self.rows = max(rows, self.rows * 5 // 4, 1024)
             self.oi = _lazy_zeros(4 * n).reshape(4, n)
@@ -294,3 +340,8 @@ class _Buffers:
             self.ssnap = np.empty((4, BOOK_DEPTH, self.seconds), dtype=np.int64)
             self.s_time = np.empty(self.seconds, dtype=np.int64)
             self.s_seq = np.empty(self.seconds, dtype=np.int64)
+        if checkpoints > self.checkpoints:
+            self.checkpoints = max(checkpoints, self.checkpoints * 5 // 4)
+            self.c_time = np.empty(self.checkpoints, dtype=np.int64)
+            self.c_seq = np.empty(self.checkpoints, dtype=np.int64)
+            self.c_end = np.empty(self.checkpoints, dtype=np.int64)
