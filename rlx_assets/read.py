@@ -103,7 +103,7 @@ def data_layout(data_dir: str | Path | None = None) -> DataLayout:
     return open_layout(settings)
 
 
-def instant(ns: int) -> pl.Expr:
+def _timestamp(ns: int) -> pl.Expr:
     """A typed timestamp literal: compared with a timestamp column, Parquet row-group
     statistics skip the row groups outside it (an ``int`` compared with ``dt.epoch`` cannot)."""
     return pl.lit(ns, dtype=pl.Int64).cast(pl.Datetime("ns", "UTC"))
@@ -218,7 +218,7 @@ def scan_days(paths: list[Path], time_column: str, first_ns: int, last_ns: int) 
         frames.append(frame)
     frame = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
     at = pl.col(time_column)
-    return frame.filter((at >= instant(first_ns)) & (at < instant(last_ns)))
+    return frame.filter((at >= _timestamp(first_ns)) & (at < _timestamp(last_ns)))
 
 
 def _files(
@@ -343,9 +343,9 @@ def price_types(day: CurrentDay) -> tuple[pl.Decimal, pl.Decimal]:
 def _book_rows(day: CurrentDay, first_ns: int | None, t: int) -> pl.LazyFrame:
     """The day's book rows with ``first_ns <= event_time <= t``, in stream order."""
     at = pl.col("event_time")
-    keep = (pl.col("event_type") == "book") & (at <= instant(t))
+    keep = (pl.col("event_type") == "book") & (at <= _timestamp(t))
     if first_ns is not None:
-        keep &= at >= instant(first_ns)
+        keep &= at >= _timestamp(first_ns)
     return (
         pl.scan_parquet(day.file(STREAM_FILE))
         .filter(keep)
@@ -399,7 +399,7 @@ def _book_from_snapshot(day: CurrentDay, t: int, depth: int) -> pl.DataFrame | N
     when there is no such snapshot or its 20 levels no longer cover ``depth``."""
     snapshot = (
         pl.scan_parquet(day.file(SNAPSHOTS_1S_FILE))
-        .filter(pl.col("timestamp") <= instant(t))
+        .filter(pl.col("timestamp") <= _timestamp(t))
         .last()
         .collect()
     )
@@ -409,7 +409,7 @@ def _book_from_snapshot(day: CurrentDay, t: int, depth: int) -> pl.DataFrame | N
     start_ns = to_ns(row["timestamp"])
     price_type, size_type = price_types(day)
     start = _snapshot_levels(row, price_type, size_type)
-    seed_sequence = int(day.summary.get("seed_sequence") or -1)
+    seed_sequence = _seed_sequence(day)
     last_applied = row["sequence_number"] if row["sequence_number"] is not None else seed_sequence
     rows = _applied(_book_rows(day, start_ns, t), seed_sequence, last_applied).collect()
     levels = _levels_after(start, rows)
@@ -488,11 +488,11 @@ def _checkpoint_at_or_before(summary: dict[str, Any], t: int) -> int | None:
 
 
 def _read_checkpoint(day: CurrentDay, at: int) -> pl.DataFrame:
-    """The checkpoint at ``at``: its rows only (one row group; the others skipped on their
-    statistics)."""
+    """The checkpoint at ``at``: its rows only (from the row group holding it; the others are
+    skipped on their statistics)."""
     return (
         pl.scan_parquet(day.file(CHECKPOINTS_FILE))
-        .filter(pl.col("timestamp") == instant(at))
+        .filter(pl.col("timestamp") == _timestamp(at))
         .select("sequence_number", "side", "price", "size")
         .collect()
     )
@@ -502,17 +502,13 @@ def _book_from_checkpoint(
     layout: DataLayout, day: CurrentDay, t: int, depth: int | None
 ) -> pl.DataFrame | None:
     """The checkpoint at or before ``t`` (or the day's starting book) plus the book rows since,
-    applied by the kernel; None, with a warning, when the day has no checkpoints."""
-    market = day.summary.get("market", "")
-    command = materialise_command(market, day.day, "--assets reconstructed_stream")
-    if day.summary.get("checkpoint_every_ns") is None or not day.file(CHECKPOINTS_FILE).is_file():
-        warnings.warn(
-            f"{market} {day.day}: reconstructed without full-book checkpoints (before they "
-            f"existed): book_at replays the day's book rows up to the instant, slow on a full "
-            f"day; reconstruct it again for fast reads: {command}",
-            stacklevel=3,
-        )
-        return None
+    applied by the kernel; None, with a warning, when the day has no such checkpoint."""
+    path = day.file(CHECKPOINTS_FILE)
+    if day.summary.get("checkpoint_every_ns") is None:
+        return _without_checkpoint(day, "reconstructed without full-book checkpoints (before "
+                                   "they existed)")  # fmt: skip
+    if not path.is_file():
+        return _without_checkpoint(day, f"its checkpoints are missing ({path})")
     price_type, size_type = price_types(day)
     seed_sequence = _seed_sequence(day)
     at = _checkpoint_at_or_before(day.summary, t)
@@ -522,19 +518,23 @@ def _book_from_checkpoint(
     else:
         checkpoint = _read_checkpoint(day, at)
         if checkpoint.height == 0:
-            warnings.warn(
-                f"{market} {day.day}: {day.file(CHECKPOINTS_FILE)} has no checkpoint at "
-                f"{_iso(at)} (damaged?): replaying the day's book rows instead; reconstruct "
-                f"it again: {command}",
-                stacklevel=3,
-            )
-            return None
+            return _without_checkpoint(day, f"{path} has no checkpoint at {_iso(at)} (damaged?)")
         last_applied = checkpoint["sequence_number"][0]
         start = checkpoint.filter(pl.col("side").is_not_null())
     rows = _applied(_book_rows(day, at, t), seed_sequence, last_applied).collect()
     both = pl.concat([x.select("side", "price", "size") for x in (start, rows)])
     levels = _kernel_levels(both, price_type, size_type)
     return _levels_frame(levels, depth, price_type, size_type)
+
+
+def _without_checkpoint(day: CurrentDay, why: str) -> None:
+    market = day.summary.get("market", "")
+    command = materialise_command(market, day.day, "--assets reconstructed_stream")
+    warnings.warn(
+        f"{market} {day.day}: {why}: book_at replays every book row of the day up to the "
+        f"instant instead (slow on a full day); reconstruct it again for fast reads: {command}",
+        stacklevel=4,
+    )
 
 
 def _units(values: pl.Series, dtype: pl.Decimal) -> np.ndarray:

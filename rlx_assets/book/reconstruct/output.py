@@ -60,8 +60,10 @@ SNAPSHOT_WRITE_OPTIONS = {
     "use_dictionary": False,
     "write_statistics": ["timestamp", "sequence_number"],
 }
-# One row group per checkpoint: a reader filtering on its ``timestamp`` (typed literal) decodes
-# that checkpoint only; its timestamp and sequence number are one run each.
+# Row groups of a few checkpoints: a reader filtering on ``timestamp`` (typed literal) decodes
+# one of them (a footer of a row group per checkpoint took longer to read than the rows);
+# timestamps and sequence numbers are runs.
+CHECKPOINTS_PER_ROW_GROUP = 16
 CHECKPOINT_WRITE_OPTIONS = {
     **_WRITE_OPTIONS,
     "use_dictionary": ["timestamp", "sequence_number", "side"],
@@ -216,20 +218,23 @@ def _snapshot_batch(
 def _checkpoint_batches(
     buf: _Buffers, n: int, schema: pa.Schema, ps: int, ss: int
 ) -> list[pa.RecordBatch]:
-    """The window's ``n`` checkpoints, one record batch each (copies: the buffers are reused)."""
-    batches, start = [], 0
-    for k in range(n):
-        end = int(buf.c_end[k])
-        rows = end - start
-        sides = buf.c_side[start:end].copy()
+    """The window's ``n`` checkpoints, ``CHECKPOINTS_PER_ROW_GROUP`` to a record batch (copies:
+    the buffers are reused)."""
+    ends = buf.c_end[:n]
+    counts = np.diff(ends, prepend=0)
+    batches = []
+    for first in range(0, n, CHECKPOINTS_PER_ROW_GROUP):
+        last = min(first + CHECKPOINTS_PER_ROW_GROUP, n)
+        rows = slice(int(ends[first] - counts[first]), int(ends[last - 1]))
+        repeat = counts[first:last]
+        sides = buf.c_side[rows].copy()
         present = sides >= 0
         columns = [
-            _timestamps(np.full(rows, buf.c_time[k], dtype=np.int64)),
-            pa.array(np.full(rows, buf.c_seq[k], dtype=np.int64)),
+            _timestamps(np.repeat(buf.c_time[first:last], repeat)),
+            pa.array(np.repeat(buf.c_seq[first:last], repeat)),
             _dictionary(sides, SIDES[:2]),
-            decimal_array(buf.c_tick[start:end].copy(), ps, present),
-            decimal_array(buf.c_lots[start:end].copy(), ss, present),
+            decimal_array(buf.c_tick[rows].copy(), ps, present),
+            decimal_array(buf.c_lots[rows].copy(), ss, present),
         ]
         batches.append(pa.RecordBatch.from_arrays(columns, schema=schema))
-        start = end
     return batches

@@ -365,22 +365,37 @@ def first_vendor_row_time(run: Run) -> int:
     return pq.read_table(run.paths["book"], columns=["timestamp"]).column(0)[0].as_py()
 
 
-def test_each_checkpoint_is_one_row_group_its_statistics_select(runs):
-    """A reader filtering the checkpoints on a typed timestamp skips every other row group on
-    its statistics (pyarrow's own pruning: one fragment left)."""
-    path = runs["spot09"].out / CHECKPOINTS_FILE
-    meta = pq.read_metadata(path)
-    assert meta.num_row_groups == runs["spot09"].result.checkpoints > 3
-    times = []
-    for i in range(meta.num_row_groups):
-        stats = meta.row_group(i).column(0).statistics
-        assert stats is not None and stats.has_min_max and stats.min == stats.max
-        times.append(stats.min)
+# windows of ~25 s: a checkpoint each; one window for the day: all but the last one (written
+# once the inputs are done), in row groups of at most 16
+@pytest.mark.parametrize(
+    ("chunk_rows", "every_s", "most_in_a_group"),
+    [(60_000, 60, 1), (2_000_000, 60, 5), (2_000_000, 5, 16)],
+)
+def test_a_checkpoint_is_found_by_the_statistics_of_its_row_group(
+    runs, tmp_path, chunk_rows, every_s, most_in_a_group
+):
+    """Checkpoints are written in row groups of at most 16, a checkpoint never split: a reader
+    filtering on a typed timestamp keeps the one row group holding it (pyarrow's own pruning
+    on the statistics)."""
+    out = tmp_path / "out"
+    previous = runs["spot08"].out / END_BOOK_FILE
+    run(runs["spot09"].paths, out, previous, chunk_rows=chunk_rows,
+        checkpoint_every_ns=every_s * 1_000_000_000)  # fmt: skip
+    path = out / CHECKPOINTS_FILE
+    file = pq.ParquetFile(path)
+    groups, per_group = [], []
+    for i in range(file.metadata.num_row_groups):
+        stats = file.metadata.row_group(i).column(0).statistics
+        assert stats is not None and stats.has_min_max
+        groups.append((stats.min, stats.max))
+        per_group.append(len(file.read_row_group(i, columns=["timestamp"]).column(0).unique()))
+    times = pq.read_table(path, columns=["timestamp"]).column(0).unique().to_pylist()
+    assert sum(per_group) == len(times) >= 6 and max(per_group) == most_in_a_group
     (fragment,) = ds.dataset(path, format="parquet").get_fragments()
-    for t in (times[0], times[2], times[-1]):
+    for t in times:
         literal = pa.scalar(t, pa.timestamp("ns", "UTC"))
-        kept = fragment.split_by_row_group(ds.field("timestamp") == literal)
-        assert [g.row_groups[0].id for g in kept] == [times.index(t)]
+        (kept,) = fragment.split_by_row_group(ds.field("timestamp") == literal)
+        assert [i for i, (lo, hi) in enumerate(groups) if lo <= t <= hi] == [kept.row_groups[0].id]
 
 
 def sha256s(out: Path) -> dict[str, str]:
