@@ -172,46 +172,6 @@ def _top_levels_at(
         k += 1
 
 
-@njit(cache=True, nogil=True)
-def _append_book(
-    bid_sizes, ask_sizes, bid_bits, ask_bits, base, best_bid, bid_lo, best_ask, ask_hi,
-    sides, ticks, lots, n,
-):  # fmt: skip
-    """Append the whole book (bids best first, then asks best first; side 0 bid, 1 ask) to the
-    level arrays from index ``n`` on; an empty book is one row of side -1. Returns the arrays
-    (new, doubled ones when full) and the index after the last row written."""
-    start = n
-    for is_bid in (True, False):
-        i = best_bid if is_bid else best_ask
-        while True:
-            i = _next_below(bid_bits, i, bid_lo) if is_bid else _next_above(ask_bits, i, ask_hi)
-            if i < 0:
-                break
-            size = bid_sizes[i] if is_bid else ask_sizes[i]
-            sides, ticks, lots, n = _put(sides, ticks, lots, n, 0 if is_bid else 1, i + base, size)
-            i += -1 if is_bid else 1
-    if n == start:
-        sides, ticks, lots, n = _put(sides, ticks, lots, n, -1, 0, 0)
-    return sides, ticks, lots, n
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _put(sides, ticks, lots, n, side, tick, size):
-    if n == ticks.shape[0]:
-        sides, ticks, lots = _doubled(sides, n), _doubled(ticks, n), _doubled(lots, n)
-    sides[n] = side
-    ticks[n] = tick
-    lots[n] = size
-    return sides, ticks, lots, n + 1
-
-
-@njit(cache=True, nogil=True)
-def _doubled(values, n):
-    grown = np.empty(max(2 * values.shape[0], 1024), dtype=values.dtype)
-    grown[:n] = values[:n]
-    return grown
-
-
 def end_book_levels(dense: DenseBook) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(bid ticks best first, bid lots, ask ticks best first, ask lots) of the whole book."""
     s = dense.state

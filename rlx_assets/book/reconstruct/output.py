@@ -216,25 +216,31 @@ def _snapshot_batch(
 
 
 def _checkpoint_batches(
-    buf: _Buffers, n: int, schema: pa.Schema, ps: int, ss: int
+    checkpoints: list[tuple[int, int, tuple[np.ndarray, ...]]], schema: pa.Schema, ps: int, ss: int
 ) -> list[pa.RecordBatch]:
-    """The window's ``n`` checkpoints, ``CHECKPOINTS_PER_ROW_GROUP`` to a record batch (copies:
-    the buffers are reused)."""
-    ends = buf.c_end[:n]
-    counts = np.diff(ends, prepend=0)
+    """Checkpoints (time, last applied sequence number, ``end_book_levels`` of the book then),
+    ``CHECKPOINTS_PER_ROW_GROUP`` to a record batch."""
     batches = []
-    for first in range(0, n, CHECKPOINTS_PER_ROW_GROUP):
-        last = min(first + CHECKPOINTS_PER_ROW_GROUP, n)
-        rows = slice(int(ends[first] - counts[first]), int(ends[last - 1]))
-        repeat = counts[first:last]
-        sides = buf.c_side[rows].copy()
-        present = sides >= 0
+    for first in range(0, len(checkpoints), CHECKPOINTS_PER_ROW_GROUP):
+        times, seqs, sides, ticks, lots = [], [], [], [], []
+        for time, seq, (bid_ticks, bid_lots, ask_ticks, ask_lots) in checkpoints[
+            first : first + CHECKPOINTS_PER_ROW_GROUP
+        ]:
+            empty = np.zeros(int(bid_ticks.size + ask_ticks.size == 0), np.int64)  # a null row
+            counts = [bid_ticks.size, ask_ticks.size, empty.size]
+            sides.append(np.repeat(np.array([0, 1, -1], np.int8), counts))
+            ticks += [bid_ticks, ask_ticks, empty]
+            lots += [bid_lots, ask_lots, empty]
+            times.append(np.full(sum(counts), time, np.int64))
+            seqs.append(np.full(sum(counts), seq, np.int64))
+        side = np.concatenate(sides)
+        present = side >= 0
         columns = [
-            _timestamps(np.repeat(buf.c_time[first:last], repeat)),
-            pa.array(np.repeat(buf.c_seq[first:last], repeat)),
-            _dictionary(sides, SIDES[:2]),
-            decimal_array(buf.c_tick[rows].copy(), ps, present),
-            decimal_array(buf.c_lots[rows].copy(), ss, present),
+            _timestamps(np.concatenate(times)),
+            pa.array(np.concatenate(seqs)),
+            _dictionary(side, SIDES[:2]),
+            decimal_array(np.concatenate(ticks), ps, present),
+            decimal_array(np.concatenate(lots), ss, present),
         ]
         batches.append(pa.RecordBatch.from_arrays(columns, schema=schema))
     return batches

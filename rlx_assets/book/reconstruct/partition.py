@@ -184,6 +184,7 @@ class _Reconstruction:
         self.trades = _Input("trades", self.trades_path, plan, dense, self.rows)
         self.vendor = _VendorBook(self.book_path, max(1, self.rows // 32), plan)
         self.counts = {"events": 0, "trades": 0, "deltas": 0, "snap_1s": 0, "checkpoints": 0}
+        self.pending_checkpoints: list[tuple] = []  # (time, sequence number, levels)
         self.first_checkpoint_ns: int | None = None
         self.pending_1s: list[pa.RecordBatch] = []  # 1 s snapshots not yet written (copies)
         self.first_ns: int | None = None
@@ -275,20 +276,30 @@ class _Reconstruction:
         if final:
             self.vendor.cover(_I64_MAX)
         n = nd + nt
-        times = [int(x["time"][k]) for x in (d, t) if x["time"].size for k in (0, -1)]
-        seconds = self._boundaries(times, C_NEXT_BOUNDARY, step)
-        checkpoints = self._boundaries(times, C_NEXT_CHECKPOINT, self.checkpoint_step)
+        seconds = 2
+        if n:
+            times = [int(x["time"][k]) for x in (d, t) if x["time"].size for k in (0, -1)]
+            start = int(ctrl[C_NEXT_BOUNDARY])
+            if start == _I64_MIN:
+                start = min(
+                    times + ([int(ctrl[C_SEED_TIME])] if ctrl[C_SEED_TIME] != _I64_MIN else [])
+                )
+            seconds += max(0, (max(times) - start) // step + 1)
         v_seq = self.vendor.seq
-        buf.ensure(n, v_seq.size, seconds, checkpoints)
-        rows, v_used, n_s, n_c, buf.c_side, buf.c_tick, buf.c_lots = _replay(
+        buf.ensure(n, v_seq.size, seconds)
+        pos = np.zeros(5, dtype=np.int64)
+        while _replay(
             d["time"], d["recv"], d["seq"], d["bid"], d["tick"], d["lots"],
             t["time"], t["recv"], t["id"], t["price"], t["size"], t["side"],
             v_seq, final,
             self.dense.bid_sizes, self.dense.ask_sizes, self.dense.bid_bits,
             self.dense.ask_bits, self.dense.state, ctrl,
-            buf.oi, buf.ob, buf.od, buf.vsnap, buf.ssnap, buf.s_time, buf.s_seq,
-            buf.c_time, buf.c_seq, buf.c_end, buf.c_side, buf.c_tick, buf.c_lots,
-        )  # fmt: skip
+            buf.oi, buf.ob, buf.od, buf.vsnap, buf.ssnap, buf.s_time, buf.s_seq, pos,
+        ):  # fmt: skip
+            self._take_checkpoint()  # stopped at the next checkpoint time
+        if final and ctrl[C_KNOWN] and ctrl[C_NEXT_CHECKPOINT] != _I64_MIN:
+            self._take_checkpoint()  # after the last event
+        rows, v_used, n_s = (int(x) for x in pos[2:])
         jobs = []
         if rows:
             schema = self.writers[STREAM_FILE][1]
@@ -324,13 +335,11 @@ class _Reconstruction:
             )  # fmt: skip
             self.pending_1s.append(batch)
             self.counts["snap_1s"] += n_s
-        if n_c:
+        if self.pending_checkpoints:
             schema = self.writers[CHECKPOINTS_FILE][1]
-            for batch in _checkpoint_batches(buf, n_c, schema, ps, ss):
-                jobs.append(self._submit(CHECKPOINTS_FILE, batch))  # a row group each
-            if self.first_checkpoint_ns is None:
-                self.first_checkpoint_ns = int(buf.c_time[0])
-            self.counts["checkpoints"] += n_c
+            for batch in _checkpoint_batches(self.pending_checkpoints, schema, ps, ss):
+                jobs.append(self._submit(CHECKPOINTS_FILE, batch))  # a row group each (<= 16)
+            self.pending_checkpoints = []
         pending = sum(b.num_rows for b in self.pending_1s)
         if pending and (final or pending >= SNAPSHOT_1S_ROW_GROUP):
             table = pa.Table.from_batches(self.pending_1s)
@@ -338,17 +347,16 @@ class _Reconstruction:
             self.pending_1s = []
         return jobs
 
-    def _boundaries(self, times: list[int], next_slot: int, step: int) -> int:
-        """At most how many boundaries (1 s snapshots or checkpoints) a window whose first and
-        last row times are among ``times`` passes, the final one included."""
-        if not times:
-            return 2
+    def _take_checkpoint(self) -> None:
+        """The whole book as the checkpoint at ``C_NEXT_CHECKPOINT``, which moves on a step."""
         ctrl = self.ctrl
-        start = int(ctrl[next_slot])
-        if start == _I64_MIN:
-            seed_time = [int(ctrl[C_SEED_TIME])] if ctrl[C_SEED_TIME] != _I64_MIN else []
-            start = min(times + seed_time)
-        return 2 + max(0, (max(times) - start) // step + 1)
+        at = int(ctrl[C_NEXT_CHECKPOINT])
+        levels = end_book_levels(self.dense)  # copies: the book goes on changing
+        self.pending_checkpoints.append((at, int(ctrl[C_LAST_SEQ]), levels))
+        ctrl[C_NEXT_CHECKPOINT] = at + self.checkpoint_step
+        if self.first_checkpoint_ns is None:
+            self.first_checkpoint_ns = at
+        self.counts["checkpoints"] += 1
 
     def _write_end_book(self) -> None:
         ps, ss, seed = self.plan.price_scale, self.plan.size_scale, self.seed

@@ -23,7 +23,6 @@ from rlx_assets.book.kernel import (
     set_level,
 )
 from rlx_assets.book.reconstruct.bitmaps import (
-    _append_book,
     _lazy_zeros,
     _next_above,
     _next_below,
@@ -69,29 +68,31 @@ def _replay(
     t_time, t_recv, t_id, t_price, t_size, t_side,
     v_seq, final,
     bid_sizes, ask_sizes, bid_bits, ask_bits, state, ctrl,
-    oi, ob, od, vsnap, ssnap, s_time, s_seq,
-    c_time, c_seq, c_end, c_side, c_tick, c_lots,
+    oi, ob, od, vsnap, ssnap, s_time, s_seq, pos,
 ):  # fmt: skip
     """Merge one window of deltas and trades (each sorted by its key) into the stream, apply the
     deltas to the book (each row an event, as ``apply_levels`` with one row per event would,
     with the occupancy bits kept alongside), write the best bid/ask after every row and take the
-    snapshots and full-book checkpoints where they fall, in one pass (the rows are touched once,
-    while in cache). Checkpoint ``k`` (``c_time``, ``c_seq`` as a 1 s snapshot's) is the level
-    rows ``c_end[k - 1]:c_end[k]`` of ``c_side``, ``c_tick``, ``c_lots`` (``_append_book``;
-    grown, so returned). Returns (stream rows, vendor rows consumed, 1 s snapshots, checkpoints,
-    ``c_side``, ``c_tick``, ``c_lots``)."""
+    snapshots where they fall, in one pass (the rows are touched once, while in cache).
+
+    ``pos`` (in and out): the next delta, trade, stream row, vendor row and 1 s snapshot. The
+    replay stops before the first row at or after the next full-book checkpoint time (the book
+    then holds every row before it) and returns True: the caller takes the checkpoint, moves
+    ``C_NEXT_CHECKPOINT`` on and calls again to go on from ``pos``. False: the window is done.
+    (Checkpoints are not written in here: growing their arrays in this loop made it twice as
+    slow.)"""
     nd = d_time.shape[0]
     nt = t_time.shape[0]
     nv = v_seq.shape[0]
     width = bid_sizes.shape[0]
     step = ctrl[C_STEP]
     known = ctrl[C_KNOWN] != 0
-    i = 0
-    j = 0
-    r = 0
-    v_ptr = 0
-    n_s = 0
-    n_c = 0
+    i = pos[0]
+    j = pos[1]
+    r = pos[2]
+    v_ptr = pos[3]
+    n_s = pos[4]
+    stopped = False
     # ctrl and state slots used per row live in locals (stored back below): they are int64
     # arrays the compiler must assume alias the output arrays, so each access would be a memory
     # round trip
@@ -138,13 +139,9 @@ def _replay(
                 base_t = seed_time if seed_time != _I64_MIN else t
                 next_boundary = (base_t // step + 1) * step
                 next_checkpoint = (base_t // checkpoint_step + 1) * checkpoint_step
-            while next_checkpoint <= t:  # the whole book before this row, at each passed one
-                c_side, c_tick, c_lots, n_c = _checkpoint(
-                    bid_sizes, ask_sizes, bid_bits, ask_bits, base, best_bid, bid_lo, best_ask,
-                    ask_hi, next_checkpoint, last_seq, c_time, c_seq, c_end, c_side, c_tick,
-                    c_lots, n_c,
-                )  # fmt: skip
-                next_checkpoint += checkpoint_step
+            if next_checkpoint <= t:  # the caller takes the whole book before this row
+                stopped = True
+                break
             while next_boundary <= t:  # the book before this row, at each passed boundary
                 _top_levels_at(
                     bid_sizes, ask_sizes, bid_bits, ask_bits, base,
@@ -241,7 +238,7 @@ def _replay(
         od[OD_BA_P, r] = best_ask + base if best_ask >= 0 else -1
         od[OD_BA_S, r] = ask_sizes[best_ask] if best_ask >= 0 else 0
         r += 1
-    if final:
+    if final and not stopped:
         while v_ptr < nv:
             _top_levels_at(
                 bid_sizes, ask_sizes, bid_bits, ask_bits, base,
@@ -256,11 +253,11 @@ def _replay(
             s_time[n_s] = next_boundary
             s_seq[n_s] = last_seq
             n_s += 1
-            c_side, c_tick, c_lots, n_c = _checkpoint(
-                bid_sizes, ask_sizes, bid_bits, ask_bits, base, best_bid, bid_lo, best_ask,
-                ask_hi, next_checkpoint, last_seq, c_time, c_seq, c_end, c_side, c_tick,
-                c_lots, n_c,
-            )  # fmt: skip
+    pos[0] = i
+    pos[1] = j
+    pos[2] = r
+    pos[3] = v_ptr
+    pos[4] = n_s
     ctrl[C_KNOWN] = 1 if known else 0
     ctrl[C_NEXT_BOUNDARY] = next_boundary
     ctrl[C_NEXT_CHECKPOINT] = next_checkpoint
@@ -288,25 +285,7 @@ def _replay(
     state[N_CROSSED] += n_book_crossed
     state[N_DELETE_UNKNOWN] += n_delete_unknown
     state[N_OUT_OF_RANGE] += n_out_of_range
-    return r, v_ptr, n_s, n_c, c_side, c_tick, c_lots
-
-
-@njit(cache=True, nogil=True)
-def _checkpoint(
-    bid_sizes, ask_sizes, bid_bits, ask_bits, base, best_bid, bid_lo, best_ask, ask_hi,
-    time, seq, c_time, c_seq, c_end, c_side, c_tick, c_lots, n_c,
-):  # fmt: skip
-    """The whole book as checkpoint ``n_c`` (see ``_replay``); returns the level arrays and
-    the number of checkpoints after it."""
-    n = c_end[n_c - 1] if n_c else 0
-    c_side, c_tick, c_lots, n = _append_book(
-        bid_sizes, ask_sizes, bid_bits, ask_bits, base,
-        best_bid, bid_lo, best_ask, ask_hi, c_side, c_tick, c_lots, n,
-    )  # fmt: skip
-    c_time[n_c] = time
-    c_seq[n_c] = seq
-    c_end[n_c] = n
-    return c_side, c_tick, c_lots, n_c + 1
+    return stopped
 
 
 def _levels_major(snap: np.ndarray, n: int) -> np.ndarray:
@@ -319,14 +298,10 @@ class _Buffers:
     """Scratch and output arrays of ``_replay``, grown on demand and reused across windows."""
 
     def __init__(self, rows: int) -> None:
-        self.rows = self.vendor = self.seconds = self.checkpoints = 0
-        self.ensure(rows, 1024, 1024, 16)
-        # a checkpoint's levels: grown by ``_replay`` itself (it returns the new arrays)
-        self.c_side = np.empty(1 << 16, dtype=np.int8)
-        self.c_tick = np.empty(1 << 16, dtype=np.int64)
-        self.c_lots = np.empty(1 << 16, dtype=np.int64)
+        self.rows = self.vendor = self.seconds = 0
+        self.ensure(rows, 1024, 1024)
 
-    def ensure(self, rows: int, vendor: int, seconds: int, checkpoints: int) -> None:
+    def ensure(self, rows: int, vendor: int, seconds: int) -> None:
         if rows > self.rows:
             n = self.rows = max(rows, self.rows * 5 // 4, 1024)
             self.oi = _lazy_zeros(4 * n).reshape(4, n)
@@ -340,8 +315,3 @@ class _Buffers:
             self.ssnap = np.empty((4, BOOK_DEPTH, self.seconds), dtype=np.int64)
             self.s_time = np.empty(self.seconds, dtype=np.int64)
             self.s_seq = np.empty(self.seconds, dtype=np.int64)
-        if checkpoints > self.checkpoints:
-            self.checkpoints = max(checkpoints, self.checkpoints * 5 // 4)
-            self.c_time = np.empty(self.checkpoints, dtype=np.int64)
-            self.c_seq = np.empty(self.checkpoints, dtype=np.int64)
-            self.c_end = np.empty(self.checkpoints, dtype=np.int64)
