@@ -24,15 +24,25 @@ scales are widened to the finest).
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from rlx_assets.book.reconstruct import SNAPSHOTS_1S_FILE, SNAPSHOTS_VENDOR_FILE, STREAM_FILE
+from rlx_assets.book.kernel import DenseBook
+from rlx_assets.book.reconstruct import (
+    CHECKPOINTS_FILE,
+    SNAPSHOTS_1S_FILE,
+    SNAPSHOTS_VENDOR_FILE,
+    STREAM_FILE,
+    decimal_array,
+    end_book_levels,
+)
 from rlx_assets.book.store import read_summary, reconstruction_dir
 from rlx_assets.config import load_settings
 from rlx_assets.staging import DataLayout, fetch, fetch_tree, open_layout
@@ -68,11 +78,8 @@ class DataNotCurrentError(LookupError):
         super().__init__("\n".join(lines))
 
 
-def materialise_command(market: str, day: dt.date) -> str:
-    return (
-        "dg launch -m rlx_assets.definitions --job daily_chain "
-        f"--partition '{day.isoformat()}|{market}'"
-    )
+def materialise_command(market: str, day: dt.date, target: str = "--job daily_chain") -> str:
+    return f"dg launch -m rlx_assets.definitions {target} --partition '{day.isoformat()}|{market}'"
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,12 @@ def data_layout(data_dir: str | Path | None = None) -> DataLayout:
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": str(data_dir)})
     return open_layout(settings)
+
+
+def _timestamp(ns: int) -> pl.Expr:
+    """A typed timestamp literal: compared with a timestamp column, Parquet row-group
+    statistics skip the row groups outside it (an ``int`` compared with ``dt.epoch`` cannot)."""
+    return pl.lit(ns, dtype=pl.Int64).cast(pl.Datetime("ns", "UTC"))
 
 
 def to_ns(value: Instant) -> int:
@@ -204,9 +217,8 @@ def scan_days(paths: list[Path], time_column: str, first_ns: int, last_ns: int) 
             frame = frame.with_columns(pl.col(n).cast(pl.Decimal(38, s)) for n, s in scales.items())
         frames.append(frame)
     frame = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    start = pl.lit(first_ns).cast(pl.Datetime("ns", "UTC"))
-    end = pl.lit(last_ns).cast(pl.Datetime("ns", "UTC"))
-    return frame.filter((pl.col(time_column) >= start) & (pl.col(time_column) < end))
+    at = pl.col(time_column)
+    return frame.filter((at >= _timestamp(first_ns)) & (at < _timestamp(last_ns)))
 
 
 def _files(
@@ -296,18 +308,25 @@ def book_at(
     then "ask"), ``level`` (0 = best), ``price``, ``size`` (exact decimals), ``depth`` levels
     per side (``None``: the whole book).
 
-    Up to 20 levels it starts from the 1 s snapshot at or before ``when`` and applies the
-    stream's book rows since; should the snapshot's 20 levels not cover the depth asked for
-    once those rows are applied (levels deleted from its top), or for ``depth=None``, it
-    starts from the day's starting book (the previous day's end book, or the vendor book row
-    a cold day was seeded from) and applies the day's book rows up to ``when``. A row is
-    applied as the reconstruction applies it: its sequence number above the seed's and not
-    below one already applied."""
+    It starts from the day's last full-book checkpoint at or before ``when`` (written every
+    minute of exchange time by the reconstruction; before the first one, from the day's
+    starting book: the previous day's end book, or the vendor book row a cold day was seeded
+    from) and applies the stream's book rows since with the compiled kernel; the row groups
+    outside that minute are not read. A row is applied as the reconstruction applies it: its
+    sequence number above the seed's and not below one already applied.
+
+    A day reconstructed before checkpoints existed is read as before, with a warning: up to 20
+    levels from the 1 s snapshot at or before ``when`` plus the rows since, should its 20 levels
+    still cover the depth asked for once those rows are applied, else from the day's starting
+    book plus every book row of the day up to ``when`` (slow on a full day)."""
     if depth is not None and depth < 1:
         raise ValueError(f"depth={depth}: ask for at least one level, or None for all")
     t = to_ns(when)
     layout = data_layout(data_dir)
     (day,) = current_days(layout, market, [_day_of(t)], verify=verify)
+    book = _book_from_checkpoint(layout, day, t, depth)
+    if book is not None:
+        return book
     if depth is not None and depth <= BOOK_DEPTH:
         book = _book_from_snapshot(day, t, depth)
         if book is not None:
@@ -323,10 +342,10 @@ def price_types(day: CurrentDay) -> tuple[pl.Decimal, pl.Decimal]:
 
 def _book_rows(day: CurrentDay, first_ns: int | None, t: int) -> pl.LazyFrame:
     """The day's book rows with ``first_ns <= event_time <= t``, in stream order."""
-    at = pl.col("event_time").dt.epoch("ns")
-    keep = (pl.col("event_type") == "book") & (at <= t)
+    at = pl.col("event_time")
+    keep = (pl.col("event_type") == "book") & (at <= _timestamp(t))
     if first_ns is not None:
-        keep &= at >= first_ns
+        keep &= at >= _timestamp(first_ns)
     return (
         pl.scan_parquet(day.file(STREAM_FILE))
         .filter(keep)
@@ -380,7 +399,7 @@ def _book_from_snapshot(day: CurrentDay, t: int, depth: int) -> pl.DataFrame | N
     when there is no such snapshot or its 20 levels no longer cover ``depth``."""
     snapshot = (
         pl.scan_parquet(day.file(SNAPSHOTS_1S_FILE))
-        .filter(pl.col("timestamp").dt.epoch("ns") <= t)
+        .filter(pl.col("timestamp") <= _timestamp(t))
         .last()
         .collect()
     )
@@ -390,7 +409,7 @@ def _book_from_snapshot(day: CurrentDay, t: int, depth: int) -> pl.DataFrame | N
     start_ns = to_ns(row["timestamp"])
     price_type, size_type = price_types(day)
     start = _snapshot_levels(row, price_type, size_type)
-    seed_sequence = int(day.summary.get("seed_sequence") or -1)
+    seed_sequence = _seed_sequence(day)
     last_applied = row["sequence_number"] if row["sequence_number"] is not None else seed_sequence
     rows = _applied(_book_rows(day, start_ns, t), seed_sequence, last_applied).collect()
     levels = _levels_after(start, rows)
@@ -434,17 +453,125 @@ def starting_book(layout: DataLayout, day: CurrentDay, price_type, size_type):
     return _snapshot_levels(row, price_type, size_type), to_ns(row["timestamp"])
 
 
-def _book_from_start(layout: DataLayout, day: CurrentDay, t: int, depth: int | None):
-    price_type, size_type = price_types(day)
+def _known_starting_book(layout: DataLayout, day: CurrentDay, t: int, price_type, size_type):
+    """The day's starting book; BookNotKnownError when ``t`` precedes a cold day's seed."""
     start, known_from = starting_book(layout, day, price_type, size_type)
     if known_from is not None and t < known_from:
         raise BookNotKnownError(
             f"{day.summary.get('market', '')} {day.day}: the book is not known before "
             f"{_iso(known_from)} (the day started cold from the vendor's first book row)"
         )
-    seed_sequence = int(day.summary.get("seed_sequence") or -1)
+    return start
+
+
+def _seed_sequence(day: CurrentDay) -> int:
+    return int(day.summary.get("seed_sequence") or -1)
+
+
+def _book_from_start(layout: DataLayout, day: CurrentDay, t: int, depth: int | None):
+    price_type, size_type = price_types(day)
+    start = _known_starting_book(layout, day, t, price_type, size_type)
+    seed_sequence = _seed_sequence(day)
     rows = _applied(_book_rows(day, None, t), seed_sequence, seed_sequence).collect()
     return _top(_levels_after(start, rows), depth)
+
+
+# --- from a full-book checkpoint -----------------------------------------------------------------
+def _checkpoint_at_or_before(summary: dict[str, Any], t: int) -> int | None:
+    """The last checkpoint time <= ``t`` (None: before the first). The reconstruction writes
+    one at every multiple of its step from the first on, the last after the day's last event."""
+    first, step, count = (summary[k] for k in (
+        "first_checkpoint_ns", "checkpoint_every_ns", "checkpoints"))  # fmt: skip
+    if not count or t < first:
+        return None
+    return first + min(count - 1, (t - first) // step) * step
+
+
+def _read_checkpoint(day: CurrentDay, at: int) -> pl.DataFrame:
+    """The checkpoint at ``at``: its rows only (from the row group holding it; the others are
+    skipped on their statistics)."""
+    return (
+        pl.scan_parquet(day.file(CHECKPOINTS_FILE))
+        .filter(pl.col("timestamp") == _timestamp(at))
+        .select("sequence_number", "side", "price", "size")
+        .collect()
+    )
+
+
+def _book_from_checkpoint(
+    layout: DataLayout, day: CurrentDay, t: int, depth: int | None
+) -> pl.DataFrame | None:
+    """The checkpoint at or before ``t`` (or the day's starting book) plus the book rows since,
+    applied by the kernel; None, with a warning, when the day has no such checkpoint."""
+    path = day.file(CHECKPOINTS_FILE)
+    if day.summary.get("checkpoint_every_ns") is None:
+        return _without_checkpoint(day, "reconstructed without full-book checkpoints (before "
+                                   "they existed)")  # fmt: skip
+    if not path.is_file():
+        return _without_checkpoint(day, f"its checkpoints are missing ({path})")
+    price_type, size_type = price_types(day)
+    seed_sequence = _seed_sequence(day)
+    at = _checkpoint_at_or_before(day.summary, t)
+    if at is None:
+        start = _known_starting_book(layout, day, t, price_type, size_type)
+        last_applied = seed_sequence
+    else:
+        checkpoint = _read_checkpoint(day, at)
+        if checkpoint.height == 0:
+            return _without_checkpoint(day, f"{path} has no checkpoint at {_iso(at)} (damaged?)")
+        last_applied = checkpoint["sequence_number"][0]
+        start = checkpoint.filter(pl.col("side").is_not_null())
+    rows = _applied(_book_rows(day, at, t), seed_sequence, last_applied).collect()
+    both = pl.concat([x.select("side", "price", "size") for x in (start, rows)])
+    levels = _kernel_levels(both, price_type, size_type)
+    return _levels_frame(levels, depth, price_type, size_type)
+
+
+def _without_checkpoint(day: CurrentDay, why: str) -> None:
+    market = day.summary.get("market", "")
+    command = materialise_command(market, day.day, "--assets reconstructed_stream")
+    warnings.warn(
+        f"{market} {day.day}: {why}: book_at replays every book row of the day up to the "
+        f"instant instead (slow on a full day); reconstruct it again for fast reads: {command}",
+        stacklevel=4,
+    )
+
+
+def _units(values: pl.Series, dtype: pl.Decimal) -> np.ndarray:
+    """Decimals as int64 units at ``dtype``'s scale (exact)."""
+    return values.cast(dtype).to_physical().cast(pl.Int64).to_numpy()
+
+
+def _kernel_levels(rows: pl.DataFrame, price_type, size_type) -> tuple[np.ndarray, ...]:
+    """Each (side, price)'s last size over ``rows`` in order, empty levels dropped, as the
+    compiled kernel applies them: (bid price units best first, their size units, ask price
+    units best first, their size units). The kernel's dense book is indexed by each price's
+    rank among the rows' prices: as wide as the distinct prices, whatever their range."""
+    prices, ranks = np.unique(_units(rows["price"], price_type), return_inverse=True)
+    book = DenseBook(0, max(prices.size, 1))
+    if rows.height:
+        is_bid = (rows["side"] == "bid").to_numpy()
+        lots = _units(rows["size"], size_type)
+        one_event = np.array([rows.height]), np.zeros(1, np.uint8)
+        book.apply(is_bid, ranks, lots, *one_event, depth=1)
+    bid_ranks, bid_lots, ask_ranks, ask_lots = end_book_levels(book)
+    return prices[bid_ranks], bid_lots, prices[ask_ranks], ask_lots
+
+
+def _levels_frame(levels, depth: int | None, price_type, size_type) -> pl.DataFrame:
+    """Levels from ``_kernel_levels`` as ``book_at``'s frame, ``depth`` per side."""
+    bid_prices, bid_sizes, ask_prices, ask_sizes = (x[:depth] for x in levels)
+    n_bid, n_ask = bid_prices.size, ask_prices.size
+    side = pl.Series("side", ["bid", "ask"]).gather(np.repeat([0, 1], [n_bid, n_ask]))
+    level = np.concatenate([np.arange(n_bid), np.arange(n_ask)]).astype(np.int64)
+    price = decimal_array(np.concatenate([bid_prices, ask_prices]), price_type.scale)
+    size = decimal_array(np.concatenate([bid_sizes, ask_sizes]), size_type.scale)
+    return pl.DataFrame({
+        "side": side,
+        "level": level,
+        "price": pl.Series(pl.from_arrow(price)).cast(price_type),
+        "size": pl.Series(pl.from_arrow(size)).cast(size_type),
+    })  # fmt: skip
 
 
 def _iso(ns: int) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
+import shutil
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -12,14 +14,19 @@ from pathlib import Path
 import boto3
 import dagster as dg
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from polars.testing import assert_frame_equal
 
 from rlx_assets import read
+from rlx_assets.book.reconstruct import CHECKPOINTS_FILE, reconstruct_partition
 from rlx_assets.book.reference import ReferenceBook
 from rlx_assets.definitions import defs
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import lake_relative_path
+from rlx_assets.validation.certificate import verified_certificate
 from rlx_assets.validation.zones import ready_path
 from rlx_assets_tests.conftest import TEST_SECRET, dagster_test_instance
 from rlx_assets_tests.export.sample_chain import (
@@ -287,6 +294,138 @@ def test_book_at_before_a_cold_days_seed_says_the_book_is_not_known(certified):
         read.book_at(SPOT, "2024-08-08T23:54:00", data_dir=certified)
     with pytest.raises(ValueError, match="depth=0"):
         read.book_at(SPOT, "2024-08-09T00:01:00", depth=0, data_dir=certified)
+
+
+# --- from full-book checkpoints -----------------------------------------------------------------
+CHECKPOINT_FIELDS = ("checkpoints", "checkpoint_every_ns", "first_checkpoint_ns")
+
+
+def summary_of(data: Path, day: dt.date) -> dict:
+    return json.loads(day_file(data, day, "summary.json").read_text())
+
+
+def without_checkpoints(certified: Path, target: Path) -> Path:
+    """A copy of the data root as the reconstruction wrote it before checkpoints existed: no
+    checkpoints file, no checkpoint fields in the summaries."""
+    data = copy_of(certified, target)
+    for day in (DAY8, DAY9):
+        day_file(data, day, CHECKPOINTS_FILE).unlink()
+        summary = summary_of(data, day)
+        for key in CHECKPOINT_FIELDS:
+            del summary[key]
+        day_file(data, day, "summary.json").write_text(json.dumps(summary))
+    return data
+
+
+def book_or_refusal(data: Path, t: int, depth: int | None):
+    try:
+        return read.book_at(SPOT, t, depth=depth, data_dir=data)
+    except read.BookNotKnownError as refused:
+        return str(refused)
+
+
+def test_book_at_from_checkpoints_equals_the_full_replay_of_a_day_without_them(certified, tmp_path):
+    """At every checkpoint, 1 ns before and after it, random instants, the first and last
+    second of each day, before the cold day's seed and after the last event, the book from the
+    checkpoints equals (values and types) the book of the same days reconstructed before
+    checkpoints existed: read, with a warning, by replaying every book row of the day."""
+    legacy = without_checkpoints(certified, tmp_path / "legacy")
+    rng = random.Random(25)
+    instants = []
+    for day in (DAY8, DAY9):
+        summary = summary_of(certified, day)
+        first, step = summary["first_checkpoint_ns"], summary["checkpoint_every_ns"]
+        for k in range(summary["checkpoints"]):
+            instants += [first + k * step + d for d in (-1, 0, 1)]
+        start, end = summary["first_event_ns"], summary["last_event_ns"]
+        instants += [rng.randrange(start, end + 1) for _ in range(12)] + [start, end, end + 1]
+        midnight = read.to_ns(day)
+        instants += [midnight, midnight + 999_999_999]  # the first second of the day
+        instants += [midnight + read.NS_PER_DAY - 10**9, midnight + read.NS_PER_DAY - 1]
+    instants.append(read.to_ns("2024-08-08T23:54:00"))  # before the cold day's seed
+    refused = compared = 0
+    for t in instants:
+        for depth in (None, 20):
+            ours = book_or_refusal(certified, t, depth)
+            with pytest.warns(UserWarning, match="reconstructed without full-book checkpoints"):
+                theirs = book_or_refusal(legacy, t, depth)
+            if isinstance(theirs, str):
+                assert ours == theirs and "not known before" in theirs, t
+                refused += 1
+            else:
+                assert_frame_equal(ours, theirs)
+                compared += 1
+    assert refused == 8 and compared >= 140  # 4 instants before the cold day's seed
+
+
+def test_a_missing_checkpoint_falls_back_to_the_full_replay_with_a_warning(certified, tmp_path):
+    """A checkpoint gone from the file, or the whole file gone: the book is still right (the
+    whole day's rows), and the warning says what is missing."""
+    data = copy_of(certified, tmp_path / "data")
+    path = day_file(data, DAY9, CHECKPOINTS_FILE)
+    table = pq.read_table(path)
+    at = summary_of(data, DAY9)["first_checkpoint_ns"] + 60_000_000_000
+    times = table.column("timestamp").cast(pa.int64())
+    pq.write_table(table.filter(pc.not_equal(times, at)), path)
+    expected = read.book_at(SPOT, at + 10**9, depth=None, data_dir=certified)
+    with pytest.warns(UserWarning, match=re.escape(f"has no checkpoint at {read._iso(at)}")):
+        assert_frame_equal(read.book_at(SPOT, at + 10**9, depth=None, data_dir=data), expected)
+    path.unlink()
+    with pytest.warns(UserWarning, match="its checkpoints are missing"):
+        assert_frame_equal(read.book_at(SPOT, at + 10**9, depth=None, data_dir=data), expected)
+
+
+def zero_row_groups(path: Path, keep) -> int:
+    """Overwrite with zeros the pages of every row group of ``path`` for which ``keep(its
+    min, max timestamp)`` is false (a reader that decoded them would fail); how many."""
+    meta = pq.read_metadata(path)
+    zeroed = 0
+    with open(path, "r+b") as handle:
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            stats = group.column(0).statistics
+            if keep(read.to_ns(stats.min), read.to_ns(stats.max)):
+                continue
+            for j in range(group.num_columns):
+                chunk = group.column(j)
+                start = chunk.dictionary_page_offset or chunk.data_page_offset
+                handle.seek(start)
+                handle.write(bytes(chunk.total_compressed_size))
+            zeroed += 1
+    return zeroed
+
+
+def test_book_at_reads_only_the_row_groups_of_its_checkpoint_and_the_rows_since(
+    certified, tmp_path
+):
+    """The day reconstructed again in small windows (many row groups); every row group of the
+    stream and the checkpoints outside [checkpoint, instant] overwritten with zeros: the book
+    is still the same (the scans skip them on their statistics)."""
+    data = copy_of(certified, tmp_path / "data")
+    layout = read.data_layout(data)
+    inputs = verified_certificate(layout, SPOT, DAY9).inputs
+    redone = tmp_path / "redone"
+    seed = day_file(data, DAY8, "end_book.parquet")
+    reconstruct_partition(
+        inputs["trades"], inputs["book_delta_v2"], inputs["book"], redone, seed,
+        chunk_rows=60_000,
+    )  # fmt: skip
+    for name in ("stream.parquet", CHECKPOINTS_FILE):
+        shutil.copy(redone / name, day_file(data, DAY9, name))
+    at = summary_of(data, DAY9)["first_checkpoint_ns"] + 2 * 60_000_000_000
+    t = at + 30 * 10**9
+    expected = {d: read.book_at(SPOT, t, depth=d, data_dir=certified) for d in (None, 20)}
+    stream_groups = pq.read_metadata(day_file(data, DAY9, "stream.parquet")).num_row_groups
+    zeroed = zero_row_groups(
+        day_file(data, DAY9, "stream.parquet"), lambda lo, hi: hi >= at and lo <= t
+    )
+    assert stream_groups >= 8 and zeroed >= stream_groups - 4
+    checkpoints = day_file(data, DAY9, CHECKPOINTS_FILE)
+    groups = pq.read_metadata(checkpoints).num_row_groups
+    zeroed = zero_row_groups(checkpoints, lambda lo, hi: lo <= at <= hi)
+    assert zeroed == groups - 1 >= 4
+    for depth, book in expected.items():
+        assert_frame_equal(read.book_at(SPOT, t, depth=depth, data_dir=data), book)
 
 
 # --- an s3:// data root -------------------------------------------------------------------------

@@ -30,6 +30,15 @@ the previous day's ``end_book.parquet``. Output, in ``out_dir`` (each file writt
     Our top 20 at every multiple of ``snapshot_every_ns`` since the epoch (UTC-aligned) once the
     book is known, up to the first boundary after the last event: the state after all events
     with ``event_time < timestamp``; ``sequence_number`` = the last applied delta's.
+``checkpoints.parquet``
+    The whole book at every multiple of ``checkpoint_every_ns`` (a minute) since the epoch once
+    the book is known, up to the first one after the last event: the state after all events
+    with ``event_time < timestamp``, one row per level (``timestamp``, ``sequence_number`` =
+    the last applied delta's, ``side``, ``price``, ``size``; bids best first, then asks best
+    first; an empty book is one row with null side, price and size), in row groups of up to
+    16 checkpoints with statistics on ``timestamp``. The result (and ``summary.json``) records
+    their number, step and first time: ``rlx_assets.read.book_at`` starts from the last one
+    at or before an instant.
 ``end_book.parquet``
     The whole book after the last event (``side``, ``price``, ``size`` decimals, ``price_ticks``,
     ``size_lots`` int64; bids best first, then asks best first). File metadata ``rlx.*``: scales,
@@ -85,6 +94,8 @@ from rlx_assets.book.reconstruct.decimals import (
     units,
 )
 from rlx_assets.book.reconstruct.output import (
+    CHECKPOINT_EVERY_NS,
+    CHECKPOINTS_FILE,
     END_BOOK_FILE,
     EVENT_TYPES,
     SIDES,
@@ -94,6 +105,8 @@ from rlx_assets.book.reconstruct.output import (
     STREAM_FILE,
     STREAM_ORDER,
     STREAM_WRITE_OPTIONS,
+    checkpoint_schema,
+    decimal_array,
     end_book_schema,
     snapshot_schema,
     stream_schema,
@@ -111,6 +124,8 @@ from rlx_assets.book.reconstruct.result import ReconstructionResult
 
 __all__ = [
     "BOOK_COLUMNS",
+    "CHECKPOINT_EVERY_NS",
+    "CHECKPOINTS_FILE",
     "DECIMAL_PRECISION",
     "DEFAULT_CHUNK_ROWS",
     "DELTA_COLUMNS",
@@ -128,6 +143,8 @@ __all__ = [
     "STREAM_ORDER",
     "STREAM_WRITE_OPTIONS",
     "TRADE_COLUMNS",
+    "checkpoint_schema",
+    "decimal_array",
     "decimal_string",
     "end_book_levels",
     "end_book_schema",

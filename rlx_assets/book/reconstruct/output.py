@@ -31,6 +31,8 @@ STREAM_FILE = "stream.parquet"
 SNAPSHOTS_VENDOR_FILE = "snapshots_vendor.parquet"
 SNAPSHOTS_1S_FILE = "snapshots_1s.parquet"
 END_BOOK_FILE = "end_book.parquet"
+CHECKPOINTS_FILE = "checkpoints.parquet"
+CHECKPOINT_EVERY_NS = 60_000_000_000  # a full book every minute of exchange time
 
 SNAPSHOT_1S_ROW_GROUP = 1 << 16  # rows of 1 s snapshots written together (a day: 86,400)
 EVENT_TYPES = ("book", "trade")
@@ -58,6 +60,16 @@ SNAPSHOT_WRITE_OPTIONS = {
     "use_dictionary": False,
     "write_statistics": ["timestamp", "sequence_number"],
 }
+# Row groups of a few checkpoints: a reader filtering on ``timestamp`` (typed literal) decodes
+# one of them (a footer of a row group per checkpoint took longer to read than the rows);
+# timestamps and sequence numbers are runs.
+CHECKPOINTS_PER_ROW_GROUP = 16
+CHECKPOINT_WRITE_OPTIONS = {
+    **_WRITE_OPTIONS,
+    "use_dictionary": ["timestamp", "sequence_number", "side"],
+    "column_encoding": {"price": "DELTA_BINARY_PACKED"},
+    "write_statistics": ["timestamp"],
+}
 STREAM_ORDER = (
     "event_time, received_time, book before trade, sequence_number | trade_id, vendor row order"
 )
@@ -69,7 +81,7 @@ def _validity(mask: np.ndarray) -> pa.Buffer | None:
     return pa.py_buffer(np.packbits(mask.view(np.bool_), bitorder="little"))
 
 
-def _decimal(values: np.ndarray, scale: int, valid: np.ndarray | None = None) -> pa.Array:
+def decimal_array(values: np.ndarray, scale: int, valid: np.ndarray | None = None) -> pa.Array:
     """int64 units -> decimal64(18, scale), zero copy (written as Parquet INT64 decimals)."""
     vb = None if valid is None else _validity(valid)
     values = np.ascontiguousarray(values)
@@ -143,6 +155,19 @@ def snapshot_schema(price_scale: int, size_scale: int, vendor: bool, written: bo
     return pa.schema(fields)
 
 
+def checkpoint_schema(price_scale: int, size_scale: int, written: bool = False) -> pa.Schema:
+    """``checkpoints.parquet``: one row per level of the whole book at each checkpoint time;
+    an empty book is one row with null side, price and size."""
+    text = pa.dictionary(pa.int8(), pa.string()) if written else pa.string()
+    return pa.schema([
+        pa.field("timestamp", pa.timestamp("ns", "UTC"), nullable=False),
+        pa.field("sequence_number", pa.int64(), nullable=False),
+        pa.field("side", text),
+        pa.field("price", _decimal_type(price_scale, written)),
+        pa.field("size", _decimal_type(size_scale, written)),
+    ])  # fmt: skip
+
+
 def end_book_schema(price_scale: int, size_scale: int, written: bool = False) -> pa.Schema:
     return pa.schema([
         pa.field("side", pa.string(), nullable=False),
@@ -163,14 +188,14 @@ def _stream_batch(buf: _Buffers, n: int, schema: pa.Schema, ps: int, ss: int) ->
         _timestamps(oi[OI_RECV, :n]),
         _dictionary(ob[OB_TYPE, :n], EVENT_TYPES),
         _dictionary(ob[OB_SIDE, :n], SIDES),
-        _decimal(od[OD_PRICE, :n], ps),
-        _decimal(od[OD_SIZE, :n], ss),
+        decimal_array(od[OD_PRICE, :n], ps),
+        decimal_array(od[OD_SIZE, :n], ss),
         _int64(oi[OI_ID, :n], is_trade),
         _int64(oi[OI_SEQ, :n], ~is_trade),
-        _decimal(od[OD_BB_P, :n], ps, bid_ok),
-        _decimal(od[OD_BB_S, :n], ss, bid_ok),
-        _decimal(od[OD_BA_P, :n], ps, ask_ok),
-        _decimal(od[OD_BA_S, :n], ss, ask_ok),
+        decimal_array(od[OD_BB_P, :n], ps, bid_ok),
+        decimal_array(od[OD_BB_S, :n], ss, bid_ok),
+        decimal_array(od[OD_BA_P, :n], ps, ask_ok),
+        decimal_array(od[OD_BA_S, :n], ss, ask_ok),
         pa.array(ob[OB_COMPLETE, :n].view(np.bool_)),
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema)
@@ -185,6 +210,37 @@ def _snapshot_batch(
     for ticks, lots in ((lv[0], lv[1]), (lv[2], lv[3])):
         for i in range(BOOK_DEPTH):
             present = ticks[i] >= 0
-            columns.append(_decimal(ticks[i], ps, present))
-            columns.append(_decimal(lots[i], ss, present))
+            columns.append(decimal_array(ticks[i], ps, present))
+            columns.append(decimal_array(lots[i], ss, present))
     return pa.RecordBatch.from_arrays(columns + list(extra), schema=schema)
+
+
+def _checkpoint_batches(
+    checkpoints: list[tuple[int, int, tuple[np.ndarray, ...]]], schema: pa.Schema, ps: int, ss: int
+) -> list[pa.RecordBatch]:
+    """Checkpoints (time, last applied sequence number, ``end_book_levels`` of the book then),
+    ``CHECKPOINTS_PER_ROW_GROUP`` to a record batch."""
+    batches = []
+    for first in range(0, len(checkpoints), CHECKPOINTS_PER_ROW_GROUP):
+        times, seqs, sides, ticks, lots = [], [], [], [], []
+        for time, seq, (bid_ticks, bid_lots, ask_ticks, ask_lots) in checkpoints[
+            first : first + CHECKPOINTS_PER_ROW_GROUP
+        ]:
+            empty = np.zeros(int(bid_ticks.size + ask_ticks.size == 0), np.int64)  # a null row
+            counts = [bid_ticks.size, ask_ticks.size, empty.size]
+            sides.append(np.repeat(np.array([0, 1, -1], np.int8), counts))
+            ticks += [bid_ticks, ask_ticks, empty]
+            lots += [bid_lots, ask_lots, empty]
+            times.append(np.full(sum(counts), time, np.int64))
+            seqs.append(np.full(sum(counts), seq, np.int64))
+        side = np.concatenate(sides)
+        present = side >= 0
+        columns = [
+            _timestamps(np.concatenate(times)),
+            pa.array(np.concatenate(seqs)),
+            _dictionary(side, SIDES[:2]),
+            decimal_array(np.concatenate(ticks), ps, present),
+            decimal_array(np.concatenate(lots), ss, present),
+        ]
+        batches.append(pa.RecordBatch.from_arrays(columns, schema=schema))
+    return batches

@@ -23,6 +23,9 @@ from rlx_assets.book.reconstruct.decimals import (
 from rlx_assets.book.reconstruct.inputs import _EMPTY_DELTAS, _EMPTY_TRADES, _Input, _VendorBook
 from rlx_assets.book.reconstruct.output import (
     _WRITE_OPTIONS,
+    CHECKPOINT_EVERY_NS,
+    CHECKPOINT_WRITE_OPTIONS,
+    CHECKPOINTS_FILE,
     END_BOOK_FILE,
     SNAPSHOT_1S_ROW_GROUP,
     SNAPSHOT_WRITE_OPTIONS,
@@ -31,9 +34,11 @@ from rlx_assets.book.reconstruct.output import (
     STREAM_FILE,
     STREAM_ORDER,
     STREAM_WRITE_OPTIONS,
-    _decimal,
+    _checkpoint_batches,
     _snapshot_batch,
     _stream_batch,
+    checkpoint_schema,
+    decimal_array,
     end_book_schema,
     snapshot_schema,
     stream_schema,
@@ -42,6 +47,7 @@ from rlx_assets.book.reconstruct.plan import _full_plan, _Plan, _PlanMiss, _quic
 from rlx_assets.book.reconstruct.reading import DEFAULT_CHUNK_ROWS, input_batch_rows
 from rlx_assets.book.reconstruct.replay import (
     C_BEFORE_SEED,
+    C_CHECKPOINT_STEP,
     C_CROSSED,
     C_CTRL_SIZE,
     C_FIRST_BEFORE_SEED_SEQ,
@@ -56,6 +62,7 @@ from rlx_assets.book.reconstruct.replay import (
     C_KNOWN,
     C_LAST_SEQ,
     C_NEXT_BOUNDARY,
+    C_NEXT_CHECKPOINT,
     C_SEED_SEQ,
     C_SEED_TIME,
     C_SEQ_REGRESSIONS,
@@ -83,6 +90,7 @@ def reconstruct_partition(
     previous_end_book: Path | None,
     *,
     snapshot_every_ns: int = 1_000_000_000,
+    checkpoint_every_ns: int = CHECKPOINT_EVERY_NS,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> ReconstructionResult:
     """Reconstruct one partition into ``out_dir`` (see the module docstring for the outputs).
@@ -90,8 +98,8 @@ def reconstruct_partition(
     ``trades`` may be None (a day without trades). Raises ``ReconstructionError`` when the book
     cannot be seeded or a value is not an exact decimal; book anomalies (crossed books, deletes
     of unknown levels, ...) are counted in ``anomalies``, never raised."""
-    if snapshot_every_ns <= 0:
-        raise ValueError("snapshot_every_ns must be positive")
+    if snapshot_every_ns <= 0 or checkpoint_every_ns <= 0:
+        raise ValueError("snapshot_every_ns and checkpoint_every_ns must be positive")
     rows = input_batch_rows(chunk_rows)
     trades = Path(trades) if trades is not None else None
     book_delta_v2, book, out_dir = Path(book_delta_v2), Path(book), Path(out_dir)
@@ -102,12 +110,13 @@ def reconstruct_partition(
             f"the previous day's book is for {seed.market}, this partition is {market}"
         )
     paths = (trades, book_delta_v2, book)
+    steps = (snapshot_every_ns, checkpoint_every_ns)
     try:
         plan = _quick_plan(*paths, seed, rows)
-        return _Reconstruction(paths, out_dir, seed, plan, market, snapshot_every_ns, rows).run()
+        return _Reconstruction(paths, out_dir, seed, plan, market, steps, rows).run()
     except _PlanMiss as miss:
         plan = _full_plan(*paths, seed, rows, str(miss))
-        return _Reconstruction(paths, out_dir, seed, plan, market, snapshot_every_ns, rows).run()
+        return _Reconstruction(paths, out_dir, seed, plan, market, steps, rows).run()
 
 
 def _dense_book(plan: _Plan, seed: _Seed) -> _Book:
@@ -143,12 +152,12 @@ def _seed_book(dense: _Book, seed: _Seed) -> None:
 class _Reconstruction:
     """One run over the inputs under one plan."""
 
-    def __init__(self, paths, out_dir: Path, seed: _Seed, plan: _Plan, market: str, step, rows):
+    def __init__(self, paths, out_dir: Path, seed: _Seed, plan: _Plan, market: str, steps, rows):
         self.trades_path, self.deltas_path, self.book_path = paths
         self.out_dir = out_dir
         self.plan = plan
         self.market = market
-        self.step = step
+        self.step, self.checkpoint_step = steps
         self.rows = rows
         self.seed = seed.at(plan.price_scale, plan.size_scale)
 
@@ -164,6 +173,8 @@ class _Reconstruction:
         ctrl[C_LAST_SEQ] = seed.sequence
         ctrl[C_NEXT_BOUNDARY] = _I64_MIN
         ctrl[C_STEP] = self.step
+        ctrl[C_NEXT_CHECKPOINT] = _I64_MIN
+        ctrl[C_CHECKPOINT_STEP] = self.checkpoint_step
         for slot in (C_FIRST_REGRESSION_T, C_FIRST_OUT_OF_RANGE_T, C_FIRST_BEFORE_SEED_T):
             ctrl[slot] = _I64_MIN
         self.fidelity = _Fidelity(
@@ -172,7 +183,9 @@ class _Reconstruction:
         self.deltas = _Input("deltas", self.deltas_path, plan, dense, self.rows)
         self.trades = _Input("trades", self.trades_path, plan, dense, self.rows)
         self.vendor = _VendorBook(self.book_path, max(1, self.rows // 32), plan)
-        self.counts = {"events": 0, "trades": 0, "deltas": 0, "snap_1s": 0}
+        self.counts = {"events": 0, "trades": 0, "deltas": 0, "snap_1s": 0, "checkpoints": 0}
+        self.pending_checkpoints: list[tuple] = []  # (time, sequence number, levels)
+        self.first_checkpoint_ns: int | None = None
         self.pending_1s: list[pa.RecordBatch] = []  # 1 s snapshots not yet written (copies)
         self.first_ns: int | None = None
         self.last_ns: int | None = None
@@ -193,6 +206,8 @@ class _Reconstruction:
                  SNAPSHOT_WRITE_OPTIONS),
                 (SNAPSHOTS_1S_FILE, snapshot_schema(ps, ss, False, written=True),
                  SNAPSHOT_WRITE_OPTIONS),
+                (CHECKPOINTS_FILE, checkpoint_schema(ps, ss, written=True),
+                 CHECKPOINT_WRITE_OPTIONS),
             ):  # fmt: skip
                 handle = stack.enter_context(atomic_write(self.out_dir / name))
                 writer = pq.ParquetWriter(handle, schema, **options)
@@ -201,7 +216,10 @@ class _Reconstruction:
             # closed first on the way out: no page is being encoded while the files close
             self.executor = stack.enter_context(ThreadPoolExecutor(max_workers=1))
             self._loop()
-            extra = {STREAM_FILE: {"rlx.stream_order": STREAM_ORDER}}
+            extra = {
+                STREAM_FILE: {"rlx.stream_order": STREAM_ORDER},
+                CHECKPOINTS_FILE: {"rlx.checkpoint_every_ns": str(self.checkpoint_step)},
+            }
             for name, (writer, _schema) in self.writers.items():
                 writer.add_key_value_metadata({**self.meta, **extra.get(name, {})})
         self._write_end_book()
@@ -269,14 +287,19 @@ class _Reconstruction:
             seconds += max(0, (max(times) - start) // step + 1)
         v_seq = self.vendor.seq
         buf.ensure(n, v_seq.size, seconds)
-        rows, v_used, n_s = _replay(
+        pos = np.zeros(5, dtype=np.int64)
+        while _replay(
             d["time"], d["recv"], d["seq"], d["bid"], d["tick"], d["lots"],
             t["time"], t["recv"], t["id"], t["price"], t["size"], t["side"],
             v_seq, final,
             self.dense.bid_sizes, self.dense.ask_sizes, self.dense.bid_bits,
             self.dense.ask_bits, self.dense.state, ctrl,
-            buf.oi, buf.ob, buf.od, buf.vsnap, buf.ssnap, buf.s_time, buf.s_seq,
-        )  # fmt: skip
+            buf.oi, buf.ob, buf.od, buf.vsnap, buf.ssnap, buf.s_time, buf.s_seq, pos,
+        ):  # fmt: skip
+            self._take_checkpoint()  # stopped at the next checkpoint time
+        if final and ctrl[C_KNOWN] and ctrl[C_NEXT_CHECKPOINT] != _I64_MIN:
+            self._take_checkpoint()  # after the last event
+        rows, v_used, n_s = (int(x) for x in pos[2:])
         jobs = []
         if rows:
             schema = self.writers[STREAM_FILE][1]
@@ -312,12 +335,28 @@ class _Reconstruction:
             )  # fmt: skip
             self.pending_1s.append(batch)
             self.counts["snap_1s"] += n_s
+        if self.pending_checkpoints:
+            schema = self.writers[CHECKPOINTS_FILE][1]
+            for batch in _checkpoint_batches(self.pending_checkpoints, schema, ps, ss):
+                jobs.append(self._submit(CHECKPOINTS_FILE, batch))  # a row group each (<= 16)
+            self.pending_checkpoints = []
         pending = sum(b.num_rows for b in self.pending_1s)
         if pending and (final or pending >= SNAPSHOT_1S_ROW_GROUP):
             table = pa.Table.from_batches(self.pending_1s)
             jobs.append(self._submit(SNAPSHOTS_1S_FILE, table))
             self.pending_1s = []
         return jobs
+
+    def _take_checkpoint(self) -> None:
+        """The whole book as the checkpoint at ``C_NEXT_CHECKPOINT``, which moves on a step."""
+        ctrl = self.ctrl
+        at = int(ctrl[C_NEXT_CHECKPOINT])
+        levels = end_book_levels(self.dense)  # copies: the book goes on changing
+        self.pending_checkpoints.append((at, int(ctrl[C_LAST_SEQ]), levels))
+        ctrl[C_NEXT_CHECKPOINT] = at + self.checkpoint_step
+        if self.first_checkpoint_ns is None:
+            self.first_checkpoint_ns = at
+        self.counts["checkpoints"] += 1
 
     def _write_end_book(self) -> None:
         ps, ss, seed = self.plan.price_scale, self.plan.size_scale, self.seed
@@ -327,8 +366,8 @@ class _Reconstruction:
         table = pa.Table.from_arrays(
             [
                 pa.array(["bid"] * bt.size + ["ask"] * at.size, pa.string()),
-                _decimal(ticks, ps),
-                _decimal(lots, ss),
+                decimal_array(ticks, ps),
+                decimal_array(lots, ss),
                 pa.array(ticks, pa.int64()),
                 pa.array(lots, pa.int64()),
             ],
@@ -379,6 +418,9 @@ class _Reconstruction:
             vendor_book_rows_unknown_depth=f.unknown_depth,
             vendor_book_rows_equal_within_known_depth=f.equal_known,
             snapshots_1s=self.counts["snap_1s"],
+            checkpoints=self.counts["checkpoints"],
+            checkpoint_every_ns=self.checkpoint_step,
+            first_checkpoint_ns=self.first_checkpoint_ns,
             market=self.market,
             plan=self.plan.description,
             anomaly_first=self._anomaly_first(),

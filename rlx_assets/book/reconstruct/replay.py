@@ -38,7 +38,9 @@ C_SEED_TIME = 2  # cold start: the seed row's timestamp; _I64_MIN: known from th
 C_LAST_SEQ = 3  # last applied sequence number
 C_NEXT_BOUNDARY = 4  # next 1 s snapshot time; _I64_MIN until the book is known
 C_STEP = 5
-# 6..9: unused (were the best bid/ask carried between windows: the book holds them)
+C_NEXT_CHECKPOINT = 6  # next full-book checkpoint time; _I64_MIN until the book is known
+C_CHECKPOINT_STEP = 7
+# 8..9: unused (were the best bid/ask carried between windows: the book holds them)
 C_BEFORE_SEED = 10  # delta rows with sequence <= the seed's, not applied
 C_SEQ_REGRESSIONS = 11
 C_CROSSED = 12  # complete updates (diffs) after which best bid >= best ask
@@ -66,30 +68,39 @@ def _replay(
     t_time, t_recv, t_id, t_price, t_size, t_side,
     v_seq, final,
     bid_sizes, ask_sizes, bid_bits, ask_bits, state, ctrl,
-    oi, ob, od, vsnap, ssnap, s_time, s_seq,
+    oi, ob, od, vsnap, ssnap, s_time, s_seq, pos,
 ):  # fmt: skip
     """Merge one window of deltas and trades (each sorted by its key) into the stream, apply the
     deltas to the book (each row an event, as ``apply_levels`` with one row per event would,
     with the occupancy bits kept alongside), write the best bid/ask after every row and take the
-    snapshots where they fall, in one pass (the rows are touched once, while in cache). Returns
-    (stream rows, vendor rows consumed, 1 s snapshots)."""
+    snapshots where they fall, in one pass (the rows are touched once, while in cache).
+
+    ``pos`` (in and out): the next delta, trade, stream row, vendor row and 1 s snapshot. The
+    replay stops before the first row at or after the next full-book checkpoint time (the book
+    then holds every row before it) and returns True: the caller takes the checkpoint, moves
+    ``C_NEXT_CHECKPOINT`` on and calls again to go on from ``pos``. False: the window is done.
+    (Checkpoints are not written in here: growing their arrays in this loop made it twice as
+    slow.)"""
     nd = d_time.shape[0]
     nt = t_time.shape[0]
     nv = v_seq.shape[0]
     width = bid_sizes.shape[0]
     step = ctrl[C_STEP]
     known = ctrl[C_KNOWN] != 0
-    i = 0
-    j = 0
-    r = 0
-    v_ptr = 0
-    n_s = 0
+    i = pos[0]
+    j = pos[1]
+    r = pos[2]
+    v_ptr = pos[3]
+    n_s = pos[4]
+    stopped = False
     # ctrl and state slots used per row live in locals (stored back below): they are int64
     # arrays the compiler must assume alias the output arrays, so each access would be a memory
     # round trip
     seed_seq = ctrl[C_SEED_SEQ]
     seed_time = ctrl[C_SEED_TIME]
     next_boundary = ctrl[C_NEXT_BOUNDARY]
+    next_checkpoint = ctrl[C_NEXT_CHECKPOINT]
+    checkpoint_step = ctrl[C_CHECKPOINT_STEP]
     last_seq = ctrl[C_LAST_SEQ]
     n_regressions = 0
     n_before_seed = 0
@@ -127,6 +138,10 @@ def _replay(
             if next_boundary == _I64_MIN:
                 base_t = seed_time if seed_time != _I64_MIN else t
                 next_boundary = (base_t // step + 1) * step
+                next_checkpoint = (base_t // checkpoint_step + 1) * checkpoint_step
+            if next_checkpoint <= t:  # the caller takes the whole book before this row
+                stopped = True
+                break
             while next_boundary <= t:  # the book before this row, at each passed boundary
                 _top_levels_at(
                     bid_sizes, ask_sizes, bid_bits, ask_bits, base,
@@ -223,7 +238,7 @@ def _replay(
         od[OD_BA_P, r] = best_ask + base if best_ask >= 0 else -1
         od[OD_BA_S, r] = ask_sizes[best_ask] if best_ask >= 0 else 0
         r += 1
-    if final:
+    if final and not stopped:
         while v_ptr < nv:
             _top_levels_at(
                 bid_sizes, ask_sizes, bid_bits, ask_bits, base,
@@ -238,8 +253,14 @@ def _replay(
             s_time[n_s] = next_boundary
             s_seq[n_s] = last_seq
             n_s += 1
+    pos[0] = i
+    pos[1] = j
+    pos[2] = r
+    pos[3] = v_ptr
+    pos[4] = n_s
     ctrl[C_KNOWN] = 1 if known else 0
     ctrl[C_NEXT_BOUNDARY] = next_boundary
+    ctrl[C_NEXT_CHECKPOINT] = next_checkpoint
     ctrl[C_LAST_SEQ] = last_seq
     ctrl[C_SEQ_REGRESSIONS] += n_regressions
     ctrl[C_BEFORE_SEED] += n_before_seed
@@ -264,7 +285,7 @@ def _replay(
     state[N_CROSSED] += n_book_crossed
     state[N_DELETE_UNKNOWN] += n_delete_unknown
     state[N_OUT_OF_RANGE] += n_out_of_range
-    return r, v_ptr, n_s
+    return stopped
 
 
 def _levels_major(snap: np.ndarray, n: int) -> np.ndarray:

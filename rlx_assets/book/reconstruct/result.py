@@ -47,6 +47,10 @@ class ReconstructionResult:
     vendor_book_rows_unknown_depth: int = 0
     vendor_book_rows_equal_within_known_depth: int = 0
     snapshots_1s: int = 0
+    # full-book checkpoints: at first_checkpoint_ns and every checkpoint_every_ns after it
+    checkpoints: int = 0
+    checkpoint_every_ns: int | None = None
+    first_checkpoint_ns: int | None = None
     market: str = ""
     plan: str = ""  # how scales, price range and time order were established
     anomaly_first: dict[str, dict] = field(default_factory=dict)

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rlx_assets.book.reconstruct import (
+    CHECKPOINTS_FILE,
     END_BOOK_FILE,
     SNAPSHOTS_1S_FILE,
     SNAPSHOTS_VENDOR_FILE,
@@ -24,7 +25,7 @@ SPOT = ("BINANCE", "BTC-USDT")
 FUTURES = ("BINANCE_FUTURES", "BTC-USDT-PERP")
 D8, D9 = dt.date(2024, 8, 8), dt.date(2024, 8, 9)
 CHUNK = 60_000  # small windows: many merges, row groups and vendor-row hand-overs
-OUTPUTS = (STREAM_FILE, SNAPSHOTS_VENDOR_FILE, SNAPSHOTS_1S_FILE, END_BOOK_FILE)
+OUTPUTS = (STREAM_FILE, SNAPSHOTS_VENDOR_FILE, SNAPSHOTS_1S_FILE, END_BOOK_FILE, CHECKPOINTS_FILE)
 
 
 def partition(lake: Path, market: tuple[str, str], day: dt.date) -> dict[str, Path]:

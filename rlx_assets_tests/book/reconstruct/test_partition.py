@@ -28,19 +28,23 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
 from rlx_assets.book.reconstruct import (
+    CHECKPOINTS_FILE,
     END_BOOK_FILE,
     SNAPSHOTS_1S_FILE,
     SNAPSHOTS_VENDOR_FILE,
     STREAM_FILE,
     ReconstructionError,
+    checkpoint_schema,
     end_book_schema,
     snapshot_schema,
     stream_schema,
 )
+from rlx_assets.book.reference import ReferenceBook
 from rlx_assets_tests.book.reconstruct.conftest import (
     OUTPUTS,
     Run,
@@ -287,6 +291,111 @@ def test_one_second_snapshots_are_the_stream_state_at_each_boundary(runs):
         assert (snap_bid[k], snap_ask_size[k]) == (bid[row], ask_size[row]), k
         last_seq = next(s for s in reversed(seq[: row + 1]) if s is not None)
         assert snaps.column("sequence_number")[k].as_py() == last_seq
+
+
+def seed_levels(runs, name: str) -> list[tuple[bool, int, int]]:
+    """The book a sample day starts from, as (is bid, ticks, lots): spot 08-09 the end book of
+    08-08, spot 08-08 (cold) the vendor's first book row (top 20, floats as their decimals)."""
+    r = runs[name].result
+    if name == "spot09":
+        end = runs["spot08"].table(END_BOOK_FILE).to_pylist()
+        return [(x["side"] == "bid", x["price_ticks"], x["size_lots"]) for x in end]
+    first = pq.read_table(runs[name].paths["book"]).slice(0, 1).to_pylist()[0]
+    levels = []
+    for side in ("bid", "ask"):
+        for i in range(20):
+            price, size = first[f"{side}_{i}_price"], first[f"{side}_{i}_size"]
+            if price == price:  # NaN: no level
+                levels.append((side == "bid", int(Decimal(repr(price)).scaleb(r.price_scale)),
+                               int(Decimal(repr(size)).scaleb(r.size_scale))))  # fmt: skip
+    return levels
+
+
+def book_rows(run: Run):
+    """(event time ns, is bid, ticks, lots, sequence number) of the stream's book rows."""
+    stream = run.table(STREAM_FILE)
+    stream = stream.filter(pc.equal(stream.column("event_type"), "book"))
+    ps, ss = run.result.price_scale, run.result.size_scale
+    times = stream.column("event_time").cast(pa.int64()).to_pylist()
+    columns = [stream.column(c).to_pylist() for c in ("side", "price", "size", "sequence_number")]
+    for time, side, price, size, seq in zip(times, *columns, strict=True):
+        yield time, side == "bid", int(price.scaleb(ps)), int(size.scaleb(ss)), seq
+
+
+@pytest.mark.parametrize("name", ["spot08", "spot09"])
+def test_checkpoints_are_the_whole_book_at_every_minute(runs, name):
+    """``checkpoints.parquet`` holds the whole book before every minute boundary of exchange
+    time once the book is known, and after the last event: each equal to a pure-Python
+    reference book fed the day's seed and the stream's book rows (those the kernel applies:
+    above the seed's sequence number, never below one applied) with an earlier event time."""
+    r, out = runs[name].result, runs[name].out
+    minute = 60_000_000_000
+    table = pq.read_table(out / CHECKPOINTS_FILE)
+    assert table.schema.remove_metadata() == checkpoint_schema(r.price_scale, r.size_scale)
+    times = sorted(set(table.column("timestamp").cast(pa.int64()).to_pylist()))
+    assert times == list(range(times[0], times[-1] + 1, minute)) and times[0] % minute == 0
+    assert (r.checkpoints, r.checkpoint_every_ns, r.first_checkpoint_ns) == (
+        len(times), minute, times[0])  # fmt: skip
+    known_from = r.first_event_ns if name == "spot09" else first_vendor_row_time(runs[name])
+    assert times[0] - minute <= known_from < times[0]
+    assert times[-2] <= r.last_event_ns < times[-1]
+    book = ReferenceBook()
+    for level in seed_levels(runs, name):
+        book.apply(*level)
+    applied, rows = r.seed_sequence, book_rows(runs[name])
+    row = next(rows, None)
+    for t in times:
+        while row is not None and row[0] < t:
+            if row[4] > r.seed_sequence and row[4] >= applied:
+                book.apply(*row[1:4])
+                applied = row[4]
+            row = next(rows, None)
+        checkpoint = table.filter(pc.equal(table.column("timestamp").cast(pa.int64()), t))
+        assert set(checkpoint.column("sequence_number").to_pylist()) == {applied}
+        bids, asks = book.levels()
+        assert checkpoint.column("side").to_pylist() == ["bid"] * len(bids) + ["ask"] * len(asks)
+        prices, sizes = (checkpoint.column(c).to_pylist() for c in ("price", "size"))
+        levels = [(int(p.scaleb(r.price_scale)), int(q.scaleb(r.size_scale)))
+                  for p, q in zip(prices, sizes, strict=True)]  # fmt: skip
+        assert levels == bids + asks, t
+    assert row is None
+
+
+def first_vendor_row_time(run: Run) -> int:
+    return pq.read_table(run.paths["book"], columns=["timestamp"]).column(0)[0].as_py()
+
+
+# windows of ~25 s: a checkpoint each; one window for the day: all but the last one (written
+# once the inputs are done), in row groups of at most 16
+@pytest.mark.parametrize(
+    ("chunk_rows", "every_s", "most_in_a_group"),
+    [(60_000, 60, 1), (2_000_000, 60, 5), (2_000_000, 5, 16)],
+)
+def test_a_checkpoint_is_found_by_the_statistics_of_its_row_group(
+    runs, tmp_path, chunk_rows, every_s, most_in_a_group
+):
+    """Checkpoints are written in row groups of at most 16, a checkpoint never split: a reader
+    filtering on a typed timestamp keeps the one row group holding it (pyarrow's own pruning
+    on the statistics)."""
+    out = tmp_path / "out"
+    previous = runs["spot08"].out / END_BOOK_FILE
+    run(runs["spot09"].paths, out, previous, chunk_rows=chunk_rows,
+        checkpoint_every_ns=every_s * 1_000_000_000)  # fmt: skip
+    path = out / CHECKPOINTS_FILE
+    file = pq.ParquetFile(path)
+    groups, per_group = [], []
+    for i in range(file.metadata.num_row_groups):
+        stats = file.metadata.row_group(i).column(0).statistics
+        assert stats is not None and stats.has_min_max
+        groups.append((stats.min, stats.max))
+        per_group.append(len(file.read_row_group(i, columns=["timestamp"]).column(0).unique()))
+    times = pq.read_table(path, columns=["timestamp"]).column(0).unique().to_pylist()
+    assert sum(per_group) == len(times) >= 6 and max(per_group) == most_in_a_group
+    (fragment,) = ds.dataset(path, format="parquet").get_fragments()
+    for t in times:
+        literal = pa.scalar(t, pa.timestamp("ns", "UTC"))
+        (kept,) = fragment.split_by_row_group(ds.field("timestamp") == literal)
+        assert [i for i, (lo, hi) in enumerate(groups) if lo <= t <= hi] == [kept.row_groups[0].id]
 
 
 def sha256s(out: Path) -> dict[str, str]:
