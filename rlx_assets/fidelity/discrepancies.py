@@ -21,6 +21,7 @@ from __future__ import annotations
 import polars as pl
 
 from rlx_assets.stats.agreement import NS_PER_MINUTE, NS_PER_S, iso, to_ns
+from rlx_assets.stats.agreement.base import in_window, key_windows, sequence_windows
 from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 FILE_NAME = "discrepancies.parquet"
@@ -77,13 +78,26 @@ def _trades(frame: pl.DataFrame) -> pl.DataFrame:
     ).unique("id", keep="first", maintain_order=True)  # fmt: skip
 
 
-def trade_discrepancies(lake: pl.DataFrame, golden: pl.DataFrame) -> pl.DataFrame:
+def trade_discrepancies(
+    lake: pl.DataFrame | pl.LazyFrame, golden: pl.DataFrame | pl.LazyFrame
+) -> pl.DataFrame:
     """Lake trades against golden trades by id, inside the golden id range (outside it the
-    golden recording cannot tell)."""
-    if golden.height == 0:
+    golden recording cannot tell). Frames or lazy scans (a day's files are read window by
+    window of trade ids)."""
+    lake, golden = lake.lazy(), golden.lazy()
+    ids = golden.select(pl.col("id").min().alias("lo"), pl.col("id").max().alias("hi"))
+    lo, hi = ids.collect(engine="streaming").row(0)
+    if lo is None:
         return empty()
-    g, lk = _trades(golden), _trades(lake)
-    lk = lk.filter(pl.col("id").is_between(g["id"].min(), g["id"].max()))
+    parts = []
+    for window in key_windows([lake, golden], "id", columns=len(TRADE_COLUMNS)):
+        ids = pl.col("id").is_between(*window)
+        g, lk = _trades(golden.filter(ids).collect()), _trades(lake.filter(ids).collect())
+        parts.append(_window_trades(lk.filter(pl.col("id").is_between(lo, hi)), g))
+    return pl.concat(parts)
+
+
+def _window_trades(lk: pl.DataFrame, g: pl.DataFrame) -> pl.DataFrame:
     both = lk.join(g, on="id", how="full", coalesce=True, suffix="_golden")
     in_lake, in_golden = pl.col("price").is_not_null(), pl.col("price_golden").is_not_null()
 
@@ -152,30 +166,6 @@ def _updates(deltas: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
-# Rows of one side compared at a time: a day is compared window by window of sequence numbers
-# (every row of a sequence number in one window), so memory does not grow with the day.
-WINDOW_ROWS = 500_000
-
-
-def _sequence_windows(updates: pl.DataFrame, columns: int = 5) -> list[tuple[int, int]]:
-    """(first, last) sequence numbers of consecutive windows of about ``WINDOW_ROWS`` rows of
-    5 columns (fewer rows of wider tables); ``updates``: ``sequence_number`` (sorted) and its
-    ``rows``."""
-    if updates.height == 0:
-        return []
-    window_rows = max(WINDOW_ROWS * 5 // columns, 1)
-    windows = (
-        updates.with_columns(((pl.col("rows").cum_sum() - 1) // window_rows).alias("_w"))
-        .group_by("_w", maintain_order=True)
-        .agg(pl.col("sequence_number").first().alias("lo"), pl.col("sequence_number").last())
-    )
-    return list(zip(windows["lo"].to_list(), windows["sequence_number"].to_list(), strict=True))
-
-
-def _in_window(frame: pl.LazyFrame, lo: int, hi: int) -> pl.DataFrame:
-    return frame.filter(pl.col("sequence_number").is_between(lo, hi)).collect()
-
-
 def _ranges(only: pl.DataFrame, order: pl.DataFrame) -> pl.DataFrame:
     """Runs of consecutive updates (in ``order``'s sequence order) that ``only`` holds."""
     ranked = only.join(
@@ -231,8 +221,8 @@ def _update_row_mismatches(ld, gd, lu_w, gu_w) -> pl.DataFrame:
         | (pl.col("_odd") > 0) | (pl.col("_odd_golden") > 0)
     ).select("sequence_number", "rows")  # fmt: skip
     parts = [
-        _window_row_mismatches(_in_window(ld, lo, hi), _in_window(gd, lo, hi), common)
-        for lo, hi in _sequence_windows(common)
+        _window_row_mismatches(in_window(ld, lo, hi), in_window(gd, lo, hi), common)
+        for lo, hi in sequence_windows(common)
     ]
     return pl.concat(parts) if parts else empty()
 
@@ -321,8 +311,8 @@ def book_row_discrepancies(
         .collect(engine="streaming")
     )  # fmt: skip
     parts = [
-        _window_book_rows(_in_window(lake, lo, hi), _in_window(golden, lo, hi))
-        for lo, hi in _sequence_windows(counts, columns=2 + len(_LEVEL_COLUMNS))
+        _window_book_rows(in_window(lake, lo, hi), in_window(golden, lo, hi))
+        for lo, hi in sequence_windows(counts, columns=2 + len(_LEVEL_COLUMNS))
     ]
     return pl.concat(parts) if parts else empty()
 

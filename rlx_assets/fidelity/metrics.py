@@ -10,7 +10,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from rlx_assets.book.reconstruct import SNAPSHOTS_VENDOR_FILE
@@ -27,14 +26,17 @@ from rlx_assets.stats.agreement import (
     to_ns,
     trade_agreement,
 )
+from rlx_assets.stats.batches import column_batches
 from rlx_assets.stats.distributions import (
+    Counted,
     TailEstimate,
     compare_tails,
     estimate_tail,
+    inter_arrival_counts,
     inter_arrival_s,
     ks_two_sample,
     log_returns,
-    state_at,
+    state_at_batches,
     time_grid,
 )
 
@@ -101,7 +103,8 @@ def trade_figures(inputs: Inputs, th: FidelityThresholds) -> dict:
         )
     golden_source = inputs.source_of(inputs.golden_files["trades"])
     figures = trade_agreement(
-        inputs.vendor("trades"), inputs.golden("trades"), min_share=th.trade_agreement_min,
+        inputs.vendor_scan("trades"), inputs.golden_scan("trades"),
+        min_share=th.trade_agreement_min,
         lake_source=lake_source, golden_source=golden_source, max_listed=th.max_listed,
     )  # fmt: skip
     figures["lake_source_from"] = lake_from
@@ -109,27 +112,34 @@ def trade_figures(inputs: Inputs, th: FidelityThresholds) -> dict:
 
 
 def ks_samples(inputs: Inputs, th: FidelityThresholds) -> dict:
-    """Both sources' samples of each K-S variable over the time window both cover."""
+    """Both sources' samples of each K-S variable over the time window both cover: trade sizes
+    and inter-trade times counted (``Counted``), the quoted spread and mid-price returns on a
+    time grid. Streamed: memory holds the distinct values and the grid, not the day."""
     lake_trades = inputs.stream_trades()
-    golden_trades = inputs.golden("trades").select(
-        to_ns("timestamp", inputs.golden("trades").schema["timestamp"]), "amount"
+    golden_trades = inputs.golden_scan("trades")
+    golden_trades = golden_trades.select(
+        to_ns("timestamp", golden_trades.collect_schema()["timestamp"]), "amount"
     )
-    updates = inputs.updates().filter(
-        pl.col("best_bid_price").is_not_null() & pl.col("best_ask_price").is_not_null()
+    updates = (
+        inputs.updates()
+        .filter(pl.col("best_bid_price").is_not_null() & pl.col("best_ask_price").is_not_null())
+        .select(
+            "event_time",
+            *(pl.col(c).cast(pl.Float64) for c in ("best_bid_price", "best_ask_price")),
+        )
     )
-    windows = [
-        (lake_trades["event_time"].min(), lake_trades["event_time"].max()),
-        (golden_trades["timestamp"].min(), golden_trades["timestamp"].max()),
-    ]
-    if updates.height:
-        windows.append((updates["event_time"].min(), updates["event_time"].max()))
     level_1 = None
     if "level_1" in inputs.golden_files:
-        level_1 = inputs.golden("level_1", ("timestamp", "bid_0_price", "ask_0_price")).filter(
+        level_1 = inputs.golden_scan("level_1")
+        level_1 = level_1.filter(
             pl.col("bid_0_price").is_not_nan() & pl.col("ask_0_price").is_not_nan()
-        )
-        windows.append((level_1["timestamp"].min(), level_1["timestamp"].max()))
-    known = [w for w in windows if w[0] is not None]
+        ).select(to_ns("timestamp", level_1.collect_schema()["timestamp"]), _BID, _ASK)
+    spans = [_span(lake_trades, "event_time"), _span(golden_trades, "timestamp")]
+    updates_span = _span(updates, "event_time")
+    spans += [updates_span, *([_span(level_1, "timestamp")] if level_1 is not None else [])]
+    known = [w for w in spans if w[0] is not None]
+    if not known:
+        raise NotComputable("neither the lake nor the golden samples hold a trade")
     lo, hi = max(w[0] for w in known), min(w[1] for w in known)
     if lo >= hi:
         raise NotComputable("the lake and the golden samples cover no common time window")
@@ -137,24 +147,18 @@ def ks_samples(inputs: Inputs, th: FidelityThresholds) -> dict:
     gt = golden_trades.filter(pl.col("timestamp").is_between(lo, hi))
     samples: dict[str, Any] = {
         "window": [iso(lo), iso(hi)],
-        "trade_size": (lt["size"].to_numpy(), gt["amount"].to_numpy()),
-        "inter_trade_time": (
-            inter_arrival_s(lt["event_time"].to_numpy()),
-            inter_arrival_s(gt["timestamp"].to_numpy()),
-        ),
+        "trade_size": (counted_column(lt, "size"), counted_column(gt, "amount")),
+        "inter_trade_time": (_inter_arrivals(lt, "event_time"), _inter_arrivals(gt, "timestamp")),
     }
-    if level_1 is not None and updates.height:
+    if level_1 is not None and updates_span[0] is not None:
         step = int(th.ks_sample_interval_s * NS_PER_S)
         grid = time_grid(lo, hi, step)
-        u = updates.sort("event_time")
-        ut = u["event_time"].to_numpy()
-        bid = u["best_bid_price"].cast(pl.Float64).to_numpy()
-        ask = u["best_ask_price"].cast(pl.Float64).to_numpy()
-        g = level_1.sort("timestamp")
-        gts = g["timestamp"].to_numpy()
-        gbid, gask = g["bid_0_price"].to_numpy(), g["ask_0_price"].to_numpy()
-        lake_bid, lake_ask = state_at(ut, bid, grid), state_at(ut, ask, grid)
-        gold_bid, gold_ask = state_at(gts, gbid, grid), state_at(gts, gask, grid)
+        lake_bid, lake_ask = state_at_batches(
+            column_batches(updates, "event_time", "best_bid_price", "best_ask_price"), grid, 2
+        )
+        gold_bid, gold_ask = state_at_batches(
+            column_batches(level_1, "timestamp", _BID, _ASK), grid, 2
+        )
         samples["quoted_spread"] = (lake_ask - lake_bid, gold_ask - gold_bid)
         samples["mid_price_return"] = (
             log_returns((lake_ask + lake_bid) / 2),
@@ -162,6 +166,31 @@ def ks_samples(inputs: Inputs, th: FidelityThresholds) -> dict:
         )
         samples["grid"] = {"interval_s": th.ks_sample_interval_s, "points": int(grid.size)}
     return samples
+
+
+_BID, _ASK = "bid_0_price", "ask_0_price"
+
+
+def _span(frame: pl.LazyFrame, column: str) -> tuple[int | None, int | None]:
+    """(first, last) time of a lazy frame, streamed; (None, None) when it has no row."""
+    span = frame.select(pl.col(column).min().alias("lo"), pl.col(column).max().alias("hi"))
+    return span.collect(engine="streaming").row(0)
+
+
+def counted_column(frame: pl.LazyFrame, column: str) -> Counted:
+    """The finite values of one column, counted (a streamed group-by: one row per value)."""
+    counts = frame.group_by(column).agg(pl.len().alias("_n")).collect(engine="streaming")
+    return Counted.merged([(counts[column].to_numpy(), counts["_n"].to_numpy())])
+
+
+def _inter_arrivals(frame: pl.LazyFrame, column: str) -> Counted:
+    """``inter_arrival_s`` of a time column, counted, streamed when the times come in order
+    (a recording's do); out of order, the column is held and sorted."""
+    counted = inter_arrival_counts(t for (t,) in column_batches(frame, column))
+    if counted is None:
+        times = frame.select(column).collect(engine="streaming")[column].to_numpy()
+        counted = Counted.of(inter_arrival_s(times))
+    return counted
 
 
 def ks_figures(samples: dict | None, key: str, th: FidelityThresholds) -> dict:
@@ -181,7 +210,7 @@ def ks_figures(samples: dict | None, key: str, th: FidelityThresholds) -> dict:
     out["window"] = samples["window"]
     if key in ("quoted_spread", "mid_price_return"):
         out["sampling"] = samples.get("grid")
-    out["median"] = {"lake": float(np.nanmedian(a)), "golden": float(np.nanmedian(b))}
+    out["median"] = {"lake": Counted.of(a).median(), "golden": Counted.of(b).median()}
     return out
 
 
@@ -191,7 +220,7 @@ def tail_figures(
     samples: dict | None,
     samples_reason: str | None,
     th: FidelityThresholds,
-) -> tuple[dict[str, TailEstimate], dict[str, np.ndarray]]:
+) -> tuple[dict[str, TailEstimate], dict[str, Counted]]:
     report.data["tail"] = {}
     kwargs = {
         "resamples": th.tail_bootstrap_resamples, "seed": th.tail_bootstrap_seed,
@@ -199,13 +228,13 @@ def tail_figures(
         "max_candidates": th.tail_max_xmin_candidates,
     }  # fmt: skip
     estimates: dict[str, TailEstimate] = {}
-    values: dict[str, np.ndarray] = {}
+    values: dict[str, Counted] = {}
 
     def fit(source: str) -> dict:
         if samples is not None:
             x = samples["trade_size"][0 if source == "lake" else 1]
         elif source == "lake":
-            x = inputs.stream_trades()["size"].to_numpy()
+            x = counted_column(inputs.stream_trades(), "size")
         else:
             raise NotComputable("no golden samples for this partition")
         values[source] = x
@@ -246,7 +275,9 @@ def locate_lake_vs_golden(inputs: Inputs, th: FidelityThresholds) -> pl.DataFram
         raise NotComputable("the lake and the golden samples share no trades or book table")
     if "trades" in both:
         parts.append(
-            discrepancies.trade_discrepancies(inputs.vendor("trades"), inputs.golden("trades"))
+            discrepancies.trade_discrepancies(
+                inputs.vendor_scan("trades"), inputs.golden_scan("trades")
+            )
         )
     if "book_delta_v2" in both:
         parts.append(discrepancies.delta_discrepancies(

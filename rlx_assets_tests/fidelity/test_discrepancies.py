@@ -16,6 +16,7 @@ from rlx_assets.fidelity.discrepancies import FILE_NAME, KINDS
 from rlx_assets.fidelity.markdown import JSON_NAME, MARKDOWN_NAME
 from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import FidelityThresholds
+from rlx_assets.stats.agreement import base as agreement_base
 from rlx_assets.stats.plots import PNG_SIGNATURE
 from rlx_assets_tests.damage import (
     drop_rows,
@@ -218,9 +219,9 @@ def test_a_day_compared_window_by_window_finds_what_the_whole_comparison_finds(
         "book": discrepancies.book_row_discrepancies,
     }[table]
     order = ["time", "kind", "id", "lake", "golden"]
-    monkeypatch.setattr(discrepancies, "WINDOW_ROWS", 10**12)
+    monkeypatch.setattr(agreement_base, "WINDOW_ROWS", 10**12)
     whole = compare(lake, golden).sort(order)
-    monkeypatch.setattr(discrepancies, "WINDOW_ROWS", 240)
+    monkeypatch.setattr(agreement_base, "WINDOW_ROWS", 240)
     windowed = compare(lake.lazy(), golden.lazy()).sort(order)
     assert whole.height > 30
     assert windowed.equals(whole)
