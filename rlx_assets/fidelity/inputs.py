@@ -62,16 +62,17 @@ class Inputs:
     def updates(self) -> pl.LazyFrame:
         return book_updates(self.stream())
 
-    def stream_trades(self) -> pl.LazyFrame:
-        """The stream's trades: ``event_time`` (ns) and ``size`` (float)."""
-        lf = self.stream()
-        schema = lf.collect_schema()
-        return lf.filter(pl.col("event_type").cast(pl.String) == "trade").select(
-            to_ns("event_time", schema["event_time"]), pl.col("size").cast(pl.Float64)
-        )
-
     def source_of(self, table_path: Path) -> str | None:
         return _parquet_metadata(table_path).get("rlx.trade_source")
+
+
+def trades_of(stream: pl.LazyFrame) -> pl.LazyFrame:
+    """The trades of a reconstructed stream (or of a piece of it): ``event_time`` (ns) and
+    ``size`` (float)."""
+    schema = stream.collect_schema()
+    return stream.filter(pl.col("event_type").cast(pl.String) == "trade").select(
+        to_ns("event_time", schema["event_time"]), pl.col("size").cast(pl.Float64)
+    )
 
 
 def _parquet_metadata(path: Path) -> dict[str, str]:

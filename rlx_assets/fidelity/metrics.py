@@ -7,15 +7,18 @@ thresholds and the facts the inputs carry (seed, known depth, trade source), and
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from rlx_assets.book.reconstruct import SNAPSHOTS_VENDOR_FILE
 from rlx_assets.fidelity import discrepancies
 from rlx_assets.fidelity.bookkeeping import MetricRecorder
-from rlx_assets.fidelity.inputs import Inputs
+from rlx_assets.fidelity.inputs import Inputs, trades_of
 from rlx_assets.fidelity.thresholds import FidelityThresholds
 from rlx_assets.stats.agreement import (
     NS_PER_S,
@@ -23,10 +26,10 @@ from rlx_assets.stats.agreement import (
     book_agreement,
     iso,
     origin_time_validity,
+    read_book_updates,
     to_ns,
     trade_agreement,
 )
-from rlx_assets.stats.batches import column_batches
 from rlx_assets.stats.distributions import (
     Counted,
     TailEstimate,
@@ -39,6 +42,7 @@ from rlx_assets.stats.distributions import (
     state_at_batches,
     time_grid,
 )
+from rlx_assets.stats.pieces import read_pieces
 
 # Crypto Lake collects Binance with cryptofeed, whose trades channel is aggTrade.
 VENDOR_TRADE_SOURCE = "aggTrade"
@@ -114,51 +118,53 @@ def trade_figures(inputs: Inputs, th: FidelityThresholds) -> dict:
 def ks_samples(inputs: Inputs, th: FidelityThresholds) -> dict:
     """Both sources' samples of each K-S variable over the time window both cover: trade sizes
     and inter-trade times counted (``Counted``), the quoted spread and mid-price returns on a
-    time grid. Streamed: memory holds the distinct values and the grid, not the day."""
-    lake_trades = inputs.stream_trades()
-    golden_trades = inputs.golden_scan("trades")
-    golden_trades = golden_trades.select(
-        to_ns("timestamp", golden_trades.collect_schema()["timestamp"]), "amount"
+    time grid. Read in bounded pieces: memory holds the distinct values and the grid."""
+    lake_trades = _Series(lambda: read_pieces(inputs.stream(), trades_of), "event_time", "size")
+    golden = inputs.golden_scan("trades")
+    golden_ts = to_ns("timestamp", golden.collect_schema()["timestamp"])
+    golden_trades = _Series(
+        lambda: read_pieces(golden, lambda p: p.select(golden_ts, "amount")), "timestamp", "amount"
     )
-    updates = (
-        inputs.updates()
-        .filter(pl.col("best_bid_price").is_not_null() & pl.col("best_ask_price").is_not_null())
-        .select(
-            "event_time",
-            *(pl.col(c).cast(pl.Float64) for c in ("best_bid_price", "best_ask_price")),
-        )
+    both_sides = pl.col("best_bid_price").is_not_null() & pl.col("best_ask_price").is_not_null()
+    quotes = (
+        "event_time",
+        *(pl.col(c).cast(pl.Float64) for c in ("best_bid_price", "best_ask_price")),
     )
-    level_1 = None
+
+    lake_quotes = _Series(
+        lambda: read_book_updates(inputs.stream(), lambda u: u.filter(both_sides).select(quotes)),
+        "event_time",
+    )
+    gold_quotes = None
     if "level_1" in inputs.golden_files:
         level_1 = inputs.golden_scan("level_1")
-        level_1 = level_1.filter(
-            pl.col("bid_0_price").is_not_nan() & pl.col("ask_0_price").is_not_nan()
-        ).select(to_ns("timestamp", level_1.collect_schema()["timestamp"]), _BID, _ASK)
-    spans = [_span(lake_trades, "event_time"), _span(golden_trades, "timestamp")]
-    updates_span = _span(updates, "event_time")
-    spans += [updates_span, *([_span(level_1, "timestamp")] if level_1 is not None else [])]
+        quoted = pl.col(_BID).is_not_nan() & pl.col(_ASK).is_not_nan()
+        ts = to_ns("timestamp", level_1.collect_schema()["timestamp"])
+        gold_quotes = _Series(
+            lambda: read_pieces(level_1, lambda p: p.filter(quoted).select(ts, _BID, _ASK)),
+            "timestamp",
+        )
+    spans = [lake_trades.span(), golden_trades.span()]
+    updates_span = lake_quotes.span()
+    spans += [updates_span, *([gold_quotes.span()] if gold_quotes is not None else [])]
     known = [w for w in spans if w[0] is not None]
     if not known:
         raise NotComputable("neither the lake nor the golden samples hold a trade")
     lo, hi = max(w[0] for w in known), min(w[1] for w in known)
     if lo >= hi:
         raise NotComputable("the lake and the golden samples cover no common time window")
-    lt = lake_trades.filter(pl.col("event_time").is_between(lo, hi))
-    gt = golden_trades.filter(pl.col("timestamp").is_between(lo, hi))
+    lake_sizes, lake_gaps = lake_trades.trades_between(lo, hi)
+    golden_sizes, golden_gaps = golden_trades.trades_between(lo, hi)
     samples: dict[str, Any] = {
         "window": [iso(lo), iso(hi)],
-        "trade_size": (counted_column(lt, "size"), counted_column(gt, "amount")),
-        "inter_trade_time": (_inter_arrivals(lt, "event_time"), _inter_arrivals(gt, "timestamp")),
+        "trade_size": (lake_sizes, golden_sizes),
+        "inter_trade_time": (lake_gaps, golden_gaps),
     }
-    if level_1 is not None and updates_span[0] is not None:
+    if gold_quotes is not None and updates_span[0] is not None:
         step = int(th.ks_sample_interval_s * NS_PER_S)
         grid = time_grid(lo, hi, step)
-        lake_bid, lake_ask = state_at_batches(
-            column_batches(updates, "event_time", "best_bid_price", "best_ask_price"), grid, 2
-        )
-        gold_bid, gold_ask = state_at_batches(
-            column_batches(level_1, "timestamp", _BID, _ASK), grid, 2
-        )
+        lake_bid, lake_ask = lake_quotes.states_at(grid)
+        gold_bid, gold_ask = gold_quotes.states_at(grid)
         samples["quoted_spread"] = (lake_ask - lake_bid, gold_ask - gold_bid)
         samples["mid_price_return"] = (
             log_returns((lake_ask + lake_bid) / 2),
@@ -171,26 +177,51 @@ def ks_samples(inputs: Inputs, th: FidelityThresholds) -> dict:
 _BID, _ASK = "bid_0_price", "ask_0_price"
 
 
-def _span(frame: pl.LazyFrame, column: str) -> tuple[int | None, int | None]:
-    """(first, last) time of a lazy frame, streamed; (None, None) when it has no row."""
-    span = frame.select(pl.col(column).min().alias("lo"), pl.col(column).max().alias("hi"))
-    return span.collect(engine="streaming").row(0)
+@dataclass(frozen=True)
+class _Series:
+    """A time series read in bounded pieces: ``reads()`` yields its frames in order, each with
+    the ``time`` column (ns) first, then its values (a trade's ``size``, or bid and ask)."""
+
+    reads: Callable[[], Iterator[pl.DataFrame]]
+    time: str
+    size: str | None = None
+
+    def span(self) -> tuple[int | None, int | None]:
+        """(first, last) time; (None, None) when the series is empty."""
+        ends = [(f[self.time].min(), f[self.time].max()) for f in self.reads() if f.height]
+        if not ends:
+            return None, None
+        return min(lo for lo, _ in ends), max(hi for _, hi in ends)
+
+    def trades_between(self, lo: int, hi: int) -> tuple[Counted, Counted]:
+        """The sizes and the inter-arrival times (``inter_arrival_s``) of the trades between
+        ``lo`` and ``hi``, counted: one pass while the times come in order (a recording's
+        do), else a second one that holds and sorts the times."""
+        sizes: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def times() -> Iterator[np.ndarray]:
+            sizes.clear()
+            for frame in self.reads():
+                frame = frame.filter(pl.col(self.time).is_between(lo, hi))
+                counts = frame.group_by(self.size).agg(pl.len().alias("_n"))
+                sizes.append((counts[self.size].to_numpy(), counts["_n"].to_numpy()))
+                yield frame[self.time].to_numpy()
+
+        gaps = inter_arrival_counts(times())
+        if gaps is None:
+            gaps = Counted.of(inter_arrival_s(np.concatenate([np.zeros(0, np.int64), *times()])))
+        return Counted.merged(sizes), gaps
+
+    def states_at(self, grid: np.ndarray) -> list[np.ndarray]:
+        """The bid and the ask at each grid time (``state_at``)."""
+        batches = (tuple(c.to_numpy() for c in f.get_columns()) for f in self.reads())
+        return state_at_batches(batches, grid, 2)
 
 
-def counted_column(frame: pl.LazyFrame, column: str) -> Counted:
-    """The finite values of one column, counted (a streamed group-by: one row per value)."""
-    counts = frame.group_by(column).agg(pl.len().alias("_n")).collect(engine="streaming")
-    return Counted.merged([(counts[column].to_numpy(), counts["_n"].to_numpy())])
-
-
-def _inter_arrivals(frame: pl.LazyFrame, column: str) -> Counted:
-    """``inter_arrival_s`` of a time column, counted, streamed when the times come in order
-    (a recording's do); out of order, the column is held and sorted."""
-    counted = inter_arrival_counts(t for (t,) in column_batches(frame, column))
-    if counted is None:
-        times = frame.select(column).collect(engine="streaming")[column].to_numpy()
-        counted = Counted.of(inter_arrival_s(times))
-    return counted
+def counted_column(frames: Iterator[pl.DataFrame], column: str) -> Counted:
+    """The finite values of one column of frames read piece by piece, counted."""
+    counts = (f.group_by(column).agg(pl.len().alias("_n")) for f in frames)
+    return Counted.merged([(c[column].to_numpy(), c["_n"].to_numpy()) for c in counts])
 
 
 def ks_figures(samples: dict | None, key: str, th: FidelityThresholds) -> dict:
@@ -234,7 +265,7 @@ def tail_figures(
         if samples is not None:
             x = samples["trade_size"][0 if source == "lake" else 1]
         elif source == "lake":
-            x = counted_column(inputs.stream_trades(), "size")
+            x = counted_column(read_pieces(inputs.stream(), trades_of), "size")
         else:
             raise NotComputable("no golden samples for this partition")
         values[source] = x

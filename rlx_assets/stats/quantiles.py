@@ -4,20 +4,20 @@
 The quantiles need a few order statistics (the values at known ranks of the sorted column).
 Each is found by narrowing: a pass counts the rows per bucket over the value interval known to
 hold it, and the bucket holding its rank becomes the next interval, until an interval holds at
-most ``max_held`` rows, which one last pass collects to select within. Memory: a histogram and
-those rows, whatever the length of the column. Integers only: bucket arithmetic is exact (the
-report's latencies are int64 nanoseconds).
+most ``max_held`` rows, which one last pass collects to select within. Memory: a histogram, those
+rows and one piece of the frame (``stats.pieces``), whatever the length of the column. Integers
+only: bucket arithmetic is exact (the report's latencies are int64 nanoseconds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from rlx_assets.stats.batches import column_batches
+from rlx_assets.stats.pieces import read_pieces
 
 BUCKETS = 1 << 12  # per interval and pass: a pass narrows an interval 4096-fold
 MAX_HELD = 1 << 20  # rows of one interval collected to select within (8 MB)
@@ -36,21 +36,25 @@ class _Interval:
 
 
 def linear_quantiles(
-    frame: pl.LazyFrame,
-    column: str,
+    frame: pl.LazyFrame | pl.DataFrame,
+    values: pl.Expr,
     qs: Sequence[float],
     *,
     divisor: float = 1.0,
     buckets: int = BUCKETS,
     max_held: int = MAX_HELD,
 ) -> list[float] | None:
-    """``numpy.quantile(values / divisor, qs)`` of the non-null integer ``column`` of
-    ``frame``, exactly, in bounded memory; None when it has no value."""
-    values = frame.select(pl.col(column).cast(pl.Int64)).drop_nulls()
-    stats = values.select(
-        pl.len().alias("n"), pl.col(column).min().alias("lo"), pl.col(column).max().alias("hi")
-    ).collect(engine="streaming")
-    n = int(stats["n"][0])
+    """``numpy.quantile(v / divisor, qs)`` of the non-null integers ``v`` that ``values``
+    gives on ``frame`` (a scan or frame, read piece by piece), exactly, in bounded memory;
+    None when there is no value."""
+    value = values.cast(pl.Int64).alias("_v")
+    n, lo, hi = 0, None, None
+    for piece in read_pieces(frame, lambda p: p.select(value).drop_nulls()):
+        if piece.height:
+            column = piece["_v"]
+            n += piece.height
+            lo = column.min() if lo is None else min(lo, column.min())
+            hi = column.max() if hi is None else max(hi, column.max())
     if n == 0:
         return None
     # numpy's linear method: the virtual index (n - 1) * q lies between two ranks
@@ -61,10 +65,13 @@ def linear_quantiles(
     upper = np.where(above, n - 1, previous + 1).astype(np.int64)
     previous = previous.astype(np.int64)
     gamma = virtual - np.where(above, -1, previous)  # numpy's: -1 indexes the last value
-    ranked = _order_statistics(
-        values, column, sorted({*previous.tolist(), *upper.tolist()}), n,
-        int(stats["lo"][0]), int(stats["hi"][0]), buckets, max_held,
-    )  # fmt: skip
+
+    def arrays() -> Iterator[np.ndarray]:
+        for piece in read_pieces(frame, lambda p: p.select(value).drop_nulls()):
+            yield piece["_v"].to_numpy()
+
+    wanted = sorted({*previous.tolist(), *upper.tolist()})
+    ranked = _order_statistics(arrays, wanted, n, int(lo), int(hi), buckets, max_held)
     a = np.array([ranked[r] for r in previous], dtype=np.float64) / divisor
     b = np.array([ranked[r] for r in upper], dtype=np.float64) / divisor
     return [float(x) for x in _lerp(a, b, gamma)]
@@ -78,30 +85,27 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _order_statistics(
-    values: pl.LazyFrame, column: str, ranks: list[int], n: int, lo: int, hi: int,
+    arrays: Callable[[], Iterator[np.ndarray]], ranks: list[int], n: int, lo: int, hi: int,
     buckets: int, max_held: int,
 ) -> dict[int, int]:  # fmt: skip
-    """The value at each rank (0-based) of the sorted column."""
+    """The value at each rank (0-based) of the sorted values; ``arrays()`` reads them once."""
     found: dict[int, int] = {0: lo, n - 1: hi}
     wanted = [r for r in ranks if r not in found]
     pending = [_Interval(lo, hi, 0, n, wanted)] if wanted else []
     while pending:
         small = [i for i in pending if i.rows <= max_held or i.lo == i.hi]
-        found.update(_select(values, column, small))
-        pending = _narrow(values, column, [i for i in pending if i not in small], buckets)
+        found.update(_select(arrays, small))
+        pending = _narrow(arrays, [i for i in pending if i not in small], buckets)
     return found
 
 
-def _batches(values: pl.LazyFrame, column: str) -> Iterator[np.ndarray]:
-    for (batch,) in column_batches(values, column):
-        yield batch
-
-
-def _select(values: pl.LazyFrame, column: str, intervals: list[_Interval]) -> dict[int, int]:
+def _select(
+    arrays: Callable[[], Iterator[np.ndarray]], intervals: list[_Interval]
+) -> dict[int, int]:
     """One pass: the rows of each interval collected, its ranks selected among them."""
     held: list[list[np.ndarray]] = [[] for _ in intervals]
     if any(i.lo != i.hi for i in intervals):
-        for v in _batches(values, column):
+        for v in arrays():
             for kept, i in zip(held, intervals, strict=True):
                 if i.lo != i.hi:
                     kept.append(v[(v >= i.lo) & (v <= i.hi)])
@@ -118,7 +122,7 @@ def _select(values: pl.LazyFrame, column: str, intervals: list[_Interval]) -> di
 
 
 def _narrow(
-    values: pl.LazyFrame, column: str, intervals: list[_Interval], buckets: int
+    arrays: Callable[[], Iterator[np.ndarray]], intervals: list[_Interval], buckets: int
 ) -> list[_Interval]:
     """One pass: each interval's rows counted in ``buckets`` equal buckets; each rank moves to
     its bucket (intervals sharing a bucket merge)."""
@@ -126,7 +130,7 @@ def _narrow(
         return []
     widths = [-(-(i.hi - i.lo + 1) // buckets) for i in intervals]
     counts = [np.zeros(buckets, dtype=np.int64) for _ in intervals]
-    for v in _batches(values, column):
+    for v in arrays():
         for count, i, width in zip(counts, intervals, widths, strict=True):
             inside = v[(v >= i.lo) & (v <= i.hi)]
             # offsets from lo as unsigned: the span of an int64 range can exceed int64

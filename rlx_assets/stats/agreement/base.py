@@ -1,6 +1,6 @@
 """What every agreement metric shares: ``NotComputable``, exact integer units of prices and
-sizes, nanosecond times, shares and verdicts, windows of sequence numbers. Imports nothing of
-the project.
+sizes, nanosecond times, shares and verdicts, windows of sequence numbers. Imports only
+``stats.pieces``.
 
 Prices and sizes are compared exactly, as integers at the reconstruction's decimal scale (a
 float from the vendor file is the nearest double of its decimal, so rounding ``x * 10**scale``
@@ -10,9 +10,11 @@ recovers the decimal's units).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import polars as pl
+
+from rlx_assets.stats.pieces import read_pieces
 
 NS_PER_S = 1_000_000_000
 NS_PER_MINUTE = 60 * NS_PER_S
@@ -95,25 +97,30 @@ _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def key_windows(
-    frames: Sequence[pl.LazyFrame], column: str, columns: int = 5
+    frames: Sequence[pl.LazyFrame | pl.DataFrame], column: str, columns: int = 5
 ) -> list[tuple[int, int]]:
     """Consecutive ranges ``[lo, hi]`` of an integer key (a sequence number, a trade id) that
     together cover every value, each holding about ``WINDOW_ROWS`` rows (of ``columns``
     columns, as ``sequence_windows``) of the frames together: cut from a histogram of the key,
-    two streamed passes over that one column. Empty when no frame has a row."""
-    key = pl.col(column)
-    keys = pl.concat([f.select(key.cast(pl.Int64)) for f in frames]).drop_nulls()
-    lo, hi = (
-        keys.select(key.min().alias("lo"), key.max().alias("hi")).collect(engine="streaming").row(0)
-    )
+    two passes over that one column, piece by piece (``stats.pieces``). Empty when no frame
+    has a row."""
+    key = pl.col(column).cast(pl.Int64)
+
+    def keys(query: Callable[[pl.LazyFrame], pl.LazyFrame]) -> Iterator[pl.DataFrame]:
+        for frame in frames:
+            yield from read_pieces(frame, lambda piece: query(piece.select(key).drop_nulls()))
+
+    spans = pl.concat(keys(lambda p: p.select(key.min().alias("lo"), key.max().alias("hi"))))
+    lo, hi = spans["lo"].min(), spans["hi"].max()
     if lo is None:
         return []
     width = -(-(hi - lo + 1) // HISTOGRAM_BUCKETS)
+    bucket = ((key - lo) // width).alias("sequence_number")
     counts = (
-        keys.group_by(((key - lo) // width).alias("sequence_number"))
-        .agg(pl.len().alias("rows"))
+        pl.concat(keys(lambda p: p.group_by(bucket).agg(pl.len().alias("rows"))))
+        .group_by("sequence_number")
+        .agg(pl.col("rows").sum())
         .sort("sequence_number")
-        .collect(engine="streaming")
     )
     cuts = [lo + first * width for first, _ in sequence_windows(counts, columns)[1:]]
     return list(zip([_I64_MIN, *cuts], [c - 1 for c in cuts] + [_I64_MAX], strict=True))

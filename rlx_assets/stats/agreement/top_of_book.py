@@ -1,9 +1,11 @@
 """Top-of-book agreement: each reconstructed book update's best bid/ask against the golden
-``bookTicker`` stream (two independent exchange streams). May import ``base``.
+``bookTicker`` stream (two independent exchange streams). May import ``base`` and
+``stats.pieces``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -20,6 +22,7 @@ from rlx_assets.stats.agreement.base import (
     to_ns,
     units_expr,
 )
+from rlx_assets.stats.pieces import read_pieces
 
 BEST_COLUMNS = ("best_bid_price", "best_bid_size", "best_ask_price", "best_ask_size")
 LEVEL_1_COLUMNS = ("bid_0_price", "bid_0_size", "ask_0_price", "ask_0_size")
@@ -38,6 +41,20 @@ def book_updates(stream: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     else:
         lf = lf.unique(subset="sequence_number", keep="last", maintain_order=True)
     return lf.select(to_ns("event_time", schema["event_time"]), "sequence_number", *BEST_COLUMNS)
+
+
+def read_book_updates(
+    stream: pl.LazyFrame, query: Callable[[pl.LazyFrame], pl.LazyFrame]
+) -> Iterator[pl.DataFrame]:
+    """``query`` of a stream's ``book_updates``, read in bounded parts: pieces of rows when
+    each update's last row is flagged (``update_complete``), else windows of sequence numbers
+    (the last row of a number is told only with all its rows)."""
+    if "update_complete" in stream.collect_schema().names():
+        yield from read_pieces(stream, lambda piece: query(book_updates(piece)))
+        return
+    updates = book_updates(stream)
+    for window in key_windows([stream], "sequence_number"):
+        yield query(updates.filter(pl.col("sequence_number").is_between(*window))).collect()
 
 
 def top_of_book_agreement(
