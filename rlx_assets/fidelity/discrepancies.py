@@ -28,7 +28,7 @@ from rlx_assets.stats.agreement import (
     key_windows,
     to_ns,
 )
-from rlx_assets.stats.pieces import read_pieces
+from rlx_assets.stats.pieces import read_pieces, span
 from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 FILE_NAME = "discrepancies.parquet"
@@ -231,6 +231,7 @@ class _Runs:
         return pl.concat(runs) if runs else _NO_RUNS
 
 
+_SEQ = "sequence_number"
 _NO_RUNS = pl.DataFrame(schema={"id": pl.Int64, "last": pl.Int64, "time": pl.Int64, "n": pl.UInt32})
 
 
@@ -243,7 +244,7 @@ def delta_discrepancies(
     (every row of an update in one window); only the updates' times are kept, for the
     silences."""
     lake, golden = lake.lazy(), golden.lazy()
-    ends = [_sequence_span(lake), _sequence_span(golden)]
+    ends = [span(read_pieces(f, lambda p: p.select(_SEQ)), _SEQ) for f in (lake, golden)]
     if any(first is None for first, _ in ends):
         return empty()
     common = pl.col("sequence_number").is_between(
@@ -262,23 +263,14 @@ def delta_discrepancies(
         missing.add(gu_w.join(lu_w, on="sequence_number", how="anti"), gu_w)
         extra.add(lu_w.join(gu_w, on="sequence_number", how="anti"), lu_w)
         parts.append(_update_row_mismatches(lake_rows, golden_rows, lu_w, gu_w))
-    span = pl.format("u {}..{}: {} updates", pl.col("id"), pl.col("last"), pl.col("n"))
+    run = pl.format("u {}..{}: {} updates", pl.col("id"), pl.col("last"), pl.col("n"))
     absent = pl.lit("absent")
     return pl.concat([
-        _rows(missing.frame(), "sequence_gap", LAKE_VS_GOLDEN, lake=absent, golden=span),
-        _rows(extra.frame(), "sequence_gap", LAKE_VS_GOLDEN, lake=span, golden=absent),
+        _rows(missing.frame(), "sequence_gap", LAKE_VS_GOLDEN, lake=absent, golden=run),
+        _rows(extra.frame(), "sequence_gap", LAKE_VS_GOLDEN, lake=run, golden=absent),
         *parts,
         _silences(pl.concat(lake_times), pl.concat(golden_times), time_gap_bound_s),
     ])  # fmt: skip
-
-
-def _sequence_span(frame: pl.LazyFrame) -> tuple[int | None, int | None]:
-    """(first, last) sequence number of a file, piece by piece."""
-    seq = pl.col("sequence_number")
-    ends = pl.concat(
-        read_pieces(frame, lambda p: p.select(seq.min().alias("lo"), seq.max().alias("hi")))
-    )
-    return ends["lo"].min(), ends["hi"].max()
 
 
 def _update_row_mismatches(lake_rows, golden_rows, lu_w, gu_w) -> pl.DataFrame:

@@ -42,7 +42,7 @@ from rlx_assets.stats.distributions import (
     state_at_batches,
     time_grid,
 )
-from rlx_assets.stats.pieces import read_pieces
+from rlx_assets.stats.pieces import read_pieces, span
 
 # Crypto Lake collects Binance with cryptofeed, whose trades channel is aggTrade.
 VENDOR_TRADE_SOURCE = "aggTrade"
@@ -188,10 +188,7 @@ class _Series:
 
     def span(self) -> tuple[int | None, int | None]:
         """(first, last) time; (None, None) when the series is empty."""
-        ends = [(f[self.time].min(), f[self.time].max()) for f in self.reads() if f.height]
-        if not ends:
-            return None, None
-        return min(lo for lo, _ in ends), max(hi for _, hi in ends)
+        return span(self.reads(), self.time)
 
     def trades_between(self, lo: int, hi: int) -> tuple[Counted, Counted]:
         """The sizes and the inter-arrival times (``inter_arrival_s``) of the trades between

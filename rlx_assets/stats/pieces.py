@@ -15,7 +15,8 @@ filters and projections then apply to each piece (``read_pieces``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import polars as pl
 
@@ -37,3 +38,14 @@ def read_pieces(
     """``query`` of each piece of ``frame``, read in order."""
     for _, piece in pieces(frame):
         yield query(piece).collect()
+
+
+def span(frames: Iterable[pl.DataFrame], column: str) -> tuple[Any, Any]:
+    """(smallest, largest) non-null value of ``column`` over frames read piece by piece;
+    (None, None) when there is none."""
+    lo = hi = None
+    for frame in frames:
+        low, high = frame[column].min(), frame[column].max()
+        if low is not None:
+            lo, hi = (low, high) if lo is None else (min(lo, low), max(hi, high))
+    return lo, hi

@@ -41,12 +41,13 @@ def linear_quantiles(
     qs: Sequence[float],
     *,
     divisor: float = 1.0,
-    buckets: int = BUCKETS,
-    max_held: int = MAX_HELD,
+    buckets: int | None = None,
+    max_held: int | None = None,
 ) -> list[float] | None:
     """``numpy.quantile(v / divisor, qs)`` of the non-null integers ``v`` that ``values``
-    gives on ``frame`` (a scan or frame, read piece by piece), exactly, in bounded memory;
-    None when there is no value."""
+    gives on ``frame`` (a scan or frame, read piece by piece), exactly, in bounded memory
+    (``buckets`` per pass, up to ``max_held`` values selected among: by default ``BUCKETS``,
+    ``MAX_HELD``); None when there is no value."""
     value = values.cast(pl.Int64).alias("_v")
     n, lo, hi = 0, None, None
     for piece in read_pieces(frame, lambda p: p.select(value).drop_nulls()):
@@ -71,7 +72,9 @@ def linear_quantiles(
             yield piece["_v"].to_numpy()
 
     wanted = sorted({*previous.tolist(), *upper.tolist()})
-    ranked = _order_statistics(arrays, wanted, n, int(lo), int(hi), buckets, max_held)
+    ranked = _order_statistics(
+        arrays, wanted, n, int(lo), int(hi), buckets or BUCKETS, max_held or MAX_HELD
+    )
     a = np.array([ranked[r] for r in previous], dtype=np.float64) / divisor
     b = np.array([ranked[r] for r in upper], dtype=np.float64) / divisor
     return [float(x) for x in _lerp(a, b, gamma)]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import polars as pl
 
-from rlx_assets.stats.pieces import read_pieces
+from rlx_assets.stats.pieces import read_pieces, span
 
 NS_PER_S = 1_000_000_000
 NS_PER_MINUTE = 60 * NS_PER_S
@@ -110,8 +110,7 @@ def key_windows(
         for frame in frames:
             yield from read_pieces(frame, lambda piece: query(piece.select(key).drop_nulls()))
 
-    spans = pl.concat(keys(lambda p: p.select(key.min().alias("lo"), key.max().alias("hi"))))
-    lo, hi = spans["lo"].min(), spans["hi"].max()
+    lo, hi = span(keys(lambda p: p), column)
     if lo is None:
         return []
     width = -(-(hi - lo + 1) // HISTOGRAM_BUCKETS)

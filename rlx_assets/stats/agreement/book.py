@@ -80,13 +80,13 @@ def book_agreement(
     price_scale: int | None = None,
     size_scale: int | None = None,
     max_listed: int = 20,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
     mismatch_rows: list[pl.DataFrame] | None = None,
 ) -> dict:
     """Our top 20 (``snapshots_vendor.parquet``) against the vendor ``book`` rows with the same
     sequence number (the n-th row of a repeated number with the n-th), window by window of
-    sequence numbers (``key_windows``), their levels read in chunks of ``chunk_rows`` rows:
-    memory does not grow with the day.
+    sequence numbers (``key_windows``), their levels read in chunks of ``chunk_rows`` rows
+    (default ``CHUNK_ROWS``): memory does not grow with the day.
 
     The independent cross-check of the replay's own comparison (``book.reconstruct``'s
     ``_compare_levels``, in the numba kernel): this one reads the written files, not the replay.
@@ -150,8 +150,9 @@ def book_agreement(
         compare.paired += keep.len()
         compare.unpaired(unpaired.sort("v_row"))
         pairs = pairs.filter(keep).sort("v_row")
-        for lo in range(0, pairs.height, chunk_rows):
-            compare.chunk(pairs.slice(lo, chunk_rows), v_lf, o_lf)
+        chunk = chunk_rows or CHUNK_ROWS
+        for lo in range(0, pairs.height, chunk):
+            compare.chunk(pairs.slice(lo, chunk), v_lf, o_lf)
     if mismatch_rows is not None and compare.mismatch_frames:
         mismatch_rows.append(
             pl.concat(compare.mismatch_frames).sort("_v_row", maintain_order=True).drop("_v_row")
