@@ -231,7 +231,6 @@ class _Runs:
         return pl.concat(runs) if runs else _NO_RUNS
 
 
-_SEQ = "sequence_number"
 _NO_RUNS = pl.DataFrame(schema={"id": pl.Int64, "last": pl.Int64, "time": pl.Int64, "n": pl.UInt32})
 
 
@@ -244,7 +243,8 @@ def delta_discrepancies(
     (every row of an update in one window); only the updates' times are kept, for the
     silences."""
     lake, golden = lake.lazy(), golden.lazy()
-    ends = [span(read_pieces(f, lambda p: p.select(_SEQ)), _SEQ) for f in (lake, golden)]
+    seq = "sequence_number"
+    ends = [span(read_pieces(f, lambda p: p.select(seq)), seq) for f in (lake, golden)]
     if any(first is None for first, _ in ends):
         return empty()
     common = pl.col("sequence_number").is_between(
