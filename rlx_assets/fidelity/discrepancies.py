@@ -20,7 +20,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from rlx_assets.stats.agreement import NS_PER_MINUTE, NS_PER_S, iso, to_ns
+from rlx_assets.stats.agreement import (
+    NS_PER_MINUTE,
+    NS_PER_S,
+    in_window,
+    iso,
+    key_windows,
+    to_ns,
+)
+from rlx_assets.stats.pieces import read_pieces, span
 from rlx_assets.vendor_schemas import BOOK_DEPTH
 
 FILE_NAME = "discrepancies.parquet"
@@ -77,13 +85,26 @@ def _trades(frame: pl.DataFrame) -> pl.DataFrame:
     ).unique("id", keep="first", maintain_order=True)  # fmt: skip
 
 
-def trade_discrepancies(lake: pl.DataFrame, golden: pl.DataFrame) -> pl.DataFrame:
+def trade_discrepancies(
+    lake: pl.DataFrame | pl.LazyFrame, golden: pl.DataFrame | pl.LazyFrame
+) -> pl.DataFrame:
     """Lake trades against golden trades by id, inside the golden id range (outside it the
-    golden recording cannot tell)."""
-    if golden.height == 0:
+    golden recording cannot tell). Frames or lazy scans (a day's files are read window by
+    window of trade ids)."""
+    lake, golden = lake.lazy(), golden.lazy()
+    ids = golden.select(pl.col("id").min().alias("lo"), pl.col("id").max().alias("hi"))
+    lo, hi = ids.collect(engine="streaming").row(0)
+    if lo is None:
         return empty()
-    g, lk = _trades(golden), _trades(lake)
-    lk = lk.filter(pl.col("id").is_between(g["id"].min(), g["id"].max()))
+    parts = []
+    for window in key_windows([lake, golden], "id", columns=len(TRADE_COLUMNS)):
+        ids = pl.col("id").is_between(*window)
+        g, lk = _trades(golden.filter(ids).collect()), _trades(lake.filter(ids).collect())
+        parts.append(_window_trades(lk.filter(pl.col("id").is_between(lo, hi)), g))
+    return pl.concat(parts)
+
+
+def _window_trades(lk: pl.DataFrame, g: pl.DataFrame) -> pl.DataFrame:
     both = lk.join(g, on="id", how="full", coalesce=True, suffix="_golden")
     in_lake, in_golden = pl.col("price").is_not_null(), pl.col("price_golden").is_not_null()
 
@@ -131,53 +152,35 @@ def _deltas(frame: pl.LazyFrame) -> pl.LazyFrame:
     )  # fmt: skip
 
 
-def _updates(deltas: pl.LazyFrame) -> pl.DataFrame:
-    """One row per update (sequence number): a day's ~1 M, from its ~30 M rows, streamed, with
-    a fingerprint of its rows (the sum of their hashes, in any order) and its rows whose price
-    or size is null or NaN (which no fingerprint can vouch for)."""
+def _updates(deltas: pl.DataFrame) -> pl.DataFrame:
+    """One row per update (sequence number) of a window's rows, with a fingerprint of its rows
+    (the sum of their hashes, in any order) and its rows whose price or size is null or NaN
+    (which no fingerprint can vouch for)."""
     odd = (
         pl.any_horizontal(pl.col(c).is_null() | pl.col(c).is_nan() for c in ("price", "size"))
         | pl.col("side_is_bid").is_null()
     )
+    if deltas["sequence_number"].is_sorted():  # a file's updates come in order: 2x faster
+        deltas = deltas.with_columns(pl.col("sequence_number").set_sorted())
     return (
-        deltas.group_by("sequence_number")
+        deltas.with_columns(
+            pl.struct("side_is_bid", "price", "size").hash(seed=0).alias("_hash"),
+            odd.alias("_odd"),
+        )
+        .group_by("sequence_number")
         .agg(
             pl.col("timestamp").min().alias("time"),
             pl.len().alias("rows"),
-            pl.struct("side_is_bid", "price", "size").hash(seed=0).sum().alias("_fingerprint"),
-            odd.sum().alias("_odd"),
+            pl.col("_hash").sum().alias("_fingerprint"),
+            pl.col("_odd").sum(),
         )  # fmt: skip
         .sort("sequence_number")
-        .collect(engine="streaming")
     )
-
-
-# Rows of one side compared at a time: a day is compared window by window of sequence numbers
-# (every row of a sequence number in one window), so memory does not grow with the day.
-WINDOW_ROWS = 500_000
-
-
-def _sequence_windows(updates: pl.DataFrame, columns: int = 5) -> list[tuple[int, int]]:
-    """(first, last) sequence numbers of consecutive windows of about ``WINDOW_ROWS`` rows of
-    5 columns (fewer rows of wider tables); ``updates``: ``sequence_number`` (sorted) and its
-    ``rows``."""
-    if updates.height == 0:
-        return []
-    window_rows = max(WINDOW_ROWS * 5 // columns, 1)
-    windows = (
-        updates.with_columns(((pl.col("rows").cum_sum() - 1) // window_rows).alias("_w"))
-        .group_by("_w", maintain_order=True)
-        .agg(pl.col("sequence_number").first().alias("lo"), pl.col("sequence_number").last())
-    )
-    return list(zip(windows["lo"].to_list(), windows["sequence_number"].to_list(), strict=True))
-
-
-def _in_window(frame: pl.LazyFrame, lo: int, hi: int) -> pl.DataFrame:
-    return frame.filter(pl.col("sequence_number").is_between(lo, hi)).collect()
 
 
 def _ranges(only: pl.DataFrame, order: pl.DataFrame) -> pl.DataFrame:
-    """Runs of consecutive updates (in ``order``'s sequence order) that ``only`` holds."""
+    """Runs of consecutive updates (in ``order``'s sequence order) that ``only`` holds, with
+    the ranks in ``order`` of their first and last update."""
     ranked = only.join(
         order.select("sequence_number", pl.int_range(pl.len()).alias("_rank")),
         on="sequence_number",
@@ -190,8 +193,45 @@ def _ranges(only: pl.DataFrame, order: pl.DataFrame) -> pl.DataFrame:
             pl.col("sequence_number").last().alias("last"),
             pl.col("time").first().alias("time"),
             pl.len().alias("n"),
+            pl.col("_rank").first().alias("_first"),
+            pl.col("_rank").last().alias("_last"),
         )
+        .sort("_first")
     )
+
+
+class _Runs:
+    """``_ranges`` over a day, window by window: a run that reaches the last update of a
+    window (in the holding side's order) goes on with a run from the first update of the next
+    window holding any."""
+
+    def __init__(self):
+        self.done: list[pl.DataFrame] = []
+        self.open: pl.DataFrame | None = None  # the run reaching the last window's end
+
+    def add(self, only: pl.DataFrame, order: pl.DataFrame) -> None:
+        if order.height == 0:
+            return
+        runs = _ranges(only, order)
+        if self.open is not None:
+            if runs.height and runs["_first"][0] == 0:
+                first = runs.head(1).with_columns(
+                    id=self.open["id"], time=self.open["time"], n=pl.col("n") + self.open["n"]
+                )
+                runs = pl.concat([first, runs.slice(1)])
+            else:
+                self.done.append(self.open)
+            self.open = None
+        if runs.height and runs["_last"][-1] == order.height - 1:
+            self.open, runs = runs.tail(1), runs.head(-1)
+        self.done.append(runs)
+
+    def frame(self) -> pl.DataFrame:
+        runs = [*self.done, *([self.open] if self.open is not None else [])]
+        return pl.concat(runs) if runs else _NO_RUNS
+
+
+_NO_RUNS = pl.DataFrame(schema={"id": pl.Int64, "last": pl.Int64, "time": pl.Int64, "n": pl.UInt32})
 
 
 def delta_discrepancies(
@@ -199,42 +239,52 @@ def delta_discrepancies(
     time_gap_bound_s: float,
 ) -> pl.DataFrame:  # fmt: skip
     """Lake ``book_delta_v2`` against the golden recording's, over the sequence range both
-    cover. Frames or lazy scans (a day's files are read window by window)."""
-    ld, gd = _deltas(lake.lazy()), _deltas(golden.lazy())
-    lu, gu = _updates(ld), _updates(gd)
-    if lu.height == 0 or gu.height == 0:
+    cover. Frames or lazy scans: a day's files are read window by window of sequence numbers
+    (every row of an update in one window); only the updates' times are kept, for the
+    silences."""
+    lake, golden = lake.lazy(), golden.lazy()
+    seq = "sequence_number"
+    ends = [span(read_pieces(f, lambda p: p.select(seq)), seq) for f in (lake, golden)]
+    if any(first is None for first, _ in ends):
         return empty()
-    lo = max(lu["sequence_number"].min(), gu["sequence_number"].min())
-    hi = min(lu["sequence_number"].max(), gu["sequence_number"].max())
-    window = pl.col("sequence_number").is_between(lo, hi)
-    lu_w, gu_w = lu.filter(window), gu.filter(window)
-    missing = _ranges(gu_w.join(lu_w, on="sequence_number", how="anti"), gu_w)
-    extra = _ranges(lu_w.join(gu_w, on="sequence_number", how="anti"), lu_w)
-    span = pl.format("u {}..{}: {} updates", pl.col("id"), pl.col("last"), pl.col("n"))
+    common = pl.col("sequence_number").is_between(
+        max(first for first, _ in ends), min(last for _, last in ends)
+    )
+    ld, gd = _deltas(lake), _deltas(golden)
+    missing, extra = _Runs(), _Runs()
+    parts, lake_times, golden_times = [], [], []
+    for window in key_windows([lake, golden], "sequence_number"):
+        inside = pl.col("sequence_number").is_between(*window)
+        lake_rows, golden_rows = ld.filter(inside).collect(), gd.filter(inside).collect()
+        lu, gu = _updates(lake_rows), _updates(golden_rows)
+        lake_times.append(lu.select("time", "sequence_number"))
+        golden_times.append(gu.select("time"))
+        lu_w, gu_w = lu.filter(common), gu.filter(common)
+        missing.add(gu_w.join(lu_w, on="sequence_number", how="anti"), gu_w)
+        extra.add(lu_w.join(gu_w, on="sequence_number", how="anti"), lu_w)
+        parts.append(_update_row_mismatches(lake_rows, golden_rows, lu_w, gu_w))
+    run = pl.format("u {}..{}: {} updates", pl.col("id"), pl.col("last"), pl.col("n"))
     absent = pl.lit("absent")
-    parts = [
-        _rows(missing, "sequence_gap", LAKE_VS_GOLDEN, lake=absent, golden=span),
-        _rows(extra, "sequence_gap", LAKE_VS_GOLDEN, lake=span, golden=absent),
-        _update_row_mismatches(ld, gd, lu_w, gu_w),
-        _silences(lu, gu, time_gap_bound_s),
-    ]
-    return pl.concat(parts)
+    return pl.concat([
+        _rows(missing.frame(), "sequence_gap", LAKE_VS_GOLDEN, lake=absent, golden=run),
+        _rows(extra.frame(), "sequence_gap", LAKE_VS_GOLDEN, lake=run, golden=absent),
+        *parts,
+        _silences(pl.concat(lake_times), pl.concat(golden_times), time_gap_bound_s),
+    ])  # fmt: skip
 
 
-def _update_row_mismatches(ld, gd, lu_w, gu_w) -> pl.DataFrame:
+def _update_row_mismatches(lake_rows, golden_rows, lu_w, gu_w) -> pl.DataFrame:
     # Rows are compared only for the updates both sides hold whose rows may differ: another
-    # row count or fingerprint, or a null/NaN value (a day of agreeing updates reads no rows).
+    # row count or fingerprint, or a null/NaN value (a day of agreeing updates compares none).
     both = lu_w.join(gu_w, on="sequence_number", suffix="_golden")
     common = both.filter(
         (pl.col("rows") != pl.col("rows_golden"))
         | (pl.col("_fingerprint") != pl.col("_fingerprint_golden"))
         | (pl.col("_odd") > 0) | (pl.col("_odd_golden") > 0)
     ).select("sequence_number", "rows")  # fmt: skip
-    parts = [
-        _window_row_mismatches(_in_window(ld, lo, hi), _in_window(gd, lo, hi), common)
-        for lo, hi in _sequence_windows(common)
-    ]
-    return pl.concat(parts) if parts else empty()
+    if common.height == 0:
+        return empty()
+    return _window_row_mismatches(lake_rows, golden_rows, common)
 
 
 def _window_row_mismatches(ld, gd, common) -> pl.DataFrame:
@@ -316,13 +366,9 @@ def book_row_discrepancies(
     ``top_of_book_mismatch``, a difference deeper down a ``book_mismatch``. Frames or lazy
     scans (a day's files are read window by window)."""
     lake, golden = lake.lazy(), golden.lazy()
-    counts = (
-        lake.group_by("sequence_number").agg(pl.len().alias("rows")).sort("sequence_number")
-        .collect(engine="streaming")
-    )  # fmt: skip
+    windows = key_windows([lake], "sequence_number", columns=2 + len(_LEVEL_COLUMNS))
     parts = [
-        _window_book_rows(_in_window(lake, lo, hi), _in_window(golden, lo, hi))
-        for lo, hi in _sequence_windows(counts, columns=2 + len(_LEVEL_COLUMNS))
+        _window_book_rows(in_window(lake, lo, hi), in_window(golden, lo, hi)) for lo, hi in windows
     ]
     return pl.concat(parts) if parts else empty()
 

@@ -1,5 +1,5 @@
 """The inputs of a fidelity report: the reconstruction's files, the vendor's and the golden
-recording's lake files (read lazily, each once) and the raw golden captures' trades. May
+recording's lake files (read when a metric asks) and the raw golden captures' trades. May
 import the book's file names, the capture reader and ``stats.agreement``; nothing of the report.
 """
 
@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -25,12 +24,11 @@ GOLDEN_TABLES = ("trades", "book_delta_v2", "level_1")
 
 
 class Inputs:
-    """The report's inputs, read when a metric asks (the reconstruction's updates and trades,
-    which several metrics use, are kept once read)."""
+    """The report's inputs as lazy scans, read when a metric asks: streamed or collected window
+    by window, never cached (a day's files held for the whole report would be gigabytes)."""
 
     def __init__(self, recon: Path, vendor: dict[str, Path], golden: dict[str, Path]):
         self.recon, self.vendor_files, self.golden_files = recon, vendor, golden
-        self._cache: dict[Any, Any] = {}
         meta = _parquet_metadata(recon / END_BOOK_FILE)
         snap_meta = _parquet_metadata(recon / SNAPSHOTS_VENDOR_FILE)
         self.meta = {**snap_meta, **meta}
@@ -39,16 +37,6 @@ class Inputs:
         summary = recon / SUMMARY_NAME
         self.summary = json.loads(summary.read_text()) if summary.is_file() else {}
 
-    def _read(self, key: Any, load: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            self._cache[key] = load()
-        return self._cache[key]
-
-    # Vendor and golden frames are read for each metric and released after it: a day's files
-    # held for the whole report would be gigabytes.
-    def vendor(self, table: str, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
-        return _read(self.vendor_path(table), columns)
-
     def vendor_scan(self, table: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.vendor_path(table))
 
@@ -56,9 +44,6 @@ class Inputs:
         if table not in self.vendor_files:
             raise NotComputable(f"no vendor {table} file given")
         return Path(self.vendor_files[table])
-
-    def golden(self, table: str, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
-        return _read(self.golden_path(table), columns)
 
     def golden_scan(self, table: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.golden_path(table))
@@ -74,27 +59,20 @@ class Inputs:
             raise NotComputable(f"the reconstruction has no {STREAM_FILE}")
         return pl.scan_parquet(path)
 
-    def updates(self) -> pl.DataFrame:
-        return self._read("updates", lambda: book_updates(self.stream()))
-
-    def stream_trades(self) -> pl.DataFrame:
-        def load() -> pl.DataFrame:
-            lf = self.stream()
-            schema = lf.collect_schema()
-            return (
-                lf.filter(pl.col("event_type").cast(pl.String) == "trade")
-                .select(to_ns("event_time", schema["event_time"]), pl.col("size").cast(pl.Float64))
-                .collect(engine="streaming")
-            )
-
-        return self._read("stream_trades", load)
+    def updates(self) -> pl.LazyFrame:
+        return book_updates(self.stream())
 
     def source_of(self, table_path: Path) -> str | None:
         return _parquet_metadata(table_path).get("rlx.trade_source")
 
 
-def _read(path: Path, columns: tuple[str, ...] | None) -> pl.DataFrame:
-    return pl.read_parquet(path, columns=list(columns) if columns else None)
+def trades_of(stream: pl.LazyFrame) -> pl.LazyFrame:
+    """The trades of a reconstructed stream (or of a piece of it): ``event_time`` (ns) and
+    ``size`` (float)."""
+    schema = stream.collect_schema()
+    return stream.filter(pl.col("event_type").cast(pl.String) == "trade").select(
+        to_ns("event_time", schema["event_time"]), pl.col("size").cast(pl.Float64)
+    )
 
 
 def _parquet_metadata(path: Path) -> dict[str, str]:

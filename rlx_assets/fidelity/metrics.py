@@ -7,6 +7,8 @@ thresholds and the facts the inputs carry (seed, known depth, trade source), and
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import polars as pl
 from rlx_assets.book.reconstruct import SNAPSHOTS_VENDOR_FILE
 from rlx_assets.fidelity import discrepancies
 from rlx_assets.fidelity.bookkeeping import MetricRecorder
-from rlx_assets.fidelity.inputs import Inputs
+from rlx_assets.fidelity.inputs import Inputs, trades_of
 from rlx_assets.fidelity.thresholds import FidelityThresholds
 from rlx_assets.stats.agreement import (
     NS_PER_S,
@@ -24,19 +26,23 @@ from rlx_assets.stats.agreement import (
     book_agreement,
     iso,
     origin_time_validity,
+    read_book_updates,
     to_ns,
     trade_agreement,
 )
 from rlx_assets.stats.distributions import (
+    Counted,
     TailEstimate,
     compare_tails,
     estimate_tail,
+    inter_arrival_counts,
     inter_arrival_s,
     ks_two_sample,
     log_returns,
-    state_at,
+    state_at_batches,
     time_grid,
 )
+from rlx_assets.stats.pieces import read_pieces, span
 
 # Crypto Lake collects Binance with cryptofeed, whose trades channel is aggTrade.
 VENDOR_TRADE_SOURCE = "aggTrade"
@@ -101,7 +107,8 @@ def trade_figures(inputs: Inputs, th: FidelityThresholds) -> dict:
         )
     golden_source = inputs.source_of(inputs.golden_files["trades"])
     figures = trade_agreement(
-        inputs.vendor("trades"), inputs.golden("trades"), min_share=th.trade_agreement_min,
+        inputs.vendor_scan("trades"), inputs.golden_scan("trades"),
+        min_share=th.trade_agreement_min,
         lake_source=lake_source, golden_source=golden_source, max_listed=th.max_listed,
     )  # fmt: skip
     figures["lake_source_from"] = lake_from
@@ -109,52 +116,55 @@ def trade_figures(inputs: Inputs, th: FidelityThresholds) -> dict:
 
 
 def ks_samples(inputs: Inputs, th: FidelityThresholds) -> dict:
-    """Both sources' samples of each K-S variable over the time window both cover."""
-    lake_trades = inputs.stream_trades()
-    golden_trades = inputs.golden("trades").select(
-        to_ns("timestamp", inputs.golden("trades").schema["timestamp"]), "amount"
+    """Both sources' samples of each K-S variable over the time window both cover: trade sizes
+    and inter-trade times counted (``Counted``), the quoted spread and mid-price returns on a
+    time grid. Read in bounded pieces: memory holds the distinct values and the grid."""
+    lake_trades = _Series(lambda: read_pieces(inputs.stream(), trades_of), "event_time", "size")
+    golden = inputs.golden_scan("trades")
+    golden_ts = to_ns("timestamp", golden.collect_schema()["timestamp"])
+    golden_trades = _Series(
+        lambda: read_pieces(golden, lambda p: p.select(golden_ts, "amount")), "timestamp", "amount"
     )
-    updates = inputs.updates().filter(
-        pl.col("best_bid_price").is_not_null() & pl.col("best_ask_price").is_not_null()
+    both_sides = pl.col("best_bid_price").is_not_null() & pl.col("best_ask_price").is_not_null()
+    quotes = (
+        "event_time",
+        *(pl.col(c).cast(pl.Float64) for c in ("best_bid_price", "best_ask_price")),
     )
-    windows = [
-        (lake_trades["event_time"].min(), lake_trades["event_time"].max()),
-        (golden_trades["timestamp"].min(), golden_trades["timestamp"].max()),
-    ]
-    if updates.height:
-        windows.append((updates["event_time"].min(), updates["event_time"].max()))
-    level_1 = None
+
+    lake_quotes = _Series(
+        lambda: read_book_updates(inputs.stream(), lambda u: u.filter(both_sides).select(quotes)),
+        "event_time",
+    )
+    gold_quotes = None
     if "level_1" in inputs.golden_files:
-        level_1 = inputs.golden("level_1", ("timestamp", "bid_0_price", "ask_0_price")).filter(
-            pl.col("bid_0_price").is_not_nan() & pl.col("ask_0_price").is_not_nan()
+        level_1 = inputs.golden_scan("level_1")
+        quoted = pl.col(_BID).is_not_nan() & pl.col(_ASK).is_not_nan()
+        ts = to_ns("timestamp", level_1.collect_schema()["timestamp"])
+        gold_quotes = _Series(
+            lambda: read_pieces(level_1, lambda p: p.filter(quoted).select(ts, _BID, _ASK)),
+            "timestamp",
         )
-        windows.append((level_1["timestamp"].min(), level_1["timestamp"].max()))
-    known = [w for w in windows if w[0] is not None]
+    spans = [lake_trades.span(), golden_trades.span()]
+    updates_span = lake_quotes.span()
+    spans += [updates_span, *([gold_quotes.span()] if gold_quotes is not None else [])]
+    known = [w for w in spans if w[0] is not None]
+    if not known:
+        raise NotComputable("neither the lake nor the golden samples hold a trade")
     lo, hi = max(w[0] for w in known), min(w[1] for w in known)
     if lo >= hi:
         raise NotComputable("the lake and the golden samples cover no common time window")
-    lt = lake_trades.filter(pl.col("event_time").is_between(lo, hi))
-    gt = golden_trades.filter(pl.col("timestamp").is_between(lo, hi))
+    lake_sizes, lake_gaps = lake_trades.trades_between(lo, hi)
+    golden_sizes, golden_gaps = golden_trades.trades_between(lo, hi)
     samples: dict[str, Any] = {
         "window": [iso(lo), iso(hi)],
-        "trade_size": (lt["size"].to_numpy(), gt["amount"].to_numpy()),
-        "inter_trade_time": (
-            inter_arrival_s(lt["event_time"].to_numpy()),
-            inter_arrival_s(gt["timestamp"].to_numpy()),
-        ),
+        "trade_size": (lake_sizes, golden_sizes),
+        "inter_trade_time": (lake_gaps, golden_gaps),
     }
-    if level_1 is not None and updates.height:
+    if gold_quotes is not None and updates_span[0] is not None:
         step = int(th.ks_sample_interval_s * NS_PER_S)
         grid = time_grid(lo, hi, step)
-        u = updates.sort("event_time")
-        ut = u["event_time"].to_numpy()
-        bid = u["best_bid_price"].cast(pl.Float64).to_numpy()
-        ask = u["best_ask_price"].cast(pl.Float64).to_numpy()
-        g = level_1.sort("timestamp")
-        gts = g["timestamp"].to_numpy()
-        gbid, gask = g["bid_0_price"].to_numpy(), g["ask_0_price"].to_numpy()
-        lake_bid, lake_ask = state_at(ut, bid, grid), state_at(ut, ask, grid)
-        gold_bid, gold_ask = state_at(gts, gbid, grid), state_at(gts, gask, grid)
+        lake_bid, lake_ask = lake_quotes.states_at(grid)
+        gold_bid, gold_ask = gold_quotes.states_at(grid)
         samples["quoted_spread"] = (lake_ask - lake_bid, gold_ask - gold_bid)
         samples["mid_price_return"] = (
             log_returns((lake_ask + lake_bid) / 2),
@@ -162,6 +172,53 @@ def ks_samples(inputs: Inputs, th: FidelityThresholds) -> dict:
         )
         samples["grid"] = {"interval_s": th.ks_sample_interval_s, "points": int(grid.size)}
     return samples
+
+
+_BID, _ASK = "bid_0_price", "ask_0_price"
+
+
+@dataclass(frozen=True)
+class _Series:
+    """A time series read in bounded pieces: ``reads()`` yields its frames in order, each with
+    the ``time`` column (ns) first, then its values (a trade's ``size``, or bid and ask)."""
+
+    reads: Callable[[], Iterator[pl.DataFrame]]
+    time: str
+    size: str | None = None
+
+    def span(self) -> tuple[int | None, int | None]:
+        """(first, last) time; (None, None) when the series is empty."""
+        return span(self.reads(), self.time)
+
+    def trades_between(self, lo: int, hi: int) -> tuple[Counted, Counted]:
+        """The sizes and the inter-arrival times (``inter_arrival_s``) of the trades between
+        ``lo`` and ``hi``, counted: one pass while the times come in order (a recording's
+        do), else a second one that holds and sorts the times."""
+        sizes: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def times() -> Iterator[np.ndarray]:
+            sizes.clear()
+            for frame in self.reads():
+                frame = frame.filter(pl.col(self.time).is_between(lo, hi))
+                counts = frame.group_by(self.size).agg(pl.len().alias("_n"))
+                sizes.append((counts[self.size].to_numpy(), counts["_n"].to_numpy()))
+                yield frame[self.time].to_numpy()
+
+        gaps = inter_arrival_counts(times())
+        if gaps is None:
+            gaps = Counted.of(inter_arrival_s(np.concatenate([np.zeros(0, np.int64), *times()])))
+        return Counted.merged(sizes), gaps
+
+    def states_at(self, grid: np.ndarray) -> list[np.ndarray]:
+        """The bid and the ask at each grid time (``state_at``)."""
+        batches = (tuple(c.to_numpy() for c in f.get_columns()) for f in self.reads())
+        return state_at_batches(batches, grid, 2)
+
+
+def counted_column(frames: Iterator[pl.DataFrame], column: str) -> Counted:
+    """The finite values of one column of frames read piece by piece, counted."""
+    counts = (f.group_by(column).agg(pl.len().alias("_n")) for f in frames)
+    return Counted.merged([(c[column].to_numpy(), c["_n"].to_numpy()) for c in counts])
 
 
 def ks_figures(samples: dict | None, key: str, th: FidelityThresholds) -> dict:
@@ -181,7 +238,7 @@ def ks_figures(samples: dict | None, key: str, th: FidelityThresholds) -> dict:
     out["window"] = samples["window"]
     if key in ("quoted_spread", "mid_price_return"):
         out["sampling"] = samples.get("grid")
-    out["median"] = {"lake": float(np.nanmedian(a)), "golden": float(np.nanmedian(b))}
+    out["median"] = {"lake": Counted.of(a).median(), "golden": Counted.of(b).median()}
     return out
 
 
@@ -191,7 +248,7 @@ def tail_figures(
     samples: dict | None,
     samples_reason: str | None,
     th: FidelityThresholds,
-) -> tuple[dict[str, TailEstimate], dict[str, np.ndarray]]:
+) -> tuple[dict[str, TailEstimate], dict[str, Counted]]:
     report.data["tail"] = {}
     kwargs = {
         "resamples": th.tail_bootstrap_resamples, "seed": th.tail_bootstrap_seed,
@@ -199,13 +256,13 @@ def tail_figures(
         "max_candidates": th.tail_max_xmin_candidates,
     }  # fmt: skip
     estimates: dict[str, TailEstimate] = {}
-    values: dict[str, np.ndarray] = {}
+    values: dict[str, Counted] = {}
 
     def fit(source: str) -> dict:
         if samples is not None:
             x = samples["trade_size"][0 if source == "lake" else 1]
         elif source == "lake":
-            x = inputs.stream_trades()["size"].to_numpy()
+            x = counted_column(read_pieces(inputs.stream(), trades_of), "size")
         else:
             raise NotComputable("no golden samples for this partition")
         values[source] = x
@@ -246,7 +303,9 @@ def locate_lake_vs_golden(inputs: Inputs, th: FidelityThresholds) -> pl.DataFram
         raise NotComputable("the lake and the golden samples share no trades or book table")
     if "trades" in both:
         parts.append(
-            discrepancies.trade_discrepancies(inputs.vendor("trades"), inputs.golden("trades"))
+            discrepancies.trade_discrepancies(
+                inputs.vendor_scan("trades"), inputs.golden_scan("trades")
+            )
         )
     if "book_delta_v2" in both:
         parts.append(discrepancies.delta_discrepancies(

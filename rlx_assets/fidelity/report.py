@@ -57,7 +57,6 @@ from rlx_assets.fidelity.thresholds import FidelityThresholds
 from rlx_assets.markets import binance_instrument, parse_market_key
 from rlx_assets.staging import atomic_write
 from rlx_assets.stats.agreement import (
-    LEVEL_1_COLUMNS,
     NotComputable,
     aggtrade_consistency,
     golden_sequence_gaps,
@@ -156,7 +155,7 @@ def build_fidelity_report(
 
     def top_of_book() -> dict:
         figures, minutes = top_of_book_agreement(
-            inputs.updates(), inputs.golden("level_1", ("sequence_number", *LEVEL_1_COLUMNS)),
+            inputs.updates(), inputs.golden_scan("level_1"),
             min_share=th.top_of_book_agreement_min,
             max_listed=th.max_listed, known_bid_floor=inputs.known_floor,
             known_ask_ceiling=inputs.known_ceiling,

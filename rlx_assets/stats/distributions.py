@@ -7,9 +7,11 @@ observations ``x_i >= xmin``, and ``xmin`` is the candidate whose fitted law is 
 data above it in Kolmogorov-Smirnov distance. The confidence interval comes from a
 non-parametric bootstrap that refits ``xmin`` too.
 
-Work is bounded: data are reduced to their distinct values with counts (trade sizes repeat a
-lot), a bootstrap resample is a multinomial draw over those counts, and at most
-``max_candidates`` xmin values are scanned by a compiled kernel.
+Work is bounded: data are reduced to their distinct values with counts (``Counted``: trade sizes
+and inter-trade times repeat a lot, a day's millions of them have thousands of distinct values),
+a bootstrap resample is a multinomial draw over those counts, and at most ``max_candidates``
+xmin values are scanned by a compiled kernel. The K-S test, the medians and the empirical CDFs
+take counted samples too, with the figures of the whole sample.
 
 Kept, not replaced by the reference implementation, because it is the same estimator and much
 faster: told to scan every candidate, ``fit_power_law`` gives ``powerlaw.Fit(x, discrete=False)``'s
@@ -27,6 +29,7 @@ the sample days' trade sizes moved alpha by 0.001 to 0.034 from the full scan's.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -35,7 +38,68 @@ from numba import njit
 NS_PER_S = 1_000_000_000
 
 
+# --- samples as distinct values with counts ------------------------------------------------------
+@dataclass(frozen=True)
+class Counted:
+    """A sample as its sorted distinct finite values and how often each occurs: all that the
+    K-S test, the median, the empirical CDF and the power-law tail use of it, in memory that
+    grows with the distinct values only. Non-finite values are not part of it."""
+
+    values: np.ndarray  # float64, sorted, distinct, finite
+    counts: np.ndarray  # int64, each > 0
+
+    @classmethod
+    def of(cls, x: np.ndarray | Counted) -> Counted:
+        """The counted sample of an array's finite values (a ``Counted`` as it is)."""
+        if isinstance(x, Counted):
+            return x
+        values, counts = np.unique(finite(x), return_counts=True)
+        return cls(values, counts.astype(np.int64))
+
+    @classmethod
+    def merged(cls, parts: Sequence[Counted | tuple[np.ndarray, np.ndarray]]) -> Counted:
+        """One sample of several (``Counted`` or (values, counts) pairs, in any order)."""
+        pairs = [(p.values, p.counts) if isinstance(p, Counted) else p for p in parts]
+        values = np.concatenate([np.zeros(0), *(np.asarray(v, np.float64) for v, _ in pairs)])
+        counts = np.concatenate(
+            [np.zeros(0, np.int64), *(np.asarray(c, np.int64) for _, c in pairs)]
+        )
+        keep = np.isfinite(values)
+        distinct, where = np.unique(values[keep], return_inverse=True)
+        summed = np.zeros(distinct.size, np.int64)
+        np.add.at(summed, where, counts[keep])
+        return cls(distinct, summed)
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    def at_ranks(self, ranks: np.ndarray) -> np.ndarray:
+        """The values at 0-based ``ranks`` of the sorted sample."""
+        return self.values[np.searchsorted(np.cumsum(self.counts), ranks, side="right")]
+
+    def median(self) -> float:
+        """``numpy.median`` of the sample (the mean of the two middle values of an even one)."""
+        middle = np.unique([(self.n - 1) // 2, self.n // 2])
+        return float(np.median(self.at_ranks(middle)))
+
+    def expanded(self) -> np.ndarray:
+        """Every value as often as it occurs, sorted."""
+        return np.repeat(self.values, self.counts)
+
+
+def finite(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
 # --- two-sample Kolmogorov-Smirnov ----------------------------------------------------------------
+# Up to this many values on each side scipy's ``ks_2samp`` computes the exact p-value (its
+# ``method="auto"``), which takes the samples themselves; above, its asymptotic p-value needs
+# only the statistic and the sample sizes.
+KS_EXACT_MAX_N = 10_000
+
+
 @dataclass(frozen=True)
 class KSResult:
     """``ks_2samp`` of sample ``a`` (reconstructed) against sample ``b`` (golden).
@@ -58,38 +122,54 @@ class KSResult:
         return {**asdict(self), "passed": self.passed}
 
 
-def finite(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    return values[np.isfinite(values)]
-
-
 def ks_two_sample(
-    a: np.ndarray, b: np.ndarray, *, min_pvalue: float = 0.01, max_statistic: float = 0.02
+    a: np.ndarray | Counted,
+    b: np.ndarray | Counted,
+    *,
+    min_pvalue: float = 0.01,
+    max_statistic: float = 0.02,
 ) -> KSResult:
-    """Two-sample K-S test (``scipy.stats.ks_2samp``, two-sided) of the finite values of both."""
-    a, b = finite(a), finite(b)
-    if a.size == 0 or b.size == 0:
-        raise ValueError(f"K-S test needs values on both sides (got {a.size} and {b.size})")
+    """Two-sample K-S test (``scipy.stats.ks_2samp``, two-sided, ``method="auto"``) of the
+    finite values of both, arrays or counted samples: the same statistic and p-value."""
+    a, b = Counted.of(a), Counted.of(b)
+    if a.n == 0 or b.n == 0:
+        raise ValueError(f"K-S test needs values on both sides (got {a.n} and {b.n})")
     # scipy.stats loads here, not with the definitions every step process imports (~2.5 s)
     from scipy import stats
 
-    result = stats.ks_2samp(a, b)
-    return KSResult(
-        float(result.statistic), float(result.pvalue), int(a.size), int(b.size),
-        min_pvalue, max_statistic,
-    )  # fmt: skip
+    if max(a.n, b.n) <= KS_EXACT_MAX_N:
+        result = stats.ks_2samp(a.expanded(), b.expanded())
+        statistic, pvalue = float(result.statistic), float(result.pvalue)
+    else:  # ks_2samp's asymptotic branch, from the counts
+        statistic = ks_statistic(a, b)
+        m, n = sorted([float(a.n), float(b.n)], reverse=True)
+        pvalue = float(np.clip(stats.kstwo.sf(statistic, np.round(m * n / (m + n))), 0, 1))
+    return KSResult(statistic, pvalue, a.n, b.n, min_pvalue, max_statistic)
 
 
-def ecdf_points(values: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def ks_statistic(a: Counted, b: Counted) -> float:
+    """The largest distance between the two empirical CDFs, as ``ks_2samp`` computes it (each
+    CDF at every value of either sample: counts at or below it over the size)."""
+    at = np.union1d(a.values, b.values)
+    cdf_a = np.concatenate([[0], np.cumsum(a.counts)])[np.searchsorted(a.values, at, "right")]
+    cdf_b = np.concatenate([[0], np.cumsum(b.counts)])[np.searchsorted(b.values, at, "right")]
+    differences = cdf_a / a.n - cdf_b / b.n
+    above, below = differences.max(), np.clip(-differences.min(), 0, 1)
+    return float(below if below > above else above)
+
+
+def ecdf_points(
+    values: np.ndarray | Counted, max_points: int = 2000
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, F(x)) of the empirical CDF, thinned to at most ``max_points`` steps for plotting."""
-    x = np.sort(finite(values))
-    if x.size == 0:
-        return x, x
-    y = np.arange(1, x.size + 1) / x.size
-    if x.size > max_points:
-        keep = np.unique(np.linspace(0, x.size - 1, max_points).astype(np.int64))
-        x, y = x[keep], y[keep]
-    return x, y
+    sample = Counted.of(values)
+    n = sample.n
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    ranks = np.arange(n)
+    if n > max_points:
+        ranks = np.unique(np.linspace(0, n - 1, max_points).astype(np.int64))
+    return sample.at_ranks(ranks), (ranks + 1) / n
 
 
 # --- series derived from event streams ------------------------------------------------------------
@@ -114,6 +194,48 @@ def state_at(times_ns: np.ndarray, values: np.ndarray, grid_ns: np.ndarray) -> n
     out = np.full(grid_ns.shape, np.nan)
     ok = idx >= 0
     out[ok] = np.asarray(values, dtype=np.float64)[idx[ok]]
+    return out
+
+
+def inter_arrival_counts(batches: Iterable[np.ndarray]) -> Counted | None:
+    """``inter_arrival_s`` of times read batch by batch, counted; None when the times are not
+    in ascending order (``inter_arrival_s`` sorts them first)."""
+    parts, last = [], None
+    for times in batches:
+        times = np.asarray(times, dtype=np.int64)
+        if times.size == 0:
+            continue
+        steps = np.diff(times if last is None else np.concatenate([[last], times]))
+        if (steps < 0).any():
+            return None
+        parts.append(Counted.of(steps / NS_PER_S))
+        last = times[-1]
+    return Counted.merged(parts)
+
+
+def state_at_batches(
+    batches: Iterable[tuple[np.ndarray, ...]], grid_ns: np.ndarray, columns: int
+) -> list[np.ndarray]:
+    """``state_at`` of each of ``columns`` value columns of a series read batch by batch as
+    ``(times, *values)``, in any order: the latest row at or before each grid time (of rows with
+    equal times the one read last, as after a stable sort), NaN before the first. Memory: the
+    grid and one batch."""
+    out = [np.full(grid_ns.shape, np.nan) for _ in range(columns)]
+    latest = np.zeros(grid_ns.shape, dtype=np.int64)
+    seen = np.zeros(grid_ns.shape, dtype=bool)
+    for times, *values in batches:
+        order = np.argsort(times, kind="stable")
+        ordered = np.asarray(times, dtype=np.int64)[order]
+        idx = np.searchsorted(ordered, grid_ns, side="right") - 1
+        points = np.flatnonzero(idx >= 0)
+        rows = idx[points]
+        when = ordered[rows]
+        newer = ~seen[points] | (when >= latest[points])
+        points, rows, when = points[newer], rows[newer], when[newer]
+        for column, value in zip(out, values, strict=True):
+            column[points] = np.asarray(value, dtype=np.float64)[order[rows]]
+        latest[points] = when
+        seen[points] = True
     return out
 
 
@@ -201,11 +323,11 @@ class TailEstimate:
         }
 
 
-def _distinct(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = finite(x)
-    x = x[x > 0]
-    u, counts = np.unique(x, return_counts=True)
-    return u, counts.astype(np.float64)
+def _distinct(x: np.ndarray | Counted) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct positive values and their counts (float64, for the kernel)."""
+    sample = Counted.of(x)
+    positive = sample.values > 0
+    return sample.values[positive], sample.counts[positive].astype(np.float64)
 
 
 def _candidates(counts: np.ndarray, min_tail: int, max_candidates: int) -> np.ndarray:
@@ -231,7 +353,9 @@ def _fit_counts(
     return PowerLawFit(float(alpha), float(u[k]), int(n_tail), int(counts.sum()), float(d))
 
 
-def fit_power_law(x: np.ndarray, *, min_tail: int = 50, max_candidates: int = 200) -> PowerLawFit:
+def fit_power_law(
+    x: np.ndarray | Counted, *, min_tail: int = 50, max_candidates: int = 200
+) -> PowerLawFit:
     """Maximum-likelihood power-law tail of the positive values of ``x`` with xmin by minimum
     K-S distance (continuous case). ValueError when fewer than ``min_tail`` values exist."""
     u, counts = _distinct(x)
@@ -246,7 +370,7 @@ def fit_power_law(x: np.ndarray, *, min_tail: int = 50, max_candidates: int = 20
 
 
 def estimate_tail(
-    x: np.ndarray,
+    x: np.ndarray | Counted,
     *,
     resamples: int = 200,
     seed: int = 20090602,

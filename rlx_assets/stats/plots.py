@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rlx_assets.stats.distributions import PowerLawFit, ecdf_points, finite
+from rlx_assets.stats.distributions import Counted, PowerLawFit, ecdf_points
 
 SOURCE_LABELS = ("lake (reconstructed)", "golden (Binance capture)")
 COLOURS = ("#1f77b4", "#d62728")
@@ -42,8 +42,8 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 def ecdf_figure(
-    a: np.ndarray,
-    b: np.ndarray,
+    a: np.ndarray | Counted,
+    b: np.ndarray | Counted,
     *,
     title: str,
     xlabel: str,
@@ -58,10 +58,10 @@ def ecdf_figure(
         if xscale == "log":
             keep = x > 0
             x, y = x[keep], y[keep]
-        n = finite(values).size
+        n = Counted.of(values).n
         ax.step(x, y, where="post", label=f"{label} (n={n:,})", color=colour, **style)
     if xscale == "symlog":
-        positive = np.concatenate([finite(a), finite(b)])
+        positive = np.concatenate([Counted.of(a).values, Counted.of(b).values])
         positive = np.abs(positive[positive != 0])
         ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 1.0)
     else:
@@ -75,14 +75,16 @@ def ecdf_figure(
     return fig
 
 
-def _ccdf_points(values: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def _ccdf_points(
+    values: np.ndarray | Counted, max_points: int = 2000
+) -> tuple[np.ndarray, np.ndarray]:
     """(x, P(X >= x)) at the distinct positive values, thinned for plotting."""
-    x = finite(values)
-    x = x[x > 0]
-    u, counts = np.unique(x, return_counts=True)
+    sample = Counted.of(values)
+    positive = sample.values > 0
+    u, counts = sample.values[positive], sample.counts[positive]
     if u.size == 0:
         return u, u.astype(float)
-    p = 1.0 - (np.cumsum(counts) - counts) / x.size
+    p = 1.0 - (np.cumsum(counts) - counts) / counts.sum()
     if u.size > max_points:
         keep = np.unique(np.geomspace(1, u.size, max_points).astype(np.int64) - 1)
         u, p = u[keep], p[keep]
@@ -90,8 +92,8 @@ def _ccdf_points(values: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray
 
 
 def tail_figure(
-    a: np.ndarray,
-    b: np.ndarray | None,
+    a: np.ndarray | Counted,
+    b: np.ndarray | Counted | None,
     fit_a: PowerLawFit | None,
     fit_b: PowerLawFit | None,
     *,

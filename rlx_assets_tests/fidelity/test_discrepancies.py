@@ -9,6 +9,7 @@ import json
 import shutil
 
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from rlx_assets.fidelity import discrepancies
@@ -16,6 +17,9 @@ from rlx_assets.fidelity.discrepancies import FILE_NAME, KINDS
 from rlx_assets.fidelity.markdown import JSON_NAME, MARKDOWN_NAME
 from rlx_assets.fidelity.report import build_fidelity_report
 from rlx_assets.fidelity.thresholds import FidelityThresholds
+from rlx_assets.stats import pieces, quantiles
+from rlx_assets.stats.agreement import base as agreement_base
+from rlx_assets.stats.agreement import book
 from rlx_assets.stats.plots import PNG_SIGNATURE
 from rlx_assets_tests.damage import (
     drop_rows,
@@ -218,9 +222,9 @@ def test_a_day_compared_window_by_window_finds_what_the_whole_comparison_finds(
         "book": discrepancies.book_row_discrepancies,
     }[table]
     order = ["time", "kind", "id", "lake", "golden"]
-    monkeypatch.setattr(discrepancies, "WINDOW_ROWS", 10**12)
+    monkeypatch.setattr(agreement_base, "WINDOW_ROWS", 10**12)
     whole = compare(lake, golden).sort(order)
-    monkeypatch.setattr(discrepancies, "WINDOW_ROWS", 240)
+    monkeypatch.setattr(agreement_base, "WINDOW_ROWS", 240)
     windowed = compare(lake.lazy(), golden.lazy()).sort(order)
     assert whole.height > 30
     assert windowed.equals(whole)
@@ -231,3 +235,54 @@ def test_a_day_compared_window_by_window_finds_what_the_whole_comparison_finds(
         # an update whose only row was dropped is missing altogether: a sequence gap instead
         held = set(golden["sequence_number"].to_list())
         assert set(found.to_list()) == set(damaged.to_list()) & held
+
+
+def test_a_damaged_day_read_in_small_pieces_and_windows_gives_the_same_report(
+    sample_lake, monkeypatch, tmp_path
+):
+    """A day's files are read in pieces of rows and compared in windows of sequence numbers
+    and trade ids, so that memory does not grow with the day; the sample fits in one of each.
+    Forced to 20 k-row pieces, ~2 k-row windows, 500-row book chunks and narrowing latency
+    quantiles, a damaged day (a minute of book deltas dropped: the book and top of book fail,
+    one sequence gap spans several windows; ten trades dropped, one repriced) gives the same
+    report, figure for figure, plot for plot, and the same discrepancies."""
+    gap = drop_rows(in_minute(minute(23, 56)))
+    deltas = damaged_copy(sample_lake, tmp_path, "book_delta_v2", gap)["book_delta_v2"]
+    trades = pl.read_parquet(SPOT_0808.file(sample_lake, "trades"))
+    dropped = trades.filter(in_minute(minute(23, 55))).slice(100, 10)["id"].implode()
+    repriced = trades.filter(in_minute(minute(23, 58)))["id"][500]
+
+    def damage_trades(frame: pl.DataFrame) -> pa.Table:
+        price = pl.when(pl.col("id") == repriced).then(1.5).otherwise(pl.col("price"))
+        return (
+            frame.filter(~pl.col("id").is_in(dropped)).with_columns(price.alias("price")).to_arrow()
+        )
+
+    vendor = {
+        **damaged_copy(sample_lake, tmp_path, "trades", damage_trades),
+        "book_delta_v2": deltas,
+    }
+    recon_dir = reconstruct(SPOT_0808, sample_lake, tmp_path / "recon", book_delta_v2=deltas)
+    whole, whole_found = report(sample_lake, recon_dir, vendor, tmp_path / "whole")
+    monkeypatch.setattr(pieces, "PIECE_ROWS", 20_000)
+    monkeypatch.setattr(agreement_base, "WINDOW_ROWS", 2_000)
+    monkeypatch.setattr(book, "CHUNK_ROWS", 500)
+    monkeypatch.setattr(quantiles, "BUCKETS", 8)
+    monkeypatch.setattr(quantiles, "MAX_HELD", 1_000)
+    small, small_found = report(sample_lake, recon_dir, vendor, tmp_path / "small")
+
+    assert not whole["blocking_passed"]
+    assert (whole["trades"]["missing"], whole["trades"]["mismatched"]) == (10, 1)
+    lost = pl.read_parquet(SPOT_0808.file(sample_lake, "book_delta_v2")).filter(
+        in_minute(minute(23, 56))
+    )
+    assert lost.height > 2 * 2_000  # the lost rows span windows on the golden side
+    gaps = whole_found.filter(pl.col("kind") == "sequence_gap")
+    updates = lost["sequence_number"].n_unique()
+    assert gaps.height == 1 and gaps["golden"][0].endswith(f": {updates} updates")
+    assert small_found.equals(whole_found)
+    for data in (whole, small):
+        data.pop("generated_at")
+    assert small == whole
+    for name in whole["plots"].values():
+        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()

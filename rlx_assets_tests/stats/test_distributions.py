@@ -12,13 +12,17 @@ import powerlaw
 import pytest
 
 from rlx_assets.stats.distributions import (
+    Counted,
     compare_tails,
+    ecdf_points,
     estimate_tail,
     fit_power_law,
+    inter_arrival_counts,
     inter_arrival_s,
     ks_two_sample,
     log_returns,
     state_at,
+    state_at_batches,
     time_grid,
 )
 from rlx_assets_tests.stats.sample_partitions import FUTURES_0808, PARTITIONS, SPOT_0808
@@ -149,3 +153,63 @@ def test_grid_sampling_takes_the_state_at_or_before_each_time():
     assert np.isnan(state_at(times, values, np.array([1_000]))[0])
     assert time_grid(1_001, 1_999, 1_000).size == 0
     assert log_returns(np.array([1.0, np.nan, np.e, np.e])).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("n", [4_000, None], ids=["exact p-value", "asymptotic p-value"])
+def test_a_counted_sample_gives_scipys_ks_test_and_numpys_median_and_ecdf(sample_lake, n):
+    """A day's trade sizes and inter-trade times are held as distinct values with counts: on
+    the real sizes (spot against futures, and the inter-trade times) the K-S statistic and
+    p-value are scipy's on the whole arrays, in both of scipy's regimes (exact p-value up to
+    10 k values a side, asymptotic above), the medians numpy's, the ECDF points the sorted
+    array's."""
+    from scipy import stats
+
+    spot, futures = _trades(sample_lake, SPOT_0808), _trades(sample_lake, FUTURES_0808)
+    pairs = [
+        (spot["amount"].to_numpy()[:n], futures["amount"].to_numpy()[:n]),
+        (
+            inter_arrival_s(spot["timestamp"].to_numpy()[:n]),
+            inter_arrival_s(futures["timestamp"].to_numpy()[:n]),
+        ),
+    ]
+    for a, b in pairs:
+        assert (n is None) == (max(a.size, b.size) > 10_000)
+        counted = ks_two_sample(Counted.of(a), Counted.of(b))
+        scipy_result = stats.ks_2samp(a, b)
+        assert (counted.statistic, counted.pvalue) == (
+            float(scipy_result.statistic),
+            float(scipy_result.pvalue),
+        )
+        assert (counted.n_a, counted.n_b) == (a.size, b.size)
+        assert Counted.of(a).median() == float(np.median(a))
+        x, y = ecdf_points(Counted.of(a), max_points=500)
+        ranks = np.unique(np.linspace(0, a.size - 1, 500).astype(np.int64))
+        assert np.array_equal(x, np.sort(a)[ranks]) and np.array_equal(y, (ranks + 1) / a.size)
+        assert Counted.of(a).values.size < a.size / 3  # what a day's sample is held as
+
+
+def test_streamed_grid_states_and_inter_arrivals_equal_the_whole_series(sample_lake):
+    """Read in batches, in order or not, the sample's real trade times (with ties, one split
+    between two batches) sampled on a 1 s grid give ``state_at`` of the series stably sorted
+    in the order read (of equal times, the last row read); in-order batches give the
+    inter-trade times of the whole series, out of order None."""
+    trades = _trades(sample_lake, SPOT_0808).with_row_index()
+    times, values = trades["timestamp"].to_numpy(), trades["index"].to_numpy().astype(float)
+    ties = np.flatnonzero(times[1:] == times[:-1]) + 1
+    tie = int(ties[ties > 100][0])  # times[tie - 1] == times[tie]: a tie split by a batch end
+    grid = time_grid(int(times.min()) - 5 * 10**9, int(times.max()) + 5 * 10**9, 10**9)
+    bounds = [0, 17, tie, 4000, times.size]
+    batches = [(times[a:b], values[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    for order in (batches, batches[::-1]):
+        read = np.concatenate([t for t, _ in order]), np.concatenate([v for _, v in order])
+        stable = np.argsort(read[0], kind="stable")
+        expected = state_at(read[0][stable], read[1][stable], grid)
+        (found,) = state_at_batches(order, grid, 1)
+        assert np.array_equal(found, expected, equal_nan=True)
+        assert np.isnan(found[0]) and not np.isnan(found).all()
+
+    gaps = inter_arrival_counts(t for t, _ in batches)
+    expected = inter_arrival_s(times)
+    assert gaps.n == expected.size
+    assert np.array_equal(gaps.expanded(), np.sort(expected))
+    assert inter_arrival_counts(t for t, _ in batches[::-1]) is None

@@ -14,7 +14,9 @@ from rlx_assets.stats.agreement.base import (
     NS_PER_S,
     NotComputable,
     day_bounds,
+    in_window,
     iso,
+    key_windows,
     to_ns,
 )
 from rlx_assets.stats.agreement.book import book_agreement
@@ -23,6 +25,7 @@ from rlx_assets.stats.agreement.sequence_gaps import golden_sequence_gaps, lake_
 from rlx_assets.stats.agreement.top_of_book import (
     LEVEL_1_COLUMNS,
     book_updates,
+    read_book_updates,
     top_of_book_agreement,
 )
 from rlx_assets.stats.agreement.trades import aggtrade_consistency, trade_agreement
@@ -38,9 +41,12 @@ __all__ = [
     "book_updates",
     "day_bounds",
     "golden_sequence_gaps",
+    "in_window",
     "iso",
+    "key_windows",
     "lake_sequence_gaps",
     "origin_time_validity",
+    "read_book_updates",
     "to_ns",
     "top_of_book_agreement",
     "trade_agreement",

@@ -1,5 +1,6 @@
 """What every agreement metric shares: ``NotComputable``, exact integer units of prices and
-sizes, nanosecond times, shares and verdicts. Imports nothing of the project.
+sizes, nanosecond times, shares and verdicts, windows of sequence numbers. Imports only
+``stats.pieces``.
 
 Prices and sizes are compared exactly, as integers at the reconstruction's decimal scale (a
 float from the vendor file is the nearest double of its decimal, so rounding ``x * 10**scale``
@@ -9,8 +10,11 @@ recovers the decimal's units).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
 
 import polars as pl
+
+from rlx_assets.stats.pieces import read_pieces, span
 
 NS_PER_S = 1_000_000_000
 NS_PER_MINUTE = 60 * NS_PER_S
@@ -61,3 +65,61 @@ def share_of(num: int, den: int) -> float | None:
 def at_least(value: float | None, threshold: float) -> bool | None:
     """The verdict of a share against its minimum (None: nothing to judge)."""
     return None if value is None else bool(value >= threshold)
+
+
+# Rows of one side held at a time: a day's files are compared window by window of sequence
+# numbers (every row of a sequence number in one window), so memory does not grow with the day.
+WINDOW_ROWS = 500_000
+
+
+def sequence_windows(updates: pl.DataFrame, columns: int = 5) -> list[tuple[int, int]]:
+    """(first, last) sequence numbers of consecutive windows of about ``WINDOW_ROWS`` rows of
+    5 columns (fewer rows of wider tables); ``updates``: ``sequence_number`` (sorted) and its
+    ``rows``."""
+    if updates.height == 0:
+        return []
+    window_rows = max(WINDOW_ROWS * 5 // columns, 1)
+    windows = (
+        updates.with_columns(((pl.col("rows").cum_sum() - 1) // window_rows).alias("_w"))
+        .group_by("_w", maintain_order=True)
+        .agg(pl.col("sequence_number").first().alias("lo"), pl.col("sequence_number").last())
+    )
+    return list(zip(windows["lo"].to_list(), windows["sequence_number"].to_list(), strict=True))
+
+
+def in_window(frame: pl.LazyFrame, lo: int, hi: int) -> pl.DataFrame:
+    return frame.filter(pl.col("sequence_number").is_between(lo, hi)).collect()
+
+
+# Buckets of a key counted to cut a day into windows of about WINDOW_ROWS rows.
+HISTOGRAM_BUCKETS = 4096
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def key_windows(
+    frames: Sequence[pl.LazyFrame | pl.DataFrame], column: str, columns: int = 5
+) -> list[tuple[int, int]]:
+    """Consecutive ranges ``[lo, hi]`` of an integer key (a sequence number, a trade id) that
+    together cover every value, each holding about ``WINDOW_ROWS`` rows (of ``columns``
+    columns, as ``sequence_windows``) of the frames together: cut from a histogram of the key,
+    two passes over that one column, piece by piece (``stats.pieces``). Empty when no frame
+    has a row."""
+    key = pl.col(column).cast(pl.Int64)
+
+    def keys(query: Callable[[pl.LazyFrame], pl.LazyFrame]) -> Iterator[pl.DataFrame]:
+        for frame in frames:
+            yield from read_pieces(frame, lambda piece: query(piece.select(key).drop_nulls()))
+
+    lo, hi = span(keys(lambda p: p), column)
+    if lo is None:
+        return []
+    width = -(-(hi - lo + 1) // HISTOGRAM_BUCKETS)
+    bucket = ((key - lo) // width).alias("sequence_number")
+    counts = (
+        pl.concat(keys(lambda p: p.group_by(bucket).agg(pl.len().alias("rows"))))
+        .group_by("sequence_number")
+        .agg(pl.col("rows").sum())
+        .sort("sequence_number")
+    )
+    cuts = [lo + first * width for first, _ in sequence_windows(counts, columns)[1:]]
+    return list(zip([_I64_MIN, *cuts], [c - 1 for c in cuts] + [_I64_MAX], strict=True))

@@ -4,6 +4,8 @@ against the vendor's ``book`` rows with the same sequence number. May import ``b
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import polars as pl
 
@@ -13,6 +15,7 @@ from rlx_assets.stats.agreement.base import (
     at_least,
     decimal_scale,
     iso,
+    key_windows,
     share_of,
     to_ns,
     units_expr,
@@ -61,6 +64,10 @@ def _side_errors(
     return in_o & ~o_same, in_v & ~v_found & ~unknown_v
 
 
+CHUNK_ROWS = 20_000  # rows of 80 levels compared at a time (~60 MB of arrays)
+KEY_COLUMNS = 10  # key windows of ~250 k rows of both files together (see sequence_windows)
+
+
 def book_agreement(
     ours: pl.LazyFrame | pl.DataFrame,
     vendor: pl.LazyFrame | pl.DataFrame,
@@ -73,11 +80,13 @@ def book_agreement(
     price_scale: int | None = None,
     size_scale: int | None = None,
     max_listed: int = 20,
-    chunk_rows: int = 50_000,
+    chunk_rows: int | None = None,
     mismatch_rows: list[pl.DataFrame] | None = None,
 ) -> dict:
     """Our top 20 (``snapshots_vendor.parquet``) against the vendor ``book`` rows with the same
-    sequence number, in chunks of ``chunk_rows`` rows.
+    sequence number (the n-th row of a repeated number with the n-th), window by window of
+    sequence numbers (``key_windows``), their levels read in chunks of ``chunk_rows`` rows
+    (default ``CHUNK_ROWS``): memory does not grow with the day.
 
     The independent cross-check of the replay's own comparison (``book.reconstruct``'s
     ``_compare_levels``, in the numba kernel): this one reads the written files, not the replay.
@@ -89,7 +98,7 @@ def book_agreement(
     (bids below ``known_bid_floor``, asks above ``known_ask_ceiling``): a book seeded from a
     top-20 row cannot know deeper levels that no delta has touched since. Every level we hold
     came from the seed or a delta, so it is exact wherever it lies; a book known to full depth
-    (no bounds) must agree exactly.
+    (no bounds) must agree exactly. Rows are listed in the vendor file's order.
 
     ``mismatch_rows``, when given, receives every disagreeing row (not only the first
     ``max_listed``) as frames: ``timestamp`` (ns), ``sequence_number``, ``side``, ``level`` (the
@@ -101,112 +110,168 @@ def book_agreement(
     ss = size_scale if size_scale is not None else decimal_scale(o_schema["bid_0_size"])
     if ps is None or ss is None:
         raise ValueError("book_agreement: give price_scale/size_scale for float snapshots")
+    if v_lf.select(pl.len()).collect().item() == 0:
+        raise NotComputable("the vendor book file has no rows")
     level_cols = [
         f"{side}_{i}_{what}" for side in ("bid", "ask") for i in range(BOOK_DEPTH)
         for what in ("price", "size")
     ]  # fmt: skip
-    unit_exprs = [units_expr(c, ps if c.endswith("price") else ss) for c in level_cols]
     extra = [c for c in ("matches_vendor",) if c in o_schema.names()]
-    v_keys = _with_occurrence(
-        v_lf.select(to_ns("timestamp", v_schema["timestamp"]), "sequence_number").with_row_index(
-            "v_row"
+    has_book = pl.col("bid_0_price").is_not_null() | pl.col("ask_0_price").is_not_null()
+    compare = _Comparison(
+        [units_expr(c, ps if c.endswith("price") else ss) for c in level_cols], ps, ss,
+        None if known_bid_floor is None else round(known_bid_floor * 10**ps),
+        None if known_ask_ceiling is None else round(known_ask_ceiling * 10**ps),
+        max_listed, mismatch_rows is not None, True if extra else None,
+    )  # fmt: skip
+    v_keys = v_lf.with_row_index("v_row").select(
+        to_ns("timestamp", v_schema["timestamp"]), "sequence_number", "v_row"
+    )
+    o_keys = o_lf.with_row_index("o_row").select(
+        "sequence_number", *extra, has_book.alias("_has_book"), "o_row"
+    )
+    for window in key_windows([v_lf, o_lf], "sequence_number", columns=KEY_COLUMNS):
+        in_window = pl.col("sequence_number").is_between(*window)
+        v_w = _with_occurrence(v_keys.filter(in_window)).collect()
+        o_w = _with_occurrence(o_keys.filter(in_window)).collect()
+        pairs = v_w.join(o_w, on=["sequence_number", "_occurrence"], how="inner")
+        # A vendor row the reconstruction has no row for is a mismatch, not a row left out
+        # (after the seed, where our book is known).
+        unpaired = v_w.join(o_w, on=["sequence_number", "_occurrence"], how="anti")
+        seq = pairs["sequence_number"]
+        if seed_sequence is not None:
+            keep = seq > seed_sequence if started_cold else seq >= seed_sequence
+            known = pl.col("sequence_number")
+            known = known > seed_sequence if started_cold else known >= seed_sequence
+            unpaired = unpaired.filter(known)
+        else:  # rows where our book was known
+            keep = pairs["_has_book"]
+        compare.vendor_rows += v_w.height
+        compare.paired += keep.len()
+        compare.unpaired(unpaired.sort("v_row"))
+        pairs = pairs.filter(keep).sort("v_row")
+        chunk = chunk_rows or CHUNK_ROWS
+        for lo in range(0, pairs.height, chunk):
+            compare.chunk(pairs.slice(lo, chunk), v_lf, o_lf)
+    if mismatch_rows is not None and compare.mismatch_frames:
+        mismatch_rows.append(
+            pl.concat(compare.mismatch_frames).sort("_v_row", maintain_order=True).drop("_v_row")
         )
-    ).collect()
-    if v_keys.height == 0:
-        raise NotComputable("the vendor book file has no rows")
-    o_keys = _with_occurrence(o_lf.select("sequence_number", *extra).with_row_index("o_row"))
-    o_keys = o_keys.collect()
-    pairs = v_keys.join(o_keys, on=["sequence_number", "_occurrence"], how="inner")
-    # A vendor row the reconstruction has no row for is a mismatch, not a row left out (after
-    # the seed, where our book is known).
-    unpaired = v_keys.join(o_keys, on=["sequence_number", "_occurrence"], how="anti")
-    seq = pairs["sequence_number"]
-    if seed_sequence is not None:
-        keep = seq > seed_sequence if started_cold else seq >= seed_sequence
-        known = pl.col("sequence_number")
-        known = known > seed_sequence if started_cold else known >= seed_sequence
-        unpaired = unpaired.filter(known)
-    else:  # rows where our book was known
-        has_book = pl.col("bid_0_price").is_not_null() | pl.col("ask_0_price").is_not_null()
-        keep = o_lf.select(has_book).collect().to_series().gather(pairs["o_row"])
-    pairs = pairs.filter(keep).sort("v_row")
-    unpaired = unpaired.sort("v_row")
-    floor = None if known_bid_floor is None else round(known_bid_floor * 10**ps)
-    ceiling = None if known_ask_ceiling is None else round(known_ask_ceiling * 10**ps)
+    return compare.figures(min_share, known_bid_floor, known_ask_ceiling)
 
-    n = equal = consistent_rows = 0
-    level_equal = np.zeros(BOOK_DEPTH, dtype=np.int64)
-    mismatches: list[dict] = []
-    outside: list[dict] = []
-    agrees_with_reconstruction = True if extra else None
-    for lo in range(0, pairs.height, chunk_rows):
-        chunk = pairs.slice(lo, chunk_rows)
-        v = _rows(v_lf, chunk["v_row"], unit_exprs)
-        o = _rows(o_lf, chunk["o_row"], unit_exprs)
+
+@dataclass
+class _Comparison:
+    """The figures of ``book_agreement`` summed over windows and chunks, with the first rows
+    listed (each list in the vendor file's order: by ``v_row``)."""
+
+    unit_exprs: list[pl.Expr]
+    ps: int
+    ss: int
+    floor: int | None
+    ceiling: int | None
+    max_listed: int
+    keep_mismatch_rows: bool
+    agrees_with_reconstruction: bool | None
+    vendor_rows: int = 0
+    paired: int = 0
+    n: int = 0
+    equal: int = 0
+    consistent_rows: int = 0
+    without_reconstruction: int = 0
+    level_equal: np.ndarray = field(default_factory=lambda: np.zeros(BOOK_DEPTH, np.int64))
+    mismatches: list[tuple[int, dict]] = field(default_factory=list)
+    outside: list[tuple[int, dict]] = field(default_factory=list)
+    unpaired_rows: list[tuple[int, dict]] = field(default_factory=list)
+    mismatch_frames: list[pl.DataFrame] = field(default_factory=list)
+
+    def unpaired(self, rows: pl.DataFrame) -> None:
+        self.without_reconstruction += rows.height
+        for row in rows.head(self.max_listed).iter_rows(named=True):
+            self.unpaired_rows.append((row["v_row"], {
+                "sequence_number": int(row["sequence_number"]),
+                "timestamp": iso(int(row["timestamp"])),
+                "side": None, "problem": "no reconstruction row for this vendor row",
+            }))  # fmt: skip
+
+    def chunk(self, chunk: pl.DataFrame, v_lf: pl.LazyFrame, o_lf: pl.LazyFrame) -> None:
+        ps, ss, max_listed = self.ps, self.ss, self.max_listed
+        v = _rows(v_lf, chunk["v_row"], self.unit_exprs)
+        o = _rows(o_lf, chunk["o_row"], self.unit_exprs)
         vbp, vbs, vap, vas = (_level_matrix(v, s_, w) for s_, w in _SIDES)
         obp, obs, oap, oas = (_level_matrix(o, s_, w) for s_, w in _SIDES)
+        del v, o
         level_eq = (obp == vbp) & (obs == vbs) & (oap == vap) & (oas == vas)
         row_eq = level_eq.all(axis=1)
-        bid_o, bid_v = _side_errors(obp, obs, vbp, vbs, True, floor)
-        ask_o, ask_v = _side_errors(oap, oas, vap, vas, False, ceiling)
+        bid_o, bid_v = _side_errors(obp, obs, vbp, vbs, True, self.floor)
+        ask_o, ask_v = _side_errors(oap, oas, vap, vas, False, self.ceiling)
         consistent = ~(bid_o.any(1) | bid_v.any(1) | ask_o.any(1) | ask_v.any(1))
-        n += row_eq.size
-        equal += int(row_eq.sum())
-        consistent_rows += int(consistent.sum())
-        level_equal += level_eq.sum(axis=0)
+        self.n += row_eq.size
+        self.equal += int(row_eq.sum())
+        self.consistent_rows += int(consistent.sum())
+        self.level_equal += level_eq.sum(axis=0)
         seqs, times = chunk["sequence_number"].to_numpy(), chunk["timestamp"].to_numpy()
-        if mismatch_rows is not None and not consistent.all():
-            mismatch_rows.append(_mismatch_frame(
-                np.flatnonzero(~consistent), seqs, times, bid_o | bid_v, ask_o | ask_v,
+        v_rows = chunk["v_row"].to_numpy()
+        if self.keep_mismatch_rows and not consistent.all():
+            bad = np.flatnonzero(~consistent)
+            frame = _mismatch_frame(
+                bad, seqs, times, bid_o | bid_v, ask_o | ask_v,
                 (obp, obs, vbp, vbs), (oap, oas, vap, vas), ps, ss,
-            ))  # fmt: skip
-        for r in np.flatnonzero(~consistent)[: max_listed - len(mismatches)]:
+            )  # fmt: skip
+            self.mismatch_frames.append(frame.with_columns(pl.Series("_v_row", v_rows[bad])))
+        for r in np.flatnonzero(~consistent)[:max_listed]:
             where = {"sequence_number": int(seqs[r]), "timestamp": iso(int(times[r]))}
             for side, (eo, ev, op, os_, vp, vs) in (
                 ("bid", (bid_o, bid_v, obp, obs, vbp, vbs)),
                 ("ask", (ask_o, ask_v, oap, oas, vap, vas)),
             ):
                 if eo[r].any() or ev[r].any():
-                    mismatches.append({**where, "side": side, **_first_error(
+                    self.mismatches.append((v_rows[r], {**where, "side": side, **_first_error(
                         r, eo, ev, op, os_, vp, vs, ps, ss
-                    )})  # fmt: skip
+                    )}))  # fmt: skip
                     break
-        for r in np.flatnonzero(consistent & ~row_eq)[: min(5, max_listed) - len(outside)]:
-            outside.append({
+        for r in np.flatnonzero(consistent & ~row_eq)[: min(5, max_listed)]:
+            self.outside.append((v_rows[r], {
                 "sequence_number": int(seqs[r]), "timestamp": iso(int(times[r])),
                 **_first_positional(r, (obp, obs, vbp, vbs), (oap, oas, vap, vas), ps, ss),
-            })  # fmt: skip
-        if extra:
+            }))  # fmt: skip
+        if self.agrees_with_reconstruction is not None:
             theirs = chunk["matches_vendor"]
             known = theirs.is_not_null().to_numpy()
             same = theirs.to_numpy()[known].astype(bool) == row_eq[known]
-            agrees_with_reconstruction = agrees_with_reconstruction and bool(same.all())
-    n += unpaired.height
-    for row in unpaired.head(max(max_listed - len(mismatches), 0)).iter_rows(named=True):
-        mismatches.append({
-            "sequence_number": int(row["sequence_number"]), "timestamp": iso(int(row["timestamp"])),
-            "side": None, "problem": "no reconstruction row for this vendor row",
-        })  # fmt: skip
-    agreement = share_of(consistent_rows, n)
-    return {
-        "vendor_rows": v_keys.height,
-        "rows_without_reconstruction": unpaired.height,
-        "rows_paired": int(keep.len()),
-        "rows_not_compared": int(keep.len() - n),
-        "rows_compared": n,
-        "rows_equal": equal,
-        "exact_share": share_of(equal, n),
-        "rows_consistent": consistent_rows,
-        "rows_differing_only_outside_known_depth": consistent_rows - equal,
-        "agreement": agreement,
-        "known_depth": {"bid_floor": known_bid_floor, "ask_ceiling": known_ask_ceiling},
-        "level_agreement": [float(x) / n for x in level_equal] if n else [],
-        "first_mismatches": mismatches,
-        "first_differences_outside_known_depth": outside,
-        "exact_rows_match_reconstruction": agrees_with_reconstruction,
-        "threshold": min_share,
-        "passed": at_least(agreement, min_share),
-    }
+            self.agrees_with_reconstruction = self.agrees_with_reconstruction and bool(same.all())
+
+    def figures(
+        self, min_share: float, known_bid_floor: float | None, known_ask_ceiling: float | None
+    ) -> dict:
+        mismatches = _first(self.mismatches, self.max_listed)
+        mismatches += _first(self.unpaired_rows, max(self.max_listed - len(mismatches), 0))
+        n = self.n + self.without_reconstruction
+        agreement = share_of(self.consistent_rows, n)
+        return {
+            "vendor_rows": self.vendor_rows,
+            "rows_without_reconstruction": self.without_reconstruction,
+            "rows_paired": self.paired,
+            "rows_not_compared": self.paired - n,
+            "rows_compared": n,
+            "rows_equal": self.equal,
+            "exact_share": share_of(self.equal, n),
+            "rows_consistent": self.consistent_rows,
+            "rows_differing_only_outside_known_depth": self.consistent_rows - self.equal,
+            "agreement": agreement,
+            "known_depth": {"bid_floor": known_bid_floor, "ask_ceiling": known_ask_ceiling},
+            "level_agreement": [float(x) / n for x in self.level_equal] if n else [],
+            "first_mismatches": mismatches,
+            "first_differences_outside_known_depth": _first(self.outside, min(5, self.max_listed)),
+            "exact_rows_match_reconstruction": self.agrees_with_reconstruction,
+            "threshold": min_share,
+            "passed": at_least(agreement, min_share),
+        }
+
+
+def _first(rows: list[tuple[int, dict]], n: int) -> list[dict]:
+    """The first ``n`` listed rows in the vendor file's order."""
+    return [row for _, row in sorted(rows, key=lambda r: r[0])[:n]]
 
 
 _SIDES = (("bid", "price"), ("bid", "size"), ("ask", "price"), ("ask", "size"))

@@ -1,5 +1,6 @@
 """Sequence integrity: what the lake's ``book_delta_v2`` rows let us check (decreasing update
-ids, long silences) and the golden captures' sequence breaks. May import ``base``.
+ids, long silences) and the golden captures' sequence breaks. May import ``base`` and
+``stats.pieces``.
 """
 
 from __future__ import annotations
@@ -8,15 +9,16 @@ import numpy as np
 import polars as pl
 
 from rlx_assets.stats.agreement.base import NS_PER_S, NotComputable, iso, share_of, to_ns
+from rlx_assets.stats.pieces import read_pieces
 
 
 def _update_starts(deltas: pl.LazyFrame) -> tuple[int, np.ndarray, np.ndarray]:
     """(rows, sequence number, timestamp) of each update's first row (rows of one update are
-    consecutive), batch by batch: a day's 30 M rows become ~1 M updates without being held."""
+    consecutive), piece by piece: a day's 40 M rows become ~1 M updates without being held."""
     schema = deltas.collect_schema()
-    frame = deltas.select(to_ns("timestamp", schema["timestamp"]), "sequence_number")
+    columns = [to_ns("timestamp", schema["timestamp"]), pl.col("sequence_number")]
     rows, seqs, times, last = 0, [], [], None
-    for batch in frame.collect_batches(chunk_size=1 << 20):
+    for batch in read_pieces(deltas, lambda piece: piece.select(columns)):
         seq = batch["sequence_number"].to_numpy()
         if seq.size == 0:
             continue

@@ -9,12 +9,15 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from rlx_assets.stats import pieces
 from rlx_assets.stats.agreement import (
     NotComputable,
     book_agreement,
     book_updates,
+    read_book_updates,
     top_of_book_agreement,
 )
+from rlx_assets.stats.agreement import base as agreement_base
 from rlx_assets_tests.stats.sample_partitions import (
     PARTITIONS,
     SPOT_0808,
@@ -138,3 +141,20 @@ def test_vendor_rows_the_reconstruction_lacks_count_as_mismatches(recon, sample_
     assert book["rows_consistent"] == whole["rows_consistent"] - dropped
     assert not book["passed"]
     assert book["first_mismatches"][0]["problem"] == "no reconstruction row for this vendor row"
+
+
+@pytest.mark.parametrize("flagged", [True, False], ids=["update_complete", "no flag"])
+def test_book_updates_read_in_parts_are_the_whole_streams(recon, monkeypatch, flagged):
+    """A day's book updates are read in bounded parts: 10 k-row pieces when each update's last
+    row is flagged, else ~1 k-row windows of sequence numbers (an update's last row is told
+    only with all its rows; a stream without the flag keeps the last row of each number). On
+    the real sample stream, with and without the flag, the parts are the whole stream's."""
+    stream = pl.read_parquet(recon[SPOT_0808.key] / "stream.parquet")
+    if not flagged:
+        stream = stream.drop("update_complete")
+    monkeypatch.setattr(pieces, "PIECE_ROWS", 10_000)
+    monkeypatch.setattr(agreement_base, "WINDOW_ROWS", 1_000)
+    parts = list(read_book_updates(stream.lazy(), lambda updates: updates))
+    whole = book_updates(stream).collect()
+    assert len(parts) > 10
+    assert pl.concat(parts).sort("sequence_number").equals(whole.sort("sequence_number"))
