@@ -53,11 +53,25 @@ def run_backfill_bench(
     try:
         days = [FIRST_DAY + dt.timedelta(days=n) for n in range(partitions)]
         lake = tiled_lake(root / "lake", days, log)
-        with local_s3() as endpoint, data_root_in_bucket(root, endpoint):
+        with local_s3() as endpoint, data_root_in_bucket(root, endpoint) as bucket:
+            server_before = server_list_ms(endpoint, bucket)
             runs = [run_partition(day, lake, log) for day in days]
+            server_after = server_list_ms(endpoint, bucket)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return summary(runs)
+    return {**summary(runs), "server_list_ms": {"first": server_before, "last": server_after}}
+
+
+def server_list_ms(endpoint: str, bucket: str, probes: int = 50) -> float:
+    """The server's own cost of one LIST of a prefix that holds nothing. moto's grows with the
+    objects in the bucket (it scans them all); S3 lists by prefix from an index."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+    start = time.perf_counter()
+    for _ in range(probes):
+        client.list_objects_v2(Bucket=bucket, Prefix="probe/")
+    return round((time.perf_counter() - start) / probes * 1000, 2)
 
 
 def tiled_lake(lake: Path, days: list[dt.date], log: Callable[[str], None]) -> Path:
@@ -102,8 +116,9 @@ def local_s3() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def data_root_in_bucket(root: Path, endpoint: str) -> Iterator[None]:
-    """RLX_DATA_DIR in a fresh bucket of the local server, a working copy under ``root``."""
+def data_root_in_bucket(root: Path, endpoint: str) -> Iterator[str]:
+    """RLX_DATA_DIR in a fresh bucket of the local server, a working copy under ``root``; yields
+    the bucket's name."""
     import boto3
 
     bucket = f"rlx-bench-{uuid.uuid4().hex[:12]}"
@@ -121,7 +136,7 @@ def data_root_in_bucket(root: Path, endpoint: str) -> Iterator[None]:
         boto3.client("s3", endpoint_url=endpoint, region_name=REGION).create_bucket(
             Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
-        yield
+        yield bucket
     finally:
         for name, value in saved.items():
             if value is None:

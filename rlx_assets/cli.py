@@ -484,6 +484,11 @@ def bench_backfill(partitions: int, as_json: bool, workdir: Path | None) -> None
         f"{result['last_control_requests']:.0f} requests"
     )
     click.echo(f"  last / first: {result['last_over_first']:.2f}")
+    server = result["server_list_ms"]
+    click.echo(
+        f"  the server's own LIST of an empty prefix: {server['first']:.1f} ms before the "
+        f"first run, {server['last']:.1f} ms after the last"
+    )
 
 
 @bench.command("day", epilog=EXIT_STATUS)
