@@ -151,6 +151,7 @@ class RequestClock:
     def __init__(self) -> None:
         self.seconds = {"control": 0.0, "data": 0.0}
         self.requests = {"control": 0, "data": 0}
+        self.control_by_kind: dict[str, list[float]] = {}  # "list", "read", ... -> [n, seconds]
 
     @contextlib.contextmanager
     def timing(self) -> Iterator[RequestClock]:
@@ -163,8 +164,13 @@ class RequestClock:
             try:
                 return original(remote, what, key, call, *args, **kwargs)
             finally:
-                clock.seconds[plane] += time.perf_counter() - start
+                spent = time.perf_counter() - start
+                clock.seconds[plane] += spent
                 clock.requests[plane] += 1
+                if plane == "control":
+                    kind = clock.control_by_kind.setdefault(what, [0, 0.0])
+                    kind[0] += 1
+                    kind[1] += spent
 
         RemoteRoot._call = timed
         try:
@@ -208,6 +214,10 @@ def run_partition(day: dt.date, lake: Path, log: Callable[[str], None]) -> dict:
         "control_requests": clock.requests["control"],
         "data_s": round(clock.seconds["data"], 3),
         "data_requests": clock.requests["data"],
+        "control_by_kind": {
+            what: {"requests": n, "s": round(seconds, 3)}
+            for what, (n, seconds) in sorted(clock.control_by_kind.items())
+        },
     }
 
 

@@ -26,6 +26,8 @@ def test_the_backfill_benchmark_times_each_runs_control_plane(tmp_path):
         # manifest, gate reports, status, certificate and logs are the control plane.
         assert run["data_requests"] >= 6 and run["control_requests"] > run["data_requests"]
         assert 0 < run["control_s"] < run["wall_s"]
+        kinds = run["control_by_kind"].values()
+        assert sum(k["requests"] for k in kinds) == run["control_requests"]
     assert result["window"] == 1 and result["first_control_s"] == result["runs"][0]["control_s"]
     assert result["server_list_ms"]["first"] > 0 and result["server_list_ms"]["last"] > 0
     assert not any(tmp_path.iterdir())  # its files removed
