@@ -182,10 +182,7 @@ class RemoteRoot:
         if etag is None:
             state.unlink(missing_ok=True)
             return
-        state.parent.mkdir(parents=True, exist_ok=True)
-        tmp = state.with_name(f"{temp_name(state.name)}{uuid.uuid4().hex}")
-        tmp.write_text(etag)
-        os.replace(tmp, state)
+        _write_local(state, etag.encode())
 
     def _remembered(self, path: Path) -> str | None:
         with contextlib.suppress(FileNotFoundError):
@@ -461,11 +458,7 @@ class RemoteRoot:
             cached = cache / path.name
             if not cached.is_file():
                 key = self.key(path)
-                body = self._call("read", key, self._get_body, key)
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_name(f"{temp_name(cached.name)}{uuid.uuid4().hex}")
-                tmp.write_bytes(body)
-                os.replace(tmp, cached)
+                _write_local(cached, self._call("read", key, self._get_body, key))
             lines.append(cached.read_bytes())
         return lines
 
@@ -475,7 +468,7 @@ def _body_and_etag(response: dict) -> tuple[bytes, str]:
 
 
 def _write_local(path: Path, data: bytes) -> None:
-    """The working copy of an object just written: atomically, never a partial file."""
+    """A working-copy or state file written atomically: never a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{temp_name(path.name)}{uuid.uuid4().hex}")
     tmp.write_bytes(data)
@@ -565,10 +558,7 @@ def bind(
     remote = RemoteRoot(root, uri, endpoint_url, profile, policy, timeouts_s)
     marker = root / MARKER
     if not marker.is_file() or json.loads(marker.read_text()) != remote.config:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(f"{temp_name(marker.name)}{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps(remote.config, sort_keys=True))
-        os.replace(tmp, marker)
+        _write_local(marker, json.dumps(remote.config, sort_keys=True).encode())
     if root not in _BOUND or _BOUND[root].config != remote.config:
         import botocore.exceptions
 

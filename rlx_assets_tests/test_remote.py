@@ -8,7 +8,7 @@ import uuid
 import boto3
 import pytest
 
-from rlx_assets.remote import RemoteDataError, bind
+from rlx_assets.remote import RemoteDataError, RemoteRoot, bind
 from rlx_assets.retry import RetryPolicy
 from rlx_assets.staging import (
     append_json_line,
@@ -46,6 +46,20 @@ def bucket(s3_server, monkeypatch):
 def worker(tmp_path, bucket, s3_server, name: str):
     """A working copy of the bucket, as one machine of a deployment has it."""
     return bind(tmp_path / name, bucket["uri"], s3_server.endpoint_url, None, FAST).root
+
+
+def listed_paths(monkeypatch) -> list:
+    """Every path the data root's LISTs return from now on (the control plane's cost)."""
+    listed = []
+    original = RemoteRoot.list
+
+    def counting(self, directory):
+        found = original(self, directory)
+        listed.extend(found)
+        return found
+
+    monkeypatch.setattr(RemoteRoot, "list", counting)
+    return listed
 
 
 def stored(bucket, key: str) -> bytes | None:

@@ -13,9 +13,8 @@ from rlx_assets.lake.manifest import (
     manifest_entry,
     manifest_path_of,
 )
-from rlx_assets.remote import RemoteRoot
 from rlx_assets.staging import DataLayout, append_json_line
-from rlx_assets_tests.test_remote import bucket, worker  # noqa: F401 - the bucket fixture
+from rlx_assets_tests.test_remote import bucket, listed_paths, worker  # noqa: F401 - the bucket fixture
 
 MARKET = "BINANCE.BTC-USDT"
 DAY = dt.date(2024, 8, 8)
@@ -53,15 +52,7 @@ def test_reading_one_partition_lists_only_its_own_records(
     for day in days:
         for table in ("trades", "book"):
             append_manifest_entry(writer, table, MARKET, day, entry(table, day, f"{table}{day}"))
-    listed = []
-    original = RemoteRoot.list
-
-    def counting(self, directory):
-        found = original(self, directory)
-        listed.extend(found)
-        return found
-
-    monkeypatch.setattr(RemoteRoot, "list", counting)
+    listed = listed_paths(monkeypatch)
     reader = DataLayout(worker(tmp_path, bucket, s3_server, "reader"))  # a fresh working copy
     assert manifest_entry(reader, "trades", MARKET, days[-1])["sha256"] == f"trades{days[-1]}"
     assert len(listed) == 1

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from rlx_assets.remote import RemoteRoot
 from rlx_assets.staging import DataLayout, atomic_write_bytes, update_json
 from rlx_assets.validation.status import STATUS_FILE, compute_status, refresh_status
 from rlx_assets.validation.zones import REQUIRED_TABLES, raw_path
 from rlx_assets_tests.export.sample_chain import certified_sample_data
-from rlx_assets_tests.test_remote import bucket, worker  # noqa: F401 - the bucket fixture
+from rlx_assets_tests.test_remote import bucket, listed_paths, worker  # noqa: F401 - the bucket fixture
 
 MARKET = "BINANCE.BTC-USDT"
 DAY = dt.date(2024, 8, 8)
@@ -81,15 +80,7 @@ def test_an_update_lists_only_its_own_partition_on_s3(
     listed the files of all 30; now the files of its own day."""
     root = worker(tmp_path, bucket, s3_server, "writer")
     days = [acquired_day(root, DAY + dt.timedelta(days=n)) for n in range(30)]
-    listed = []
-    original = RemoteRoot.list
-
-    def counting(self, directory):
-        found = original(self, directory)
-        listed.extend(found)
-        return found
-
-    monkeypatch.setattr(RemoteRoot, "list", counting)
+    listed = listed_paths(monkeypatch)
     status = refresh_status(DataLayout(root), MARKET, days[-1])
     assert len(status["partitions"]) == 30
     assert len(listed) == len(REQUIRED_TABLES)  # its three raw files
