@@ -51,7 +51,13 @@ CHAIN_ASSETS = (
     "raw_trades", "raw_book", "raw_book_delta_v2", "validated_partition",
     "readiness_certificate", "reconstructed_stream", "fidelity_report",
 )  # fmt: skip
-STEPS = ("capture_read", "convert", "parquet_read", "process_start", "golden_job", *CHAIN_ASSETS)
+READ_STEPS = ("stream_read", "book_at", "export")
+STEPS = (
+    "capture_read", "convert", "parquet_read", "process_start", "gates", "golden_job",
+    *CHAIN_ASSETS, *READ_STEPS, "daily_chain",
+)  # fmt: skip
+BOOK_AT_INSTANTS = 50
+GIB = 1024  # MB
 DEFAULT_MAX_RSS_MB = 8_000  # a step above this is killed: the machine is shared
 ERROR_TAIL_LINES = 25
 _FAILURE_MARKERS = ("STEP_FAILURE", "RUN_FAILURE", "blocking asset check failed")
@@ -205,6 +211,9 @@ def child_main() -> None:
         "capture_read": capture_read_floor,
         "parquet_read": parquet_read_floor,
         "process_start": _process_start_task,
+        "stream_read": stream_read_floor,
+        "gates": gates_task,
+        "book_at": book_at_task,
     }[args.pop("task")]
     print(json.dumps(task(**args)))
 
@@ -270,6 +279,71 @@ def parquet_read_floor(lake: str, date: str) -> dict:
     }
 
 
+def gates_task(lake: str, date: str, profile: str) -> dict:
+    """``run_gates`` on each of the day's lake files under ``profile``: CPU seconds per table
+    (the gates alone, without the download, manifest and report around them in the step)."""
+    from rlx_assets.validation.gates import GateInput, run_gates
+    from rlx_assets.validation.profiles import PROFILES
+
+    cpu: dict[str, float] = {}
+    for path in sorted(Path(lake).glob(f"*/exchange=*/symbol=*/dt={date}/*.parquet")):
+        table = path.parts[-5]
+        if table not in ("trades", "book", "book_delta_v2"):
+            continue
+        spec = GateInput(table, path, dt.date.fromisoformat(date), None, None, PROFILES[profile])
+        cpu0 = time.process_time()
+        run_gates(spec)
+        cpu[table] = round(time.process_time() - cpu0, 3)
+    return {"cpu_s_by_table": cpu, "cpu_s": round(sum(cpu.values()), 3)}
+
+
+def _stream_file(data: str, date: str) -> Path:
+    from rlx_assets.book.reconstruct.output import STREAM_FILE
+
+    return Path(data) / "reconstruction" / MARKET / date / STREAM_FILE
+
+
+def stream_read_floor(data: str, date: str) -> dict:
+    """Every column of the day's reconstructed stream read with pyarrow: CPU of the read."""
+    import pyarrow.parquet as pq
+
+    path = _stream_file(data, date)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    rows = pq.read_table(path).num_rows
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    return {"rows": rows, "bytes": path.stat().st_size, "cpu_s": round(cpu, 3),
+            "wall_s": round(wall, 3)}  # fmt: skip
+
+
+def book_at_task(data: str, date: str, instants: int = BOOK_AT_INSTANTS, seed: int = 0) -> dict:
+    """``read.book_at`` at ``instants`` seeded random instants of the stream's span, at depth 20
+    and for the whole book: milliseconds per call (median and max)."""
+    import random
+    import statistics
+
+    import pyarrow.parquet as pq
+
+    from rlx_assets.read import book_at
+
+    meta = pq.ParquetFile(_stream_file(data, date)).metadata
+    spans = [meta.row_group(i).column(0).statistics for i in range(meta.num_row_groups)]
+    first = min(s.min_raw for s in spans)  # event_time, ns since the epoch
+    last = max(s.max_raw for s in spans)
+    rng = random.Random(seed)
+    when = sorted(rng.randint(first, last) for _ in range(instants))
+    timings: dict[str, dict] = {}
+    for depth in (20, None):
+        ms = []
+        for t in when:
+            started = time.perf_counter()
+            book_at(MARKET, t, depth=depth, data_dir=data)
+            ms.append((time.perf_counter() - started) * 1e3)
+        timings["whole_book" if depth is None else f"depth_{depth}"] = {
+            "median_ms": round(statistics.median(ms), 1), "max_ms": round(max(ms), 1)
+        }  # fmt: skip
+    return {"instants": instants, **timings}
+
+
 def _process_start_task() -> dict:
     # What every `dg launch` step imports first. By name: the benchmark sits below the
     # definitions in the import layers (pyproject.toml) and only measures their import.
@@ -297,13 +371,14 @@ class DayBench:
     def partition(self) -> str:
         return f"{self.date.isoformat()}|{MARKET}"
 
-    def dagster_env(self) -> dict[str, str]:
-        """This process's environment without any RLX_*/DAGSTER_* setting, plus the bench's."""
+    def dagster_env(self, instance: str = "") -> dict[str, str]:
+        """This process's environment without any RLX_*/DAGSTER_* setting, plus the bench's
+        (``instance``: a suffix naming a Dagster home and data dir of their own)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RLX_", "DAGSTER_"))}
         return {
             **env,
-            "DAGSTER_HOME": str(self.home),
-            "RLX_DATA_DIR": str(self.data),
+            "DAGSTER_HOME": str(self.home) + instance,
+            "RLX_DATA_DIR": str(self.data) + instance,
             "RLX_LAKE_URI": str(self.lake),
             "RLX_CAPTURE_DIR": str(self.captures),
             "RLX_MARKETS": MARKET,
@@ -311,21 +386,30 @@ class DayBench:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def dagster_home(self) -> Path:
+    def dagster_home(self, instance: str = "") -> Path:
         from rlx_assets.config import PROJECT_ROOT
 
-        self.home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", self.home / "dagster.yaml")
-        return self.home
+        home = Path(str(self.home) + instance)
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        return home
 
-    def launch(self, name: str, target: list[str], max_rss_mb: float) -> Measured:
+    def launch(
+        self, name: str, target: list[str], max_rss_mb: float, instance: str = ""
+    ) -> Measured:
         """One ``dg launch`` run (``target``: ``--job X`` or ``--assets X``), in process."""
         argv = [_venv_tool("dg"), "launch", *target, "--partition", self.partition,
                 "-m", "rlx_assets.definitions", "--config-json", IN_PROCESS]  # fmt: skip
         return measure(
-            name, argv, log_path=self.logs / f"{name}.log", env=self.dagster_env(),
-            cwd=self.dagster_home(), success_marker="RUN_SUCCESS", max_rss_mb=max_rss_mb,
+            name, argv, log_path=self.logs / f"{name}.log", env=self.dagster_env(instance),
+            cwd=self.dagster_home(instance), success_marker="RUN_SUCCESS", max_rss_mb=max_rss_mb,
         )  # fmt: skip
+
+    def export(self, max_rss_mb: float) -> Measured:
+        argv = [_venv_tool("rlx"), "export", "hftbacktest", "--market", MARKET, "--date",
+                self.date.isoformat(), "--out", str(self.root / "day.npz"),
+                "--data-dir", str(self.data)]  # fmt: skip
+        return measure("export", argv, log_path=self.logs / "export.log", max_rss_mb=max_rss_mb)
 
 
 def _venv_tool(name: str) -> str:
@@ -378,6 +462,8 @@ def run_day_bench(
         day = generated.result
         log(f"{generated.summary()}: {day['lines']:,} lines, {day['bytes'] / 1e6:,.0f} MB gzip")
         measured = _run_steps(bench, day["files"], steps, max_rss_mb, log)
+        by_name = {m.name: m for m in measured}
+        ratio = ratios(by_name)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -392,14 +478,15 @@ def run_day_bench(
         "generation": asdict(generated) | {"result": None},
         "steps": [asdict(m) for m in measured if m.name in _MEASURED_STEPS],
         "floors": {m.name: asdict(m) for m in measured if m.name not in _MEASURED_STEPS},
-        "ratios": ratios({m.name: m for m in measured}),
+        "ratios": ratio,
+        "targets": targets(by_name, ratio),
         "harness_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "cpus": os.cpu_count(),
         "workdir": str(root) if keep else None,
     }
 
 
-_MEASURED_STEPS = ("convert", "golden_job", *CHAIN_ASSETS)
+_MEASURED_STEPS = ("convert", "golden_job", *CHAIN_ASSETS, "book_at", "export", "daily_chain")
 
 
 def _run_steps(
@@ -407,6 +494,8 @@ def _run_steps(
 ) -> list[Measured]:
     def task(name: str, argv: list[str]) -> Measured:
         return measure(name, argv, log_path=bench.logs / f"{name}.log", max_rss_mb=max_rss_mb)
+
+    day_of_data = {"data": str(bench.data), "date": bench.date.isoformat()}
 
     runs: dict[str, Callable[[], Measured]] = {
         "capture_read": lambda: task("capture_read", child_argv("capture_read", files=files)),
@@ -418,24 +507,45 @@ def _run_steps(
             child_argv("parquet_read", lake=str(bench.lake), date=bench.date.isoformat()),
         ),
         "process_start": lambda: task("process_start", child_argv("process_start")),
+        "gates": lambda: task(
+            "gates",
+            child_argv(
+                "gates",
+                lake=str(bench.lake),
+                date=bench.date.isoformat(),
+                profile=bench.gate_profile,
+            ),
+        ),  # fmt: skip
         "golden_job": lambda: bench.launch("golden_job", ["--job", "golden_job"], max_rss_mb),
         **{
             asset: (lambda a=asset: bench.launch(a, ["--assets", a], max_rss_mb))
             for asset in CHAIN_ASSETS
         },
+        "stream_read": lambda: task("stream_read", child_argv("stream_read", **day_of_data)),
+        "book_at": lambda: task("book_at", child_argv("book_at", **day_of_data)),
+        "export": lambda: bench.export(max_rss_mb),
+        # The whole job in one process, on a data dir and instance of its own.
+        "daily_chain": lambda: bench.launch(
+            "daily_chain", ["--job", "daily_chain"], max_rss_mb, instance="_whole_chain"
+        ),
     }
-    needs_lake = {"parquet_read", *CHAIN_ASSETS}
+    needs_lake = {"parquet_read", "gates", *CHAIN_ASSETS, *READ_STEPS, "daily_chain"}
     measured: list[Measured] = []
-    lake_ok = True
+    lake_ok, stream_ok = True, False  # the read steps read this run's reconstruction
     for name in (s for s in STEPS if s in steps):
         if name in needs_lake and not lake_ok:
             measured.append(skipped(name, "the lake was not converted"))
             log(f"{name}: skipped (no lake)")
             continue
+        if name in READ_STEPS and not stream_ok:
+            measured.append(skipped(name, "the day was not reconstructed in this run"))
+            log(f"{name}: skipped (no reconstruction)")
+            continue
         log(f"{name}: running")
         result = runs[name]()
         measured.append(result)
         lake_ok = lake_ok and (result.ok or name != "convert")
+        stream_ok = stream_ok or (result.ok and name == "reconstructed_stream")
         log(result.summary() + (f"\n{result.error}" if result.error else ""))
     return measured
 
@@ -444,16 +554,62 @@ def ratios(by_name: dict[str, Measured]) -> dict[str, float | None]:
     def over(numerator: float | None, denominator: float | None) -> float | None:
         return round(numerator / denominator, 3) if numerator and denominator else None
 
-    def cpu(name: str) -> float | None:
-        step = by_name.get(name)
-        return step.cpu_s if step is not None and step.ok else None
+    def step(name: str, figure: str = "cpu_s") -> float | None:
+        measured = by_name.get(name)
+        return getattr(measured, figure) if measured is not None and measured.ok else None
 
-    floor = by_name.get("capture_read")
+    def floor(name: str) -> float | None:
+        measured = by_name.get(name)
+        return measured.result.get("cpu_s") if measured is not None and measured.ok else None
+
     return {
-        "golden_cpu_over_capture_floor": over(
-            cpu("golden_job"), floor.result.get("cpu_s") if floor and floor.ok else None
-        ),
+        "golden_cpu_over_capture_floor": over(step("golden_job"), floor("capture_read")),
         "fidelity_cpu_over_reconstruction": over(
-            cpu("fidelity_report"), cpu("reconstructed_stream")
+            step("fidelity_report"), step("reconstructed_stream")
         ),
+        "gates_cpu_over_reconstruction": over(floor("gates"), step("reconstructed_stream")),
+        "daily_chain_wall_over_reconstruction": over(
+            step("daily_chain", "wall_s"), step("reconstructed_stream", "wall_s")
+        ),
+        "export_cpu_over_stream_read": over(step("export"), floor("stream_read")),
     }
+
+
+def targets(by_name: dict[str, Measured], ratio: dict[str, float | None]) -> list[dict]:
+    """The full-day targets (issues 24 and 25) next to what was measured; a target whose step
+    was not run or failed is not met."""
+
+    def target(name: str, measured: float | None, limit: float) -> dict:
+        met = measured is not None and measured <= limit
+        return {"target": name, "measured": measured, "limit": limit, "met": met}
+
+    def rss(name: str) -> float | None:
+        measured = by_name.get(name)
+        return measured.peak_rss_mb if measured is not None and measured.ok else None
+
+    book_at = by_name.get("book_at")
+    book_at_ms = (
+        max(book_at.result[k]["median_ms"] for k in ("depth_20", "whole_book"))
+        if book_at is not None and book_at.ok
+        else None
+    )
+    chain = [s for s in (*CHAIN_ASSETS, "daily_chain") if s in by_name]
+    return [
+        *(target(f"{s} peak RSS MB", rss(s), 2 * GIB) for s in chain),
+        target("gates CPU / reconstruction CPU", ratio["gates_cpu_over_reconstruction"], 1.0),
+        target(
+            "daily_chain wall / reconstruction wall",
+            ratio["daily_chain_wall_over_reconstruction"],
+            2.5,
+        ),  # fmt: skip
+        target("fidelity CPU / reconstruction CPU", ratio["fidelity_cpu_over_reconstruction"], 2.0),
+        target(
+            "golden_job CPU / capture floor (restated from 3)",
+            ratio["golden_cpu_over_capture_floor"],
+            10.0,
+        ),  # fmt: skip
+        target("book_at median ms (worse of depth 20 and whole book)", book_at_ms, 100.0),
+        target("book_at peak RSS MB", rss("book_at"), 500.0),
+        target("export peak RSS MB", rss("export"), 2 * GIB),
+        target("export CPU / stream read CPU", ratio["export_cpu_over_stream_read"], 2.0),
+    ]

@@ -610,6 +610,10 @@ def bench_day(
         )
     for name, value in result["ratios"].items():
         click.echo(f"{name}: {value if value is not None else '-'}")
+    for target in result["targets"]:
+        measured = "-" if target["measured"] is None else f"{target['measured']:,.3g}"
+        verdict = "met" if target["met"] else "NOT MET"
+        click.echo(f"target {target['target']} <= {target['limit']:g}: {measured} {verdict}")
     if result["workdir"]:
         click.echo(f"files kept in {result['workdir']}")
 

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -171,3 +172,57 @@ def test_bench_day_prints_one_json_object(tmp_path):
     assert report["ratios"]["golden_cpu_over_capture_floor"] > 1
     assert report["ratios"]["fidelity_cpu_over_reconstruction"] is None  # not run
     assert list(tmp_path.iterdir()) == []  # removed without --keep
+
+
+def test_the_whole_chain_the_reads_and_the_targets_are_measured(tmp_path):
+    steps = (
+        "convert,gates,raw_trades,raw_book,raw_book_delta_v2,validated_partition,"
+        "readiness_certificate,reconstructed_stream,stream_read,book_at,export,daily_chain"
+    )
+    result = CliRunner().invoke(
+        main,
+        ["bench", "day", "--minutes", "1", "--steps", steps, "--json", "--workdir", str(tmp_path),
+         "--keep"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    steps_by_name = {s["name"]: s for s in report["steps"]}
+    assert all(s["ok"] for s in report["steps"]), [s["error"] for s in report["steps"]]
+    assert {"book_at", "export", "daily_chain"} <= set(steps_by_name)
+    # The whole job ran on a data dir of its own, and certified and reconstructed the day.
+    workdir = Path(report["workdir"])
+    whole = workdir / "data_whole_chain"
+    assert (whole / "certificates").is_dir() and (whole / "reconstruction").is_dir()
+    assert list((workdir / "data" / "reconstruction").rglob("stream.parquet"))
+    # The export wrote the day's events.
+    events = np.load(workdir / "day.npz")["data"]
+    floors = report["floors"]
+    assert floors["stream_read"]["result"]["rows"] > 0 and len(events) > 0
+    assert set(floors["gates"]["result"]["cpu_s_by_table"]) == {"trades", "book", "book_delta_v2"}
+    timings = steps_by_name["book_at"]["result"]
+    assert timings["instants"] == 50 and timings["whole_book"]["median_ms"] > 0
+    targets = {t["target"]: t for t in report["targets"]}
+    assert (
+        targets["daily_chain peak RSS MB"]["measured"]
+        == steps_by_name["daily_chain"]["peak_rss_mb"]
+    )
+    ratio = report["ratios"]["daily_chain_wall_over_reconstruction"]
+    assert ratio == pytest.approx(
+        steps_by_name["daily_chain"]["wall_s"] / steps_by_name["reconstructed_stream"]["wall_s"],
+        abs=1e-3,
+    )
+    assert all(isinstance(t["met"], bool) for t in report["targets"])
+    assert targets["fidelity CPU / reconstruction CPU"]["measured"] is None  # not run: not met
+    assert not targets["fidelity CPU / reconstruction CPU"]["met"]
+
+
+def test_the_read_steps_are_skipped_without_a_reconstruction_in_the_run(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        ["bench", "day", "--minutes", "1", "--steps", "convert,book_at,export", "--json",
+         "--workdir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    steps = {s["name"]: s for s in json.loads(result.stdout)["steps"]}
+    assert not steps["book_at"]["ok"] and "not reconstructed" in steps["book_at"]["error"]
+    assert not steps["export"]["ok"] and "not reconstructed" in steps["export"]["error"]
