@@ -69,6 +69,9 @@ class RlxSettings(BaseSettings):
     # A run whose run worker did not renew its lease (every sixth of this) for this long, and
     # that logged no event in that time, is dead: marked failed, its pool slots and files freed.
     run_lease_s: float = Field(120.0, ge=1)
+    # `json`: the acquisition, gate, certificate and recovery events also as one JSON object
+    # per line on stdout (rlx_assets/structured_log.py); `text`: Dagster's log only.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("markets", mode="before")
     @classmethod

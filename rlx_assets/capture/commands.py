@@ -15,14 +15,11 @@ Also runnable as ``python -m rlx_assets.capture.commands``.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import logging
 import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -36,6 +33,7 @@ from rlx_assets.capture.recorder_config import (
 )
 from rlx_assets.capture.recorder_log import log_event
 from rlx_assets.capture.recorder_log import logger as capture_logger
+from rlx_assets.structured_log import JsonLogFormatter
 
 
 async def record_until_signalled(
@@ -69,23 +67,6 @@ def run_capture(config: RecorderConfig) -> int:
         log_event(logging.ERROR, "failed", str(exc))
         return 1
     return 0
-
-
-class JsonLogFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, Any] = {
-            "ts": dt.datetime.fromtimestamp(record.created, tz=dt.UTC).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname,
-            "event": getattr(record, "event", "log"),
-            "message": record.getMessage(),
-        }
-        for key, value in (getattr(record, "fields", None) or {}).items():
-            payload.setdefault(key, value)
-        if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
 
 
 def configure_capture_logging(log_format: str, log_json: Path | None) -> None:

@@ -1,6 +1,6 @@
 """The recorder's logger and its structured events: a message plus an event name and fields,
-which ``commands.JsonLogFormatter`` turns into one JSON object per line. Imports nothing of the
-project.
+which ``structured_log.JsonLogFormatter`` turns into one JSON object per line. Imports nothing
+of the project.
 """
 
 from __future__ import annotations

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import dagster as dg
 
 from rlx_assets.config import RlxSettings, load_settings
 from rlx_assets.markets import parse_market_key
+from rlx_assets.structured_log import log_event, partition_fields
 
 
 def build_partitions(settings: RlxSettings) -> dg.MultiPartitionsDefinition:
@@ -47,6 +48,14 @@ def partition_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionConte
     keys = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else _split_key(key)
     exchange, symbol = parse_market_key(keys["market"])
     return Partition(dt.date.fromisoformat(keys["date"]), exchange, symbol, keys["market"])
+
+
+def log_partition_event(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, event: str, **fields: Any
+) -> None:
+    """`structured_log.log_event`, correlated with the run and the partition of `context`."""
+    day, _, _, market = partition_of(context)
+    log_event(event, **{"run_id": context.run.run_id, **partition_fields(market, day), **fields})
 
 
 def _split_key(key: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -35,6 +36,7 @@ from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, FINISHED_STAT
 from rlx_assets.config import load_settings
 from rlx_assets.runs import LeaseState, RunLease, Verdict, judge_run, new_lease
 from rlx_assets.staging import remove_run_leftovers
+from rlx_assets.structured_log import log_event
 from rlx_assets.temp_files import own_temp_files
 
 # Runs that ended (failed or canceled) this recently are looked at for files left behind: one
@@ -261,6 +263,13 @@ def recover_dead_runs(
             )
         if fail_it or run.holding or done.removed:
             log(done.message())
+            log_event(
+                "recovery.dead_run", done.message(), level=logging.WARNING,
+                run_id=current_run_id, dead_run_id=run_id, status=done.status,
+                reason=done.reason, marked_failed=fail_it, slots=dict(run.holding.slots),
+                waiting=dict(run.holding.waiting), removed=[str(p) for p in done.removed],
+                dead_run_partition=dagster_run.tags.get("dagster/partition"),
+            )  # fmt: skip
             recovered.append(done)
     return recovered
 
@@ -357,7 +366,10 @@ class CrashRecoveringExecutor(Executor):
         finally:
             try:  # what a step killed alone (OOM, a lost Celery worker) left
                 if left := remove_run_files(instance, [run_id]).get(run_id):
-                    log.warning(f"Removed what this run's killed steps left: {names(left)}.")
+                    message = f"Removed what this run's killed steps left: {names(left)}."
+                    log.warning(message)
+                    log_event("recovery.steps_leftovers_removed", message, level=logging.WARNING,
+                              run_id=run_id, removed=[str(p) for p in left])  # fmt: skip
             finally:
                 keeper.close(ended)
         keeper.raise_kept_error()

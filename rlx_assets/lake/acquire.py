@@ -27,7 +27,6 @@ from rlx_assets.lake.sources import (
     ObjectChangedError,
     QuarantinedObjectError,
     UnverifiedTransferError,
-    redact,
 )
 from rlx_assets.retry import RetryPolicy, with_retries
 from rlx_assets.staging import (
@@ -41,6 +40,7 @@ from rlx_assets.staging import (
     sha256_file,
     utc_now_iso,
 )
+from rlx_assets.structured_log import log_event, partition_fields, redact
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,8 @@ def read_parquet_facts(path: Path, what: str) -> ParquetFacts:
 
 
 class DownloadAudit:
-    """Structured JSON lines under `logs/download/`, one file per UTC day of activity."""
+    """Structured JSON lines under `logs/download/`, one file per UTC day of activity; each is
+    also the event `download.<event>` of the structured log."""
 
     def __init__(self, layout: DataLayout, run_id: str, obj_label: dict[str, str]):
         self.layout = layout
@@ -106,6 +107,9 @@ class DownloadAudit:
         record = {"time": utc_now_iso(), "event": event, "run_id": self.run_id, **self.label}
         record.update({k: redact(v) if isinstance(v, str) else v for k, v in fields.items()})
         append_json_line(self.layout.download_log_dir / f"{now.date().isoformat()}.jsonl", record)
+        partition = partition_fields(self.label["market"], self.label["date"])
+        facts = {k: v for k, v in record.items() if k not in ("time", "event")}
+        log_event(f"download.{event}", **{**partition, **facts})
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Where the vendor's daily files come from: the bundled sample lake, a local directory, or
 Crypto Lake on S3. Every source answers the same three questions: may we read (access gate),
 which object holds a table's day (locate), and its bytes (open). The choice by settings is
-``configured_source.py``; this module imports ``config``, ``retry``, ``staging`` and (to build
-the sample lake) ``lake.from_capture`` only."""
+``configured_source.py``; this module imports ``config``, ``retry``, ``staging``,
+``structured_log`` (``redact``) and (to build the sample lake) ``lake.from_capture`` only."""
 
 from __future__ import annotations
 
@@ -19,17 +19,7 @@ from typing import BinaryIO, Protocol
 from rlx_assets.config import SAMPLE_CAPTURES_DIR, SAMPLE_LAKE_DIR
 from rlx_assets.retry import TransientError
 from rlx_assets.staging import lake_relative_path, sha256_file
-
-_SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-
-
-def redact(text: str) -> str:
-    """Remove any credential value of the environment from a message before it is shown."""
-    for name in _SECRET_VARIABLES:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, f"<{name} redacted>")
-    return text
+from rlx_assets.structured_log import redact
 
 
 class LakeError(Exception):

@@ -6,6 +6,7 @@ like from here; a recovery error fails the run or the sensor tick."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -88,6 +89,36 @@ def test_a_live_run_whose_pid_is_not_visible_here_keeps_its_slot_until_its_lease
         (message,) = messages
         assert run.run_id in message and f"1 slot of pool {POOL} (raw_trades)" in message
         assert f"pid {INVISIBLE_PID}" in message and "last renewed its lease 600 s ago" in message
+
+
+def test_with_json_logs_a_recovery_is_one_event_naming_the_dead_run_and_what_it_freed(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("RLX_LOG_FORMAT", "json")
+    root = tmp_path / "data"
+    with dagster_test_instance() as instance:
+        instance.event_log_storage.set_concurrency_slots(POOL, 1)
+        t0 = time.time()
+        dead = instance.add_run(
+            DagsterRun(job_name="daily_chain", status=DagsterRunStatus.STARTED,
+                       tags={"dagster/partition": PARTITION})
+        )  # fmt: skip
+        write_lease(instance, dead.run_id, lease_of(t0))
+        instance.event_log_storage.claim_concurrency_slot(POOL, dead.run_id, "raw_trades")
+        instance.daemon_cursor_storage.set_cursor_values({data_root_key(dead.run_id): str(root)})
+        left = leftovers_of(root, dead.run_id, "2024-08-08")
+
+        (recovered,) = recover_dead_runs(instance, [POOL], current_run_id="r-now", now=t0 + 600)
+
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines()]
+    assert (line["event"], line["level"]) == ("recovery.dead_run", "WARNING")
+    assert (line["run_id"], line["dead_run_id"]) == ("r-now", dead.run_id)
+    assert line["dead_run_partition"] == PARTITION and line["status"] == "STARTED"
+    assert line["marked_failed"] is True and line["slots"] == {POOL: ["raw_trades"]}
+    assert "last renewed its lease 600 s ago" in line["reason"]
+    assert not any(p.exists() for p in left)  # removed, and each under a path the line names
+    assert all(any(str(p).startswith(r) for r in line["removed"]) for p in left)
+    assert line["message"] == recovered.message()
 
 
 def test_a_stale_lease_with_a_recent_event_is_not_death(tmp_path):

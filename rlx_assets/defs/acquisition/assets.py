@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, log_partition_event, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.acquire import RawFile, acquire_raw_file
 from rlx_assets.lake.sources import CorruptObjectError, LakeError, QuarantinedObjectError
@@ -82,6 +82,12 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
         except LakeError as error:
             raise dg.Failure(description=str(error)) from None
         refresh_status(rlx.layout(), market, day)
+        log_partition_event(
+            context, "raw_file.stored", table=table, action=raw.action, rows=raw.rows,
+            bytes=raw.size, sha256=raw.sha256, path=raw.path, verified_by=raw.verified_by,
+            source_version=raw.source_version, first_timestamp=raw.first_timestamp,
+            last_timestamp=raw.last_timestamp,
+        )  # fmt: skip
         return dg.MaterializeResult(metadata=raw_file_metadata(raw))
 
     return raw_asset

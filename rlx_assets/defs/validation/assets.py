@@ -3,7 +3,7 @@
 import dagster as dg
 
 from rlx_assets.defs.acquisition.assets import RAW_TABLES, raw_book, raw_book_delta_v2, raw_trades
-from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, log_partition_event, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import fetch
 from rlx_assets.validation.certificate import (
@@ -53,6 +53,8 @@ def validated_partition(
         metadata[f"{table}_sha256"] = dg.MetadataValue.text(report["sha256"])
         metadata[f"{table}_path"] = dg.MetadataValue.path(str(ready.relative_to(layout.root)))
     refresh_status(layout, market, day)
+    rows = {t: metadata[f"{t}_rows"].value for t in RAW_TABLES}
+    log_partition_event(context, "partition.promoted", rows=rows)
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -76,6 +78,12 @@ def readiness_certificate(
     path = write_certificate(layout, certificate)  # the one it replaces is kept
     refresh_status(layout, market, day)
     tables = certificate["tables"]
+    log_partition_event(
+        context, "certificate.issued", path=str(path), signed=certificate["signed"],
+        code_version=certificate["code_version"], transfer=certificate["transfer"],
+        tables={t: {"rows": e["rows"], "coverage": e["coverage"], "sha256": e["sha256"]}
+                for t, e in tables.items()},
+    )  # fmt: skip
     return dg.MaterializeResult(
         metadata={
             "certificate": dg.MetadataValue.path(str(path)),

@@ -5,12 +5,13 @@ assets, and a failed gate (severity ERROR) stops `validated_partition` for that 
 """
 
 import datetime as dt
+import logging
 from typing import Any
 
 import dagster as dg
 
 from rlx_assets.defs.acquisition.assets import RAW_TABLES
-from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
+from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, log_partition_event, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.defs.validation.assets import readiness_certificate
 from rlx_assets.lake.manifest import manifest_entry
@@ -24,6 +25,7 @@ from rlx_assets.validation.gates import GATES, GateInput, GateResult, run_gates_
 from rlx_assets.validation.profiles import GateThresholds, active_profile
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import (
+    gate_report_path,
     quarantine,
     raw_path,
     read_json,
@@ -130,9 +132,18 @@ def build_gate_checks(table: str) -> dg.AssetChecksDefinition:
     def raw_gates(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
         day, _, _, market = partition_of(context)
         profile, thresholds = active_profile(rlx.settings())
-        results, _ = evaluate_gates(
+        results, report = evaluate_gates(
             rlx.layout(), table, market, day, profile, thresholds, context.run.run_id
         )
+        passed = all(r.passed for r in results)
+        log_partition_event(
+            context, "gates.checked", level=logging.INFO if passed else logging.ERROR,
+            table=table, profile=profile, passed=passed, gates_run=len(results),
+            gates_passed=sum(r.passed for r in results),
+            verdicts={r.gate: "passed" if r.passed else "failed" for r in results},
+            failed={r.gate: r.summary for r in results if not r.passed}, rows=report["rows"],
+            sha256=report["sha256"], report=str(gate_report_path(rlx.layout(), table, market, day)),
+        )  # fmt: skip
         for result in results:
             if not result.passed:
                 context.log.error(f"{table} {market} {day}: {result.gate} failed: {result.summary}")
@@ -166,7 +177,10 @@ raw_trades_gates, raw_book_gates, raw_book_delta_v2_gates = (
 )
 def certificate_valid(context: dg.AssetCheckExecutionContext, rlx: RlxEnvironment):
     day, _, _, market = partition_of(context)
-    return certificate_check_result(rlx.layout(), market, day)
+    result = certificate_check_result(rlx.layout(), market, day)
+    log_partition_event(context, "certificate.checked", passed=result.passed,
+                        problems=result.metadata["problems"].value)  # fmt: skip
+    return result
 
 
 def certificate_check_result(layout: DataLayout, market: str, day: dt.date) -> dg.AssetCheckResult:
