@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +178,7 @@ def test_bench_day_prints_one_json_object(tmp_path):
 def test_the_whole_chain_the_reads_and_the_targets_are_measured(tmp_path):
     steps = (
         "convert,gates,raw_trades,raw_book,raw_book_delta_v2,validated_partition,"
-        "readiness_certificate,reconstructed_stream,stream_read,book_at,export,daily_chain"
+        "readiness_certificate,reconstructed_stream,stream_read,book_at,export,compress,daily_chain"
     )
     result = CliRunner().invoke(
         main,
@@ -198,6 +199,8 @@ def test_the_whole_chain_the_reads_and_the_targets_are_measured(tmp_path):
     events = np.load(workdir / "day.npz")["data"]
     floors = report["floors"]
     assert floors["stream_read"]["result"]["rows"] > 0 and len(events) > 0
+    member = zipfile.ZipFile(workdir / "day.npz").getinfo("data.npy")
+    assert floors["compress"]["result"]["bytes"] == member.file_size > events.nbytes
     assert set(floors["gates"]["result"]["cpu_s_by_table"]) == {"trades", "book", "book_delta_v2"}
     timings = steps_by_name["book_at"]["result"]
     assert timings["instants"] == 50 and timings["whole_book"]["median_ms"] > 0
