@@ -182,7 +182,7 @@ class RemoteRoot:
         if etag is None:
             state.unlink(missing_ok=True)
             return
-        _write_local(state, etag.encode())
+        write_local(state, etag.encode())
 
     def _remembered(self, path: Path) -> str | None:
         with contextlib.suppress(FileNotFoundError):
@@ -202,6 +202,18 @@ class RemoteRoot:
         if head is None or head["ContentLength"] != source.stat().st_size:
             raise RemoteDataError(f"upload to s3://{bucket}/{key}: not stored whole")
         return head["ETag"]
+
+    def copy(self, source: Path, dest: Path) -> None:
+        """Copy ``source``'s object to ``dest``'s key inside the bucket (CopyObject: no byte
+        passes through this machine), only if it is still the version of the working copy: a
+        source replaced meanwhile is refused (412) rather than copied unseen."""
+        bucket, key = self.location.bucket, self.key(dest)
+        condition = {"CopySourceIfMatch": etag} if (etag := self._remembered(source)) else {}
+        response = self._call(
+            "copy to", key, self.client.copy_object, Bucket=bucket, Key=key,
+            CopySource={"Bucket": bucket, "Key": self.key(source)}, **condition,
+        )  # fmt: skip
+        self._remember(dest, response["CopyObjectResult"]["ETag"])
 
     def update(self, path: Path, change: Callable[[bytes | None], bytes]) -> bytes:
         """Read-modify-write of one object that several workers update, none losing another's
@@ -229,7 +241,7 @@ class RemoteRoot:
                 )  # fmt: skip
             except botocore.exceptions.ClientError:  # another writer came first: read again
                 continue
-            _write_local(path, data)
+            write_local(path, data)
             self._remember(path, written["ETag"])
             return data
         raise RemoteDataError(
@@ -458,7 +470,7 @@ class RemoteRoot:
             cached = cache / path.name
             if not cached.is_file():
                 key = self.key(path)
-                _write_local(cached, self._call("read", key, self._get_body, key))
+                write_local(cached, self._call("read", key, self._get_body, key))
             lines.append(cached.read_bytes())
         return lines
 
@@ -467,7 +479,7 @@ def _body_and_etag(response: dict) -> tuple[bytes, str]:
     return response["Body"].read(), response["ETag"]
 
 
-def _write_local(path: Path, data: bytes) -> None:
+def write_local(path: Path, data: bytes) -> None:
     """A working-copy or state file written atomically: never a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{temp_name(path.name)}{uuid.uuid4().hex}")
@@ -558,7 +570,7 @@ def bind(
     remote = RemoteRoot(root, uri, endpoint_url, profile, policy, timeouts_s)
     marker = root / MARKER
     if not marker.is_file() or json.loads(marker.read_text()) != remote.config:
-        _write_local(marker, json.dumps(remote.config, sort_keys=True).encode())
+        write_local(marker, json.dumps(remote.config, sort_keys=True).encode())
     if root not in _BOUND or _BOUND[root].config != remote.config:
         import botocore.exceptions
 
