@@ -27,6 +27,7 @@ below it (a run's step subprocess, a test) mirrors to the same bucket.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -108,6 +109,8 @@ class RemoteRoot:
         self.profile = profile
         self.policy = policy
         self.timeouts_s = tuple(timeouts_s)
+        # SHA-256 and stat of each file downloaded by `fetch`, until the data root takes it.
+        self.fetched: dict[Path, tuple[str, os.stat_result]] = {}
 
     @property
     def config(self) -> dict:
@@ -282,22 +285,31 @@ class RemoteRoot:
             if path.is_file() and self._remembered(path) == head["ETag"]:
                 return True
             try:
-                self._download(key, path, head)
+                # Hashed as it arrived: the data root remembers it (`staging.fetch`).
+                self.fetched[path] = self._download(key, path, head)
                 return True
             except botocore.exceptions.ClientError:  # replaced (412) or deleted (404) meanwhile
                 continue
         raise RemoteDataError(f"s3://{self.location.bucket}/{key} kept changing while read")
 
-    def _download(self, key: str, path: Path, head: dict) -> None:
+    def _download(self, key: str, path: Path, head: dict) -> tuple[str, os.stat_result]:
+        """Download the pinned object to ``path``; its SHA-256, hashed as it arrived, and the
+        stat of the file written."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{temp_name(path.name)}{uuid.uuid4().hex}.part")
 
+        digest = hashlib.sha256()
+
         def get_pinned() -> int:  # the whole body, in each attempt: a cut stream is retried
+            nonlocal digest
             response = self.client.get_object(
                 Bucket=self.location.bucket, Key=key, IfMatch=head["ETag"]
             )
+            digest = hashlib.sha256()
             with open(tmp, "wb") as handle:
-                shutil.copyfileobj(response["Body"], handle, 1 << 20)
+                while block := response["Body"].read(1 << 20):
+                    digest.update(block)
+                    handle.write(block)
                 return handle.tell()
 
         try:
@@ -307,8 +319,10 @@ class RemoteRoot:
                     f"read s3://{self.location.bucket}/{key}: "
                     f"{received} of {head['ContentLength']} bytes"
                 )
+            written = tmp.stat()
             os.replace(tmp, path)
             self._remember(path, head["ETag"])
+            return digest.hexdigest(), written
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -316,7 +316,12 @@ def commit_file(source: Path, dest: Path) -> None:
 def fetch(path: Path) -> bool:
     """Whether the data-root file exists, after bringing the working copy up to date."""
     remote = remote_of(path)
-    return remote.fetch(path) if remote is not None else path.is_file()
+    if remote is None:
+        return path.is_file()
+    found = remote.fetch(path)
+    if (downloaded := remote.fetched.pop(path, None)) is not None:
+        remember_sha256(DataLayout(remote.root), path, *downloaded)
+    return found
 
 
 def fetch_tree(directory: Path) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
 import boto3
 import pytest
 
+from rlx_assets import staging
 from rlx_assets.remote import RemoteDataError, RemoteRoot, bind
 from rlx_assets.retry import RetryPolicy
 from rlx_assets.staging import (
@@ -21,6 +23,7 @@ from rlx_assets.staging import (
     publish_tree,
     read_json_lines,
     remove_tree,
+    sha256_of,
 )
 from rlx_assets_tests.conftest import TEST_SECRET
 from rlx_assets_tests.servers.fault_proxy import FaultProxy, ProxyFault
@@ -362,3 +365,19 @@ def test_a_kept_version_is_copied_inside_the_bucket_not_through_the_worker(
     assert ("GET", raw_path) not in s3_server.app.requests
     assert stored(bucket, kept_key) == body
     assert fetch(b / kept.relative_to(a)) and (b / kept.relative_to(a)).read_bytes() == body
+
+
+def test_a_fetched_file_is_hashed_as_it_arrives_not_read_again_for_it(
+    tmp_path, bucket, s3_server, monkeypatch
+):
+    a, b = (worker(tmp_path, bucket, s3_server, n) for n in ("a", "b"))
+    body = uuid.uuid4().bytes * 65536
+    atomic_write_bytes(a / "staging" / "ready" / "t.parquet", body)
+    copy = b / "staging" / "ready" / "t.parquet"
+    assert fetch(copy)
+
+    def no_reading(path):
+        raise AssertionError(f"{path} read again only to hash it")
+
+    monkeypatch.setattr(staging, "sha256_file", no_reading)
+    assert sha256_of(DataLayout(b), copy) == hashlib.sha256(body).hexdigest()
