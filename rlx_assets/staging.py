@@ -119,10 +119,12 @@ class FileChangedError(Exception):
 
 # The SHA-256 of a data file is remembered for its inode with the file's size, mtime and ctime
 # when hashed, and trusted again only while all of them are unchanged. Any write changes the
-# ctime, and nobody can set a ctime back (utime and chmod change it too), so an edited file is
-# hashed again even when its mtime was put back. No code writes a data file in place (every
-# writer replaces the path: `atomic_write`, `share_file`), so a file only changes under a path
-# by someone editing it. The entries are in the local working copy only (inode numbers mean
+# ctime, and no one can set a ctime back short of setting the clock back (utime and chmod move
+# it too), so an edited file is hashed again even when its mtime was put back. Our own links
+# and renames also move it: the entry then follows the file it was taken for (same inode, size
+# and mtime, checked just before: `remember_sha256`). No code writes a data file in place
+# (every writer replaces the path: `atomic_write`, `share_file`), so a file only changes under
+# a path by someone editing it. The entries are in the local working copy only (inode numbers mean
 # nothing elsewhere; on S3 a replaced object comes down as a new file, a new inode). With
 # RLX_CERTIFICATE_KEY set an entry is signed, so whoever can edit the data but not read the key
 # cannot make an edited file pass for the certified one by writing an entry for it.
