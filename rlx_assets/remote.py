@@ -27,6 +27,7 @@ below it (a run's step subprocess, a test) mirrors to the same bucket.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -108,6 +109,8 @@ class RemoteRoot:
         self.profile = profile
         self.policy = policy
         self.timeouts_s = tuple(timeouts_s)
+        # SHA-256 and stat of each file downloaded by `fetch`, until the data root takes it.
+        self.fetched: dict[Path, tuple[str, os.stat_result]] = {}
 
     @property
     def config(self) -> dict:
@@ -182,7 +185,7 @@ class RemoteRoot:
         if etag is None:
             state.unlink(missing_ok=True)
             return
-        _write_local(state, etag.encode())
+        write_local(state, etag.encode())
 
     def _remembered(self, path: Path) -> str | None:
         with contextlib.suppress(FileNotFoundError):
@@ -202,6 +205,18 @@ class RemoteRoot:
         if head is None or head["ContentLength"] != source.stat().st_size:
             raise RemoteDataError(f"upload to s3://{bucket}/{key}: not stored whole")
         return head["ETag"]
+
+    def copy(self, source: Path, dest: Path) -> None:
+        """Copy ``source``'s object to ``dest``'s key inside the bucket (CopyObject: no byte
+        passes through this machine), only if it is still the version of the working copy: a
+        source replaced meanwhile is refused (412) rather than copied unseen."""
+        bucket, key = self.location.bucket, self.key(dest)
+        condition = {"CopySourceIfMatch": etag} if (etag := self._remembered(source)) else {}
+        response = self._call(
+            "copy to", key, self.client.copy_object, Bucket=bucket, Key=key,
+            CopySource={"Bucket": bucket, "Key": self.key(source)}, **condition,
+        )  # fmt: skip
+        self._remember(dest, response["CopyObjectResult"]["ETag"])
 
     def update(self, path: Path, change: Callable[[bytes | None], bytes]) -> bytes:
         """Read-modify-write of one object that several workers update, none losing another's
@@ -229,7 +244,7 @@ class RemoteRoot:
                 )  # fmt: skip
             except botocore.exceptions.ClientError:  # another writer came first: read again
                 continue
-            _write_local(path, data)
+            write_local(path, data)
             self._remember(path, written["ETag"])
             return data
         raise RemoteDataError(
@@ -270,22 +285,31 @@ class RemoteRoot:
             if path.is_file() and self._remembered(path) == head["ETag"]:
                 return True
             try:
-                self._download(key, path, head)
+                # Hashed as it arrived: the data root remembers it (`staging.fetch`).
+                self.fetched[path] = self._download(key, path, head)
                 return True
             except botocore.exceptions.ClientError:  # replaced (412) or deleted (404) meanwhile
                 continue
         raise RemoteDataError(f"s3://{self.location.bucket}/{key} kept changing while read")
 
-    def _download(self, key: str, path: Path, head: dict) -> None:
+    def _download(self, key: str, path: Path, head: dict) -> tuple[str, os.stat_result]:
+        """Download the pinned object to ``path``; its SHA-256, hashed as it arrived, and the
+        stat of the file written."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{temp_name(path.name)}{uuid.uuid4().hex}.part")
 
+        digest = hashlib.sha256()
+
         def get_pinned() -> int:  # the whole body, in each attempt: a cut stream is retried
+            nonlocal digest
             response = self.client.get_object(
                 Bucket=self.location.bucket, Key=key, IfMatch=head["ETag"]
             )
+            digest = hashlib.sha256()
             with open(tmp, "wb") as handle:
-                shutil.copyfileobj(response["Body"], handle, 1 << 20)
+                while block := response["Body"].read(1 << 20):
+                    digest.update(block)
+                    handle.write(block)
                 return handle.tell()
 
         try:
@@ -295,8 +319,10 @@ class RemoteRoot:
                     f"read s3://{self.location.bucket}/{key}: "
                     f"{received} of {head['ContentLength']} bytes"
                 )
+            written = tmp.stat()
             os.replace(tmp, path)
             self._remember(path, head["ETag"])
+            return digest.hexdigest(), written
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -458,7 +484,7 @@ class RemoteRoot:
             cached = cache / path.name
             if not cached.is_file():
                 key = self.key(path)
-                _write_local(cached, self._call("read", key, self._get_body, key))
+                write_local(cached, self._call("read", key, self._get_body, key))
             lines.append(cached.read_bytes())
         return lines
 
@@ -467,7 +493,7 @@ def _body_and_etag(response: dict) -> tuple[bytes, str]:
     return response["Body"].read(), response["ETag"]
 
 
-def _write_local(path: Path, data: bytes) -> None:
+def write_local(path: Path, data: bytes) -> None:
     """A working-copy or state file written atomically: never a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{temp_name(path.name)}{uuid.uuid4().hex}")
@@ -558,7 +584,7 @@ def bind(
     remote = RemoteRoot(root, uri, endpoint_url, profile, policy, timeouts_s)
     marker = root / MARKER
     if not marker.is_file() or json.loads(marker.read_text()) != remote.config:
-        _write_local(marker, json.dumps(remote.config, sort_keys=True).encode())
+        write_local(marker, json.dumps(remote.config, sort_keys=True).encode())
     if root not in _BOUND or _BOUND[root].config != remote.config:
         import botocore.exceptions
 

@@ -12,16 +12,19 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from rlx_assets.remote import bind, is_remote_uri, remote_of
+from rlx_assets.config import load_settings
+from rlx_assets.remote import bind, is_remote_uri, remote_of, write_local
 from rlx_assets.temp_files import temp_name
 
 if TYPE_CHECKING:
@@ -68,6 +71,11 @@ class DataLayout:
     def lakeapi_cache(self) -> Path:
         return self.root / "cache" / "lakeapi"
 
+    @property
+    def sha256_cache(self) -> Path:
+        """The SHA-256 of data files as last hashed, per inode (`sha256_of`): local only."""
+        return self.root / "cache" / "sha256"
+
     def ensure_zones(self) -> None:
         for name in ZONES:
             self.zone(name).mkdir(parents=True, exist_ok=True)
@@ -103,6 +111,104 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class FileChangedError(Exception):
+    """A file no longer has the content it was checked to have."""
+
+
+# The SHA-256 of a data file is remembered for its inode with the file's size, mtime and ctime
+# when hashed, and trusted again only while all of them are unchanged. Any write changes the
+# ctime, and no one can set a ctime back short of setting the clock back (utime and chmod move
+# it too), so an edited file is hashed again even when its mtime was put back. Our own links
+# and renames also move it: the entry then follows the file it was taken for (same inode, size
+# and mtime, checked just before: `remember_sha256`). No code writes a data file in place
+# (every writer replaces the path: `atomic_write`, `share_file`), so a file only changes under
+# a path by someone editing it. The entries are in the local working copy only (inode numbers mean
+# nothing elsewhere; on S3 a replaced object comes down as a new file, a new inode). With
+# RLX_CERTIFICATE_KEY set an entry is signed, so whoever can edit the data but not read the key
+# cannot make an edited file pass for the certified one by writing an entry for it.
+def _fingerprint(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def _entry_path(layout: DataLayout, stat: os.stat_result) -> Path:
+    return layout.sha256_cache / f"{stat.st_dev}-{stat.st_ino}.json"
+
+
+def _entry_mac(entry: dict[str, Any]) -> str | None:
+    secret = load_settings().certificate_key
+    key = secret.get_secret_value().encode() if secret is not None else b""
+    canonical = json.dumps(entry, sort_keys=True).encode()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest() if key else None
+
+
+def _remembered_sha256(layout: DataLayout, stat: os.stat_result) -> str | None:
+    try:
+        stored = json.loads(_entry_path(layout, stat).read_bytes())
+        entry = {"fingerprint": stored["fingerprint"], "sha256": stored["sha256"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if entry["fingerprint"] != _fingerprint(stat) or stored.get("mac") != _entry_mac(entry):
+        return None
+    return entry["sha256"]
+
+
+def remember_sha256(layout: DataLayout, path: Path, sha256: str, hashed: os.stat_result) -> None:
+    """Remember the SHA-256 of bytes read from `path` when it had the stat `hashed`, if it is
+    still that file (inode, size, mtime): only our own link or rename since then moved its
+    ctime, and the entry takes the ctime it has now."""
+    now = path.stat()
+    same = (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) == (
+        hashed.st_dev, hashed.st_ino, hashed.st_size, hashed.st_mtime_ns,
+    )  # fmt: skip
+    if same:
+        entry = {"fingerprint": _fingerprint(now), "sha256": sha256}
+        write_local(_entry_path(layout, now), json_bytes({**entry, "mac": _entry_mac(entry)}))
+
+
+def sha256_and_stat(layout: DataLayout, path: Path) -> tuple[str, os.stat_result]:
+    """The SHA-256 of a data file, remembered or hashed (then remembered if the file did not
+    change while read), with the stat it holds for."""
+    before = path.stat()
+    if (known := _remembered_sha256(layout, before)) is not None:
+        return known, before
+    digest = sha256_file(path)
+    if _fingerprint(path.stat()) == _fingerprint(before):
+        remember_sha256(layout, path, digest, before)
+    return digest, before
+
+
+def sha256_of(layout: DataLayout, path: Path) -> str:
+    """The SHA-256 of a data file; read only when it changed since it was last hashed."""
+    return sha256_and_stat(layout, path)[0]
+
+
+def share_file(layout: DataLayout, source: Path, dest: Path, sha256: str) -> None:
+    """Make `dest` hold `source`'s content, which must have this SHA-256, without copying it:
+    a hard link (a copy when the filesystem refuses one), and on object storage a copy made
+    by the server. Sound because no data file is written in place (see `_fingerprint`): a
+    shared inode never changes under a path that keeps it. Raises FileChangedError, `dest`
+    untouched, when `source` does not have this SHA-256."""
+    digest, checked = sha256_and_stat(layout, source)
+    if digest != sha256:
+        raise FileChangedError(f"{source} has SHA-256 {digest}, not {sha256}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{temp_name(dest.name)}{uuid.uuid4().hex}.part")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # another filesystem, or no hard links there
+            shutil.copyfile(source, tmp)
+            if sha256_file(tmp) != sha256:
+                raise FileChangedError(f"{source} changed while copied to {dest}") from None
+        remote = remote_of(dest)
+        if remote is not None:
+            remote.copy(source, dest)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    remember_sha256(layout, dest, sha256, checked)
 
 
 @contextlib.contextmanager
@@ -188,16 +294,15 @@ def remove_orphan_partials(directory: Path, label: str) -> list[Path]:
 
 
 def keep_version(layout: DataLayout, path: Path) -> Path | None:
-    """Copy a data-root file into `staging/versions/<its path>/<sha256><suffix>` before it is
-    replaced (content-addressed: keeping the same bytes twice is a no-op). Returns the kept
-    copy, or None when there is no file to keep."""
+    """Keep a data-root file as `staging/versions/<its path>/<sha256><suffix>` before it is
+    replaced (`share_file`: no copy; content-addressed: keeping the same bytes twice is a
+    no-op). Returns the kept version, or None when there is no file to keep."""
     if not fetch(path):
         return None
-    digest = sha256_file(path)
+    digest = sha256_of(layout, path)
     kept = layout.versions / path.relative_to(layout.root) / f"{digest}{path.suffix}"
     if not fetch(kept):
-        with atomic_write(kept) as handle, open(path, "rb") as source:
-            shutil.copyfileobj(source, handle)
+        share_file(layout, path, kept, digest)
     return kept
 
 
@@ -213,7 +318,12 @@ def commit_file(source: Path, dest: Path) -> None:
 def fetch(path: Path) -> bool:
     """Whether the data-root file exists, after bringing the working copy up to date."""
     remote = remote_of(path)
-    return remote.fetch(path) if remote is not None else path.is_file()
+    if remote is None:
+        return path.is_file()
+    found = remote.fetch(path)
+    if (downloaded := remote.fetched.pop(path, None)) is not None:
+        remember_sha256(DataLayout(remote.root), path, *downloaded)
+    return found
 
 
 def fetch_tree(directory: Path) -> bool:

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
 import boto3
 import pytest
 
+from rlx_assets import staging
 from rlx_assets.remote import RemoteDataError, RemoteRoot, bind
 from rlx_assets.retry import RetryPolicy
 from rlx_assets.staging import (
+    DataLayout,
     append_json_line,
     atomic_write_bytes,
     fetch,
     fetch_tree,
+    keep_version,
     list_files,
     publish_tree,
     read_json_lines,
     remove_tree,
+    sha256_of,
 )
 from rlx_assets_tests.conftest import TEST_SECRET
 from rlx_assets_tests.servers.fault_proxy import FaultProxy, ProxyFault
@@ -340,3 +345,39 @@ def test_an_object_replaced_between_head_and_get_is_read_again(tmp_path, bucket,
     assert (b / FILE).read_bytes() == b"third"  # the GET pinned to "first" was refused (412)
     gets = [p for m, p in proxy.requests if m == "GET" and p.startswith(f"/{bucket['name']}/")]
     assert len(gets) == 2  # refused, then the new version read
+
+
+def test_a_kept_version_is_copied_inside_the_bucket_not_through_the_worker(
+    tmp_path, bucket, s3_server
+):
+    """Issue 25: keeping a version (and promoting to ready) is a server-side copy: the body is
+    neither downloaded nor uploaded again."""
+    a, b = (worker(tmp_path, bucket, s3_server, n) for n in ("a", "b"))
+    raw = a / "staging" / "raw" / "trades" / "1.snappy.parquet"
+    body = uuid.uuid4().bytes * 65536  # 1 MiB
+    atomic_write_bytes(raw, body)
+    s3_server.app.requests.clear()
+    s3_server.app.copies.clear()
+    kept = keep_version(DataLayout(a), raw)
+    kept_key = f"data/{kept.relative_to(a).as_posix()}"
+    raw_path = f"/{bucket['name']}/data/staging/raw/trades/1.snappy.parquet"
+    assert s3_server.app.copies == [(f"/{bucket['name']}/{kept_key}", raw_path.lstrip("/"))]
+    assert ("GET", raw_path) not in s3_server.app.requests
+    assert stored(bucket, kept_key) == body
+    assert fetch(b / kept.relative_to(a)) and (b / kept.relative_to(a)).read_bytes() == body
+
+
+def test_a_fetched_file_is_hashed_as_it_arrives_not_read_again_for_it(
+    tmp_path, bucket, s3_server, monkeypatch
+):
+    a, b = (worker(tmp_path, bucket, s3_server, n) for n in ("a", "b"))
+    body = uuid.uuid4().bytes * 65536
+    atomic_write_bytes(a / "staging" / "ready" / "t.parquet", body)
+    copy = b / "staging" / "ready" / "t.parquet"
+    assert fetch(copy)
+
+    def no_reading(path):
+        raise AssertionError(f"{path} read again only to hash it")
+
+    monkeypatch.setattr(staging, "sha256_file", no_reading)
+    assert sha256_of(DataLayout(b), copy) == hashlib.sha256(body).hexdigest()

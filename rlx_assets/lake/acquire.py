@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -36,8 +37,9 @@ from rlx_assets.staging import (
     fetch,
     keep_version,
     lake_relative_path,
+    remember_sha256,
     remove_orphan_partials,
-    sha256_file,
+    sha256_of,
     utc_now_iso,
 )
 from rlx_assets.structured_log import log_event, partition_fields, redact
@@ -129,7 +131,11 @@ class StoredCopy:
 
 
 def judge_stored_copy(
-    dest: Path, entry: dict | None, obj: LakeObject, allow_unverified: bool = False
+    layout: DataLayout,
+    dest: Path,
+    entry: dict | None,
+    obj: LakeObject,
+    allow_unverified: bool = False,
 ) -> StoredCopy:
     """A stored file is trusted only after its bytes are checked again, against the manifest's
     SHA-256 and against the server's own digests of the object (ETag/checksums)."""
@@ -137,7 +143,7 @@ def judge_stored_copy(
         return StoredCopy("absent")
     recorded = entry.get("source_version") if entry else None
     if entry is None or recorded != obj.version:
-        return StoredCopy("republished", sha256_file(dest), recorded)
+        return StoredCopy("republished", sha256_of(layout, dest), recorded)
     digest = digest_file(dest, obj)
     if digest.sha256_hex != entry["sha256"]:
         problem = f"SHA-256 {digest.sha256_hex} differs from the manifest's {entry['sha256']}"
@@ -210,7 +216,7 @@ def acquire_raw_file(
     relative_str = manifest_path_of(table, market, day)
 
     stored = judge_stored_copy(
-        dest, manifest_entry(layout, table, market, day), obj, allow_unverified
+        layout, dest, manifest_entry(layout, table, market, day), obj, allow_unverified
     )
     if stored.state == "current":
         audit.write("reuse", uri=obj.uri, bytes=obj.size, verified_by=stored.verified_by)
@@ -225,6 +231,7 @@ def acquire_raw_file(
     transfer = _Transfer(obj)
 
     def before_commit(candidate: Path) -> None:
+        transfer.stat = candidate.stat()  # of the bytes hashed in flight
         try:
             transfer.facts = read_parquet_facts(candidate, transfer.obj.uri)
         except CorruptObjectError as error:
@@ -271,6 +278,9 @@ def acquire_raw_file(
         raise
     seconds = time.monotonic() - started
     obj = transfer.obj
+    # The bytes were hashed as they arrived: the gates and the certificate need not read them
+    # again only to hash them.
+    remember_sha256(layout, dest, transfer.digest.sha256_hex, transfer.stat)
     audit.write(
         "finish", uri=obj.uri, bytes=received, seconds=round(seconds, 3),
         verified_by=transfer.verified_by,
@@ -305,6 +315,7 @@ class _Transfer:
     stale: bool = False
     kept: Path | None = None
     facts: ParquetFacts | None = None  # of the verified bytes, read once before the commit
+    stat: os.stat_result | None = None  # of the verified file, just before the commit
 
 
 def _quarantine(

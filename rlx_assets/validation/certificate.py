@@ -47,6 +47,7 @@ from rlx_assets.staging import (
     fetch,
     keep_version,
     sha256_file,
+    sha256_of,
     utc_now_iso,
 )
 from rlx_assets.validation.zones import (
@@ -100,7 +101,7 @@ def build_certificate(layout: DataLayout, market: str, day: dt.date) -> dict[str
         failed = [g["gate"] for g in report["gates"] if not g["passed"]]
         if failed:
             problems.append(f"{table}: gates failed {failed}")
-        digest = sha256_file(ready)
+        digest = sha256_of(layout, ready)
         if digest != report["sha256"]:
             problems.append(f"{table}: ready file differs from the gated file")
         acquired = manifest_entry(layout, table, market, day) or {}
@@ -320,7 +321,7 @@ def certificate_problems(
         path = layout.root / entry["path"]
         if not fetch(path):
             problems.append(f"{table}: certified file {path} is missing")
-        elif sha256_file(path) != entry["sha256"]:
+        elif sha256_of(layout, path) != entry["sha256"]:
             problems.append(f"{table}: {path} changed after certification (SHA-256 differs)")
         failed = [g["gate"] for g in entry["gates"] if not g["passed"]]
         if failed:

@@ -87,6 +87,9 @@ class GateInput:
     expected_size: int | None
     thresholds: GateThresholds
     trailing_rows: tuple[int, ...] = ()  # rows of earlier certified days, most recent first
+    # How the file's SHA-256 is taken: the data root's `sha256_of` reads it only if it changed
+    # since it was last hashed (by the download, in flight).
+    sha256_of: Callable[[Path], str] = sha256_file
 
 
 def json_safe(value: Any) -> Any:
@@ -223,7 +226,7 @@ def run_gates_safely(make_input: Callable[[], GateInput]) -> list[GateResult]:
 
 def file_integrity_gate(spec: GateInput) -> GateResult:
     size = spec.path.stat().st_size if spec.path.is_file() else None
-    digest = sha256_file(spec.path) if size is not None else None
+    digest = spec.sha256_of(spec.path) if size is not None else None
     measured: dict[str, Any] = {"sha256": digest, "size_bytes": size}
     expected = {"sha256": spec.expected_sha256, "size_bytes": spec.expected_size}
     problems = []

@@ -21,13 +21,15 @@ from rlx_assets.lake.manifest import (
 from rlx_assets.lake.quarantine import log_quarantine_event, quarantine_dir
 from rlx_assets.staging import (
     DataLayout,
+    FileChangedError,
     atomic_write,
     fetch,
     keep_version,
     list_files,
     log_partition_event,
     remove_tree,
-    sha256_file,
+    sha256_of,
+    share_file,
     utc_now_iso,
     write_json,
 )
@@ -102,18 +104,19 @@ def source_version_of(
 def promote_to_ready(
     layout: DataLayout, table: str, market: str, day: dt.date, sha256: str
 ) -> Path:
-    """Copy the gated raw file into the ready zone atomically, verifying it is the gated one.
+    """Put the gated raw file into the ready zone atomically, verifying it is the gated one.
 
     Both the gated raw file and the ready file it replaces are kept under `staging/versions/`
     first, so a vendor republish never loses what was certified and a later bad republish can
-    be rolled back to this version.
+    be rolled back to this version. Ready and versions share the raw file's bytes
+    (`share_file`: a hard link, a server-side copy on S3), never a copy made here.
     """
     source = raw_path(layout, table, market, day)
     dest = ready_path(layout, table, market, day)
     if not fetch(source):
         raise CertificateError(f"{source} is missing; materialise raw_{table} again")
     keep_version(layout, source)
-    previous = sha256_file(dest) if fetch(dest) else None
+    previous = sha256_of(layout, dest) if fetch(dest) else None
     if previous is not None and previous != sha256:
         kept = keep_version(layout, dest)
         log_ready_event(
@@ -123,15 +126,12 @@ def promote_to_ready(
             new_source_version=source_version_of(layout, table, market, day, sha256),
             kept=str(kept.relative_to(layout.root)) if kept else None,
         )  # fmt: skip
-
-    def same_as_gated(candidate: Path) -> None:
-        if sha256_file(candidate) != sha256:
-            raise CertificateError(
-                f"{source} changed after its gates passed (SHA-256 differs); not promoted"
-            )
-
-    with atomic_write(dest, before_commit=same_as_gated) as handle, open(source, "rb") as raw:
-        shutil.copyfileobj(raw, handle)
+    try:
+        share_file(layout, source, dest, sha256)
+    except FileChangedError:
+        raise CertificateError(
+            f"{source} changed after its gates passed (SHA-256 differs); not promoted"
+        ) from None
     return dest
 
 
@@ -166,20 +166,19 @@ def restore_last_good(
     ready = ready_path(layout, table, market, day)
     if not fetch(ready):
         return None  # never promoted: nothing good to go back to
-    good = sha256_file(ready)
+    good = sha256_of(layout, ready)
     raw = raw_path(layout, table, market, day)
-    bad = sha256_file(raw) if fetch(raw) else None
+    bad = sha256_of(layout, raw) if fetch(raw) else None
     if bad == good:
         return None
     kept = kept_version_path(layout, raw, good)
     origin = kept if fetch(kept) else ready  # ready holds the same bytes, verified below
-
-    def is_last_good(candidate: Path) -> None:
-        if sha256_file(candidate) != good:
-            raise CertificateError(f"{origin} is not the last good {table} file; not restored")
-
-    with atomic_write(raw, before_commit=is_last_good) as handle, open(origin, "rb") as source:
-        shutil.copyfileobj(source, handle)
+    try:
+        share_file(layout, origin, raw, good)
+    except FileChangedError:
+        raise CertificateError(
+            f"{origin} is not the last good {table} file; not restored"
+        ) from None
     keep_version(layout, raw)
     rejected = manifest_entry(layout, table, market, day) or {}
     previous = manifest_entry_of(layout, table, market, day, good) or {

@@ -38,6 +38,7 @@ class FaultInjectingApp:
         self.faults: list[Fault] = []
         self.slow_bodies: list[SlowBody] = []
         self.requests: list[tuple[str, str]] = []
+        self.copies: list[tuple[str, str]] = []  # (path, source) of each server-side copy
         self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
@@ -45,6 +46,8 @@ class FaultInjectingApp:
         query = environ.get("QUERY_STRING", "")
         with self._lock:
             self.requests.append((method, f"{path}?{query}" if query else path))
+            if "HTTP_X_AMZ_COPY_SOURCE" in environ:
+                self.copies.append((path, environ["HTTP_X_AMZ_COPY_SOURCE"]))
             fault = next(
                 (
                     f

@@ -5,6 +5,7 @@ assets, and a failed gate (severity ERROR) stops `validated_partition` for that 
 """
 
 import datetime as dt
+import functools
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, log_partition_eve
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.defs.validation.assets import readiness_certificate
 from rlx_assets.lake.manifest import manifest_entry
-from rlx_assets.staging import DataLayout, fetch, utc_now_iso
+from rlx_assets.staging import DataLayout, fetch, sha256_of, utc_now_iso
 from rlx_assets.validation.certificate import (
     certificate_path,
     certificate_problems,
@@ -82,6 +83,7 @@ def evaluate_gates(
             expected_size=entry.get("size"),
             thresholds=thresholds,
             trailing_rows=trailing_row_counts(layout, market, table, day, thresholds.trailing_days),
+            sha256_of=functools.partial(sha256_of, layout),
         )
     )
     integrity = results[0].measured

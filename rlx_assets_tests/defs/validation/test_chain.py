@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -27,7 +29,14 @@ from rlx_assets.validation.certificate import (
     certified_inputs,
     load_certificate,
 )
-from rlx_assets.validation.zones import CertificateError, quarantine_dir, ready_path
+from rlx_assets.validation.zones import (
+    CertificateError,
+    kept_version_path,
+    quarantine_dir,
+    raw_path,
+    ready_path,
+)
+from rlx_assets_tests.conftest import dagster_test_instance
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 
 CHAIN = [
@@ -173,3 +182,86 @@ def test_the_schedule_targets_yesterday_for_every_market(monkeypatch):
     real_schedule = real.resolve_schedule_def("daily_chain_schedule")
     assert real_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert real_schedule.cron_schedule == "0 9 * * *"
+
+
+def test_a_chain_hashes_each_file_at_most_once_beyond_the_download(lake, tmp_path, monkeypatch):
+    """Issue 25: the download hashes the bytes in flight; after it, the whole chain (gates,
+    promotion, certificate, its checks, reconstruction and fidelity, each verifying the
+    certificate) may read each file at most once more only to hash it."""
+    from rlx_assets import staging
+    from rlx_assets.definitions import defs
+
+    hashed: dict[str, int] = {}
+    plain = staging.sha256_file
+
+    def counted(path: Path) -> str:
+        tables = [t for t in ("trades", "book_delta_v2", "book") if t in Path(path).parts]
+        if path.suffix == ".parquet" and tables:
+            hashed[tables[0]] = hashed.get(tables[0], 0) + path.stat().st_size
+        return plain(path)
+
+    for module in [m for name, m in sys.modules.items() if name.startswith("rlx_assets.")]:
+        if getattr(module, "sha256_file", None) is plain:
+            monkeypatch.setattr(module, "sha256_file", counted)
+    with dagster_test_instance() as instance:
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            selection=dg.AssetSelection.groups(
+                "acquisition", "validation", "reconstruction", "fidelity"
+            ),
+            partition_key=f"{DAY8.isoformat()}|{SPOT}",
+            instance=instance,
+            resources=_resources(tmp_path / "data", lake),
+            raise_on_error=False,
+        )
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"validated_partition", "readiness_certificate", "reconstructed_stream"} <= materialized
+    sizes = {
+        t: (lake / lake_relative_path(t, "BINANCE", "BTC-USDT", DAY8)).stat().st_size
+        for t in ("trades", "book", "book_delta_v2")
+    }
+    passes = {t: hashed.get(t, 0) / size for t, size in sizes.items()}
+    assert all(p <= 1 for p in passes.values()), f"full hashing passes per file: {passes}"
+
+
+def test_ready_and_versions_are_the_raw_file_and_a_new_raw_file_changes_neither(lake, tmp_path):
+    """Issue 25: promotion keeps no copy (ready and the kept version are hard links of the
+    gated raw file); a republished raw file replaces the path, never the shared bytes."""
+    layout = DataLayout(tmp_path / "data")
+    assert run_chain(layout.root, lake, DAY8).success
+    certified = load_certificate(layout, SPOT, DAY8)["tables"]
+    for table, entry in certified.items():
+        raw = raw_path(layout, table, SPOT, DAY8)
+        kept = kept_version_path(layout, raw, entry["sha256"])
+        ready = ready_path(layout, table, SPOT, DAY8)
+        assert raw.stat().st_ino == ready.stat().st_ino == kept.stat().st_ino
+    ready = ready_path(layout, "trades", SPOT, DAY8)
+    good = ready.read_bytes()
+
+    # The vendor republishes trades, the same rows written again: different bytes, all gates pass.
+    vendor = lake / lake_relative_path("trades", "BINANCE", "BTC-USDT", DAY8)
+    rewrite_parquet(vendor, vendor, lambda frame: frame.to_arrow())
+    assert vendor.read_bytes() != good
+    assert run_chain(layout.root, lake, DAY8).success
+    assert ready.read_bytes() == vendor.read_bytes()
+    old_kept = kept_version_path(layout, ready, certified["trades"]["sha256"])
+    old_raw = kept_version_path(layout, raw_path(layout, "trades", SPOT, DAY8),
+                                certified["trades"]["sha256"])  # fmt: skip
+    assert old_kept.read_bytes() == old_raw.read_bytes() == good
+    assert certificate_problems(layout, load_certificate(layout, SPOT, DAY8)) == []
+
+
+def test_the_certificate_refuses_a_file_edited_in_place_with_its_mtime_put_back(lake, tmp_path):
+    layout = DataLayout(tmp_path / "data")
+    assert run_chain(layout.root, lake, DAY8).success
+    ready = ready_path(layout, "book_delta_v2", SPOT, DAY8)
+    before = ready.stat()
+    with open(ready, "r+b") as handle:  # one byte inside the data pages, same size
+        handle.seek(before.st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    os.utime(ready, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (ready.stat().st_size, ready.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.raises(CertificateError, match="book_delta_v2: .* changed after certification"):
+        certified_inputs(layout, SPOT, DAY8)
