@@ -147,7 +147,7 @@ def test_operator_flow_in_the_browser(dagster_ui, page, tmp_path):
         expect(visible_text(page, "Success").first).to_be_visible()
         expect(page.get_by_text(f"partition: {DAY1}|{SPOT}")).to_be_visible()
         shots.take("run_succeeded")
-        show_plots_by_partition(page, ui, "raw_trades", TRANSFER_FIGURES)
+        show_plots(page, ui, "raw_trades", TRANSFER_FIGURES)
         shots.take("raw_trades_plots")
 
         # 3. One sample partition, materialised through the partition dialog: the damaged one,
@@ -200,21 +200,17 @@ def test_operator_flow_in_the_browser(dagster_ui, page, tmp_path):
                 )
 
 
-def show_plots_by_partition(page, ui: DagsterUI, asset: str, labels: tuple[str, ...]) -> None:
-    """The asset page's metadata as plots by partition: one chart per numeric figure."""
+def show_plots(page, ui: DagsterUI, asset: str, labels: tuple[str, ...]) -> None:
+    """The asset page's metadata as plots over its materializations (Events: the Partitions
+    axis plots only the latest 120 partition keys, days long after the sample's)."""
     from playwright.sync_api import expect
 
     page.goto(f"{ui.url}/assets/{asset}")
-    page.get_by_role("button", name="Plots", exact=True).first.click()
-    page.get_by_role("button", name="Partitions", exact=True).first.click()
-    expect(page.get_by_text("When graphing values by partition")).to_be_visible()
+    page.get_by_text("Plots", exact=True).first.click()  # the Metadata section's Table | Plots
+    page.get_by_text("Events", exact=True).last.click()  # its Partitions | Events, not the tab
     for label in labels:  # a card with the figure's name as its title and a chart
-        card = (
-            page.locator("div")
-            .filter(has=visible_text(page, label))
-            .filter(has=page.locator("canvas"))
-        )
-        expect(card.last).to_be_visible()
+        card = page.locator("div").filter(has=visible_text(page, label))
+        expect(card.filter(has=page.locator("canvas")).last).to_be_visible()
 
 
 def launch_acquisition(page, ui: DagsterUI, dates: str, market: str, button: str, shots) -> str:
