@@ -29,6 +29,7 @@ from rlx_assets.lake.sources import (
     QuarantinedObjectError,
     UnverifiedTransferError,
 )
+from rlx_assets.lake.transfer_stats import TransferStats
 from rlx_assets.retry import RetryPolicy, with_retries
 from rlx_assets.staging import (
     DataLayout,
@@ -172,6 +173,7 @@ def acquire_raw_file(
     policy: RetryPolicy,
     allow_unverified: bool = False,
     log: Callable[[str], None] = lambda _msg: None,
+    stats: TransferStats | None = None,
 ) -> RawFile:
     """Store the vendor's file for (table, market, day) byte-for-byte in the raw zone.
 
@@ -184,17 +186,19 @@ def acquire_raw_file(
     and replaces the stored file only then (the previous version is kept when the vendor
     republished); bytes nothing can verify are refused (UnverifiedTransferError) unless
     `allow_unverified`. A vendor object that arrives intact but is unreadable goes to
-    quarantine, never to raw.
+    quarantine, never to raw. `stats`, if given, counts the requests, retries and bytes.
     """
+    stats = stats if stats is not None else TransferStats()
     market = f"{exchange}.{symbol}"
     audit_label = {"table": table, "market": market, "date": day.isoformat()}
     audit = DownloadAudit(layout, run_id, audit_label)
 
     def on_retry(attempt: int, error: BaseException, sleep_s: float) -> None:
+        stats.retried(error)
         audit.write("retry", attempt=attempt, error=str(error), sleep_s=round(sleep_s, 3))
         log(f"retry {attempt}/{policy.attempts} in {sleep_s:.1f}s after: {error}")
 
-    with_retries(source.check_access, policy, on_retry)
+    with_retries(stats.counted(source.check_access), policy, on_retry)
     layout.ensure_zones()
     label = partial_label(table, market, day)
     for orphan in remove_orphan_partials(layout.incoming, label):
@@ -204,7 +208,7 @@ def acquire_raw_file(
     def locate() -> LakeObject:
         return source.locate(table, exchange, symbol, day)
 
-    obj = with_retries(locate, policy, on_retry)
+    obj = with_retries(stats.counted(locate), policy, on_retry)
     if held := quarantined_version(layout, table, market, day, obj.version):
         audit.write("skip_quarantined", uri=obj.uri, version=obj.version, sha256=held["sha256"])
         raise QuarantinedObjectError(
@@ -270,13 +274,14 @@ def acquire_raw_file(
         with atomic_write(
             dest, tmp_dir=layout.incoming, before_commit=before_commit, label=label
         ) as handle:
-            received = with_retries(lambda: download_once(handle), policy, on_retry)
+            received = with_retries(stats.counted(lambda: download_once(handle)), policy, on_retry)
     except Exception as error:
         audit.write(
             "fail", uri=obj.uri, error=str(error), seconds=round(time.monotonic() - started, 3)
         )
         raise
     seconds = time.monotonic() - started
+    stats.bytes_downloaded, stats.download_seconds = received, seconds
     obj = transfer.obj
     # The bytes were hashed as they arrived: the gates and the certificate need not read them
     # again only to hash them.

@@ -46,6 +46,13 @@ _TRANSIENT_CODES = {
     "RequestTimeout",
     "Throttling",
 }
+_THROTTLING_CODES = {"SlowDown", "TooManyRequests", "Throttling"}
+_TIMEOUT_ERRORS = (
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectTimeoutError,
+    urllib3.exceptions.TimeoutError,
+    TimeoutError,
+)
 _NETWORK_ERRORS = (
     botocore.exceptions.HTTPClientError,
     botocore.exceptions.ConnectionError,
@@ -106,12 +113,25 @@ def classify_client_error(error: Exception, what: str, endpoint: str = "") -> Ex
                 f"Crypto Lake refused access to {what} ({code}): {_SET_CREDENTIALS}"
             )
         if code in _TRANSIENT_CODES or status == 429 or status >= 500:
-            return TransientLakeError(f"{what}: server error {status} {code}")
+            return TransientLakeError(
+                f"{what}: server error {status} {code}", _server_error_kind(status, code)
+            )
         return LakeAccessError(f"{what}: {code or status} {error}")
     if isinstance(error, _NETWORK_ERRORS):
         suffix = f" ({endpoint})" if endpoint else ""
-        return TransientLakeError(f"{what}: network error {type(error).__name__}: {error}{suffix}")
+        kind = "timeout" if isinstance(error, _TIMEOUT_ERRORS) else "connection"
+        return TransientLakeError(
+            f"{what}: network error {type(error).__name__}: {error}{suffix}", kind
+        )
     return error
+
+
+def _server_error_kind(status: int, code: str) -> str:
+    if code in _THROTTLING_CODES or status == 429:
+        return "throttled"
+    if code == "RequestTimeout":
+        return "timeout"
+    return "http_5xx"
 
 
 def _failure_summary(error: Exception) -> str:

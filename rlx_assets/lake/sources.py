@@ -42,11 +42,31 @@ class CorruptObjectError(LakeError):
 
 
 class TransientLakeError(LakeError, TransientError):
-    """A 5xx, timeout or reset: worth retrying with backoff."""
+    """A 5xx, timeout or reset: worth retrying with backoff. `kind` (one of RETRY_KINDS) says
+    which, for the retries counted by error type."""
+
+    kind = "other"
+
+    def __init__(self, message: str, kind: str | None = None):
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+# The error types retries are counted by (`retries_<kind>` in the raw assets' metadata).
+RETRY_KINDS = (
+    "http_5xx", "throttled", "timeout", "connection", "corrupt_transfer", "object_changed", "other",
+)  # fmt: skip
+
+
+def retry_kind(error: BaseException) -> str:
+    return error.kind if isinstance(error, TransientLakeError) else "other"
 
 
 class CorruptTransferError(TransientLakeError):
     """The bytes received differ from what the server says the object is: retried."""
+
+    kind = "corrupt_transfer"
 
 
 class UnverifiedTransferError(LakeError):
@@ -56,6 +76,8 @@ class UnverifiedTransferError(LakeError):
 
 class ObjectChangedError(TransientLakeError):
     """The object was replaced between listing/HEAD and GET (`IfMatch` failed): locate again."""
+
+    kind = "object_changed"
 
 
 class QuarantinedObjectError(CorruptObjectError):

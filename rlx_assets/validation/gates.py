@@ -467,7 +467,8 @@ class TemporalScan:
         self.out_of_day, self.null_stamps = 0, 0
         self.outside_examples = Examples()
         self.time = OrderScan("timestamp", round(self.tolerance_s * 1e9), "time_regression")
-        self.silences = Silences()
+        self.silence_limit_ns = round(thresholds.max_silence_s * 1e9)
+        self.silences = Silences(self.silence_limit_ns)
 
     def feed(self, frame: pl.DataFrame, offset: int) -> None:
         usable = frame.select(self.usable)
@@ -504,7 +505,11 @@ def temporal_gate(scan: TemporalScan, thresholds: GateThresholds) -> GateResult:
                 f"sequence_number decreases {count} times (> {thresholds.max_sequence_decreases})"
             )
             examples += scan.sequence.example_rows()
-    silences = scan.silences if scan.silences.in_order else Silences.sorted_from(scan.path)
+    silences = (
+        scan.silences
+        if scan.silences.in_order
+        else Silences.sorted_from(scan.path, scan.silence_limit_ns)
+    )
     if not scan.timed or silences.first is None:
         if "timestamp" not in scan.drifted:
             problems.append("no timestamps to evaluate")
@@ -524,6 +529,7 @@ def temporal_gate(scan: TemporalScan, thresholds: GateThresholds) -> GateResult:
         "coverage": coverage,
         "longest_silence_s": longest_ns / 1e9,
         "longest_silence_starts_at": _iso(silences.longest_at),
+        "seconds_covered": seconds_covered(silences, scan.day, scan.silence_limit_ns),
     }
     day = scan.day
     if scan.out_of_day:
@@ -549,6 +555,15 @@ def temporal_gate(scan: TemporalScan, thresholds: GateThresholds) -> GateResult:
         f"longest silence {longest_ns / 1e9:.1f}s"
     )
     return GateResult("temporal", not problems, summary, measured, limits, json_safe(examples))
+
+
+def seconds_covered(silences: Silences, day: dt.date, limit_ns: int) -> float:
+    """Seconds of the UTC day outside every silence longer than `limit_ns` (the profile's
+    max_silence_s); midnight to the first row and the last row to midnight are silences too."""
+    start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 10**9
+    edges = (max(0, silences.first - start), max(0, start + NS_PER_DAY - silences.last))
+    silent = silences.long_total_ns + sum(gap for gap in edges if gap > limit_ns)
+    return min(max(NS_PER_DAY - silent, 0), NS_PER_DAY) / 1e9
 
 
 def volume_gate(

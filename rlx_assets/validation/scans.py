@@ -90,15 +90,18 @@ class OrderScan:
 
 
 class Silences:
-    """First and last timestamp and the longest silence between consecutive timestamps in time
-    order. Streams while the file is in time order; a file that is not is re-read for its
-    timestamps alone (8 bytes a row) and sorted."""
+    """First and last timestamp, the longest silence between consecutive timestamps in time
+    order and the total of the silences longer than `long_ns`. Streams while the file is in
+    time order; a file that is not is re-read for its timestamps alone (8 bytes a row) and
+    sorted."""
 
-    def __init__(self) -> None:
+    def __init__(self, long_ns: int = 0) -> None:
         self.first: int | None = None
         self.last: int | None = None
         self.longest_ns = 0
         self.longest_at: int | None = None
+        self.long_ns = long_ns
+        self.long_total_ns = 0
         self.in_order = True
 
     def feed(self, stamps: pl.Series) -> None:
@@ -113,16 +116,17 @@ class Silences:
             return
         if self.first is None:
             self.first = self.longest_at = int(stamps[0])
+        self.long_total_ns += int(gaps.filter(gaps > self.long_ns).sum())
         if gaps.len() and int(gaps.max()) > self.longest_ns:
             at = int(gaps.arg_max())
             self.longest_ns, self.longest_at = int(gaps[at]), int(stamps[at])
         self.last = int(stamps[-1])
 
     @classmethod
-    def sorted_from(cls, path: Path) -> Silences:
+    def sorted_from(cls, path: Path, long_ns: int = 0) -> Silences:
         """The figures from the file's timestamps sorted (for a file not in time order)."""
         stamps = pl.from_arrow(pq.read_table(path, columns=["timestamp"]).column(0))
-        silences = cls()
+        silences = cls(long_ns)
         silences.feed(stamps.drop_nulls().sort())
         return silences
 

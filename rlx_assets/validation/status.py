@@ -8,11 +8,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from rlx_assets.config import load_settings
 from rlx_assets.lake.manifest import manifest_entry, vendor_file_path
 from rlx_assets.lake.quarantine import quarantine_report
 from rlx_assets.markets import market_key
 from rlx_assets.staging import DataLayout, fetch, list_files, update_json, utc_now_iso
 from rlx_assets.validation.certificate import certificate_path
+from rlx_assets.validation.figures import failed_gates, gate_figures, gate_reports
+from rlx_assets.validation.gates import GATES
 from rlx_assets.validation.zones import REQUIRED_TABLES, read_json
 
 STATES = ("raw", "ready", "quarantined", "certified")
@@ -79,13 +82,108 @@ def partition_record(
         "ready_tables": sorted(ready),
         "quarantined_tables": sorted(held),
         "vendor_file_quarantined": held_under_certificate,
+        **validation_record(layout, market, dt.date.fromisoformat(date), state, held),
     }
 
 
-def with_counts(partitions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def validation_record(
+    layout: DataLayout, market: str, day: dt.date, state: str, held: set[str]
+) -> dict[str, Any]:
+    """gates_run, gates_passed, completeness (see `figures.py`) and what blocks the partition:
+    a failed gate in force, or a vendor object quarantined (e.g. unreadable) with no gate
+    report saying why; nothing blocks a certified partition (its certificate stands)."""
+    reports = gate_reports(layout, market, day)
+    figures = gate_figures(reports)
+    blocking: list[dict[str, str]] = []
+    if state != "certified":
+        blocking = [
+            {"table": f["table"], "issue": f"{f['gate']} gate failed", "summary": f["summary"]}
+            for f in failed_gates(reports)
+        ]
+        failed_tables = {b["table"] for b in blocking}
+        for table in sorted(held - failed_tables):
+            report = quarantine_report(layout, table, market, day) or {}
+            blocking.append(
+                {
+                    "table": table,
+                    "issue": "vendor object quarantined",
+                    "summary": str(report.get("problem") or report.get("error") or ""),
+                }
+            )
+    return {
+        "gates_run": figures["gates_run"],
+        "gates_passed": figures["gates_passed"],
+        "completeness": figures["completeness"],
+        "blocking": blocking,
+    }
+
+
+def configured_scope() -> tuple[list[dt.date], list[str]]:
+    """The partitions' days (RLX_START_DATE to yesterday, UTC) and markets (RLX_MARKETS)."""
+    settings = load_settings()
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    days = (yesterday - settings.start_date).days + 1
+    return [settings.start_date + dt.timedelta(days=n) for n in range(max(days, 0))], list(
+        settings.markets
+    )
+
+
+def overview(
+    partitions: dict[str, dict[str, Any]], scope: tuple[list[dt.date], list[str]]
+) -> dict[str, Any]:
+    """Progress over the configured days x markets, the validation pass rate and completeness of
+    the partitions gated there, and the blocking issues with their partitions."""
+    days, markets = scope
+    keys = [f"{day.isoformat()}|{market}" for market in markets for day in days]
+    present = [partitions[k] for k in keys if k in partitions]
+    certified = sum(p["state"] == "certified" for p in present)
+    gated = [p for p in present if p.get("gates_run") == len(GATES) * len(REQUIRED_TABLES)]
+    passed = sum(p["gates_passed"] == p["gates_run"] for p in gated)
+    scores = [p["completeness"] for p in gated if p.get("completeness") is not None]
+    issues: dict[str, list[str]] = defaultdict(list)
+    for key in keys:
+        for block in partitions.get(key, {}).get("blocking", []):
+            issues[f"{block['table']}: {block['issue']}"].append(key)
+    return {
+        "progress": {
+            "start_date": days[0].isoformat() if days else None,
+            "end_date": days[-1].isoformat() if days else None,
+            "markets": markets,
+            "partitions": len(keys),
+            "acquired": len(present),
+            "certified": certified,
+            "fraction_certified": certified / len(keys) if keys else None,
+        },
+        "validation": {
+            "partitions_gated": len(gated),
+            "partitions_passed": passed,
+            "pass_rate": passed / len(gated) if gated else None,
+            "gates_run": sum(p.get("gates_run", 0) for p in present),
+            "gates_passed": sum(p.get("gates_passed", 0) for p in present),
+        },
+        "completeness": {
+            "partitions": len(scores),
+            "mean": sum(scores) / len(scores) if scores else None,
+            "min": min(scores) if scores else None,
+        },
+        "blocking_issues": [
+            {"issue": issue, "partitions": where} for issue, where in sorted(issues.items())
+        ],
+    }
+
+
+def with_counts(
+    partitions: dict[str, dict[str, Any]], scope: tuple[list[dt.date], list[str]] | None = None
+) -> dict[str, Any]:
+    """The status file's content; `scope` (days, markets) defaults to the configured ones."""
     partitions = dict(sorted(partitions.items()))
     counts = {s: sum(1 for p in partitions.values() if p["state"] == s) for s in STATES}
-    return {"updated_at": utc_now_iso(), "counts": counts, "partitions": partitions}
+    return {
+        "updated_at": utc_now_iso(),
+        "counts": counts,
+        **overview(partitions, scope or configured_scope()),
+        "partitions": partitions,
+    }
 
 
 def compute_status(layout: DataLayout) -> dict[str, Any]:

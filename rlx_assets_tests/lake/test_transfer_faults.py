@@ -25,6 +25,7 @@ from rlx_assets.lake.sources import (
     TransientLakeError,
     UnverifiedTransferError,
 )
+from rlx_assets.lake.transfer_stats import TransferStats
 from rlx_assets.staging import DataLayout, lake_relative_path, read_json_lines, sha256_file
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import quarantine_dir
@@ -45,6 +46,7 @@ def acquire(
     run_id: str = "r1",
     timeout_s: float = 2.0,
     allow_unverified: bool = False,
+    stats: TransferStats | None = None,
 ):
     settings = RlxSettings(
         lake_uri=uri,
@@ -54,7 +56,7 @@ def acquire(
     )
     return acquire_raw_file(
         source_from_settings(settings), layout, "trades", "BINANCE", "BTC-USDT", DAY,
-        run_id=run_id, policy=FAST, allow_unverified=allow_unverified,
+        run_id=run_id, policy=FAST, allow_unverified=allow_unverified, stats=stats,
     )  # fmt: skip
 
 

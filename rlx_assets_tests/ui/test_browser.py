@@ -44,6 +44,12 @@ CHROMIUM_ARGS = [
 UI_TIMEOUT_MS = 180_000
 RUN_TIMEOUT_S = 600
 SCREENSHOTS_COPY = REPO_ROOT / "test-output" / "ui"
+# The raw assets' numeric metadata (rlx_assets.lake.transfer_stats), plotted by partition.
+TRANSFER_FIGURES = (
+    "bytes_downloaded", "requests", "requests_ok", "retries_http_5xx", "retries_throttled",
+    "retries_timeout", "retries_connection", "retries_corrupt_transfer", "retries_object_changed",
+    "retries_other", "download_mb_per_s",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -141,6 +147,8 @@ def test_operator_flow_in_the_browser(dagster_ui, page, tmp_path):
         expect(visible_text(page, "Success").first).to_be_visible()
         expect(page.get_by_text(f"partition: {DAY1}|{SPOT}")).to_be_visible()
         shots.take("run_succeeded")
+        show_plots(page, ui, "raw_trades", TRANSFER_FIGURES)
+        shots.take("raw_trades_plots")
 
         # 3. One sample partition, materialised through the partition dialog: the damaged one,
         # whose failed blocking gate fails the run. Last, so that its checks' evaluations are
@@ -190,6 +198,19 @@ def test_operator_flow_in_the_browser(dagster_ui, page, tmp_path):
                     f"run {run['runId'][:8]} {run['status']:8} {partition}"
                     f" queued {queued:5.1f} s, ran {ran:5.1f} s"
                 )
+
+
+def show_plots(page, ui: DagsterUI, asset: str, labels: tuple[str, ...]) -> None:
+    """The asset page's metadata as plots over its materializations (Events: the Partitions
+    axis plots only the latest 120 partition keys, days long after the sample's)."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{ui.url}/assets/{asset}")
+    page.get_by_text("Plots", exact=True).first.click()  # the Metadata section's Table | Plots
+    page.get_by_text("Events", exact=True).last.click()  # its Partitions | Events, not the tab
+    for label in labels:  # a card with the figure's name as its title and a chart
+        card = page.locator("div").filter(has=visible_text(page, label))
+        expect(card.filter(has=page.locator("canvas")).last).to_be_visible()
 
 
 def launch_acquisition(page, ui: DagsterUI, dates: str, market: str, button: str, shots) -> str:

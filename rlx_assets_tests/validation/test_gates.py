@@ -22,6 +22,8 @@ from rlx_assets.validation.profiles import PROFILES
 from rlx_assets.vendor_schemas import VENDOR_SCHEMAS
 from rlx_assets_tests.damage import (
     cast_column,
+    drop_rows,
+    in_minute,
     keep_rows,
     repeat_row_with,
     rewrite_parquet,
@@ -514,3 +516,32 @@ def test_gate_memory_grows_by_the_row_hashes_only(tmp_path):
     large = gates_peak_rss_kib(synthetic_deltas(tmp_path / "large.parquet", 2_000_000))
     bytes_per_extra_row = (large - small) * 1024 / 1_500_000
     assert bytes_per_extra_row <= 32, (small, large)
+
+
+def seconds_outside_long_silences(path: Path, day: dt.date, limit_s: float) -> float:
+    """An independent count: pyarrow's timestamps sorted with numpy, the day's two midnights
+    added as bounds, and every gap longer than `limit_s` taken off the day."""
+    stamps = np.sort(pq.read_table(path, columns=["timestamp"]).column(0).to_numpy())
+    midnight = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 10**9
+    gaps = np.diff(np.concatenate([[midnight], stamps, [midnight + 86_400 * 10**9]]))
+    return (86_400 * 10**9 - int(gaps[gaps > limit_s * 1e9].sum())) / 1e9
+
+
+@pytest.mark.parametrize("table", ["trades", "book", "book_delta_v2"])
+def test_seconds_covered_equals_an_independent_count_of_the_real_files(
+    sample_lake, tmp_path, table
+):
+    """The day's seconds outside silences longer than max_silence_s, on the real file and on a
+    copy missing the rows of one minute (a hole the gate must take off the day)."""
+    thresholds = PROFILES["production"].model_copy(update={"max_silence_s": 20.0})
+    path = real_file(sample_lake, table)
+    minute_ns = int(dt.datetime(2024, 8, 8, 23, 55, tzinfo=dt.UTC).timestamp()) * 10**9
+    holed = damaged_copy(tmp_path, path, drop_rows(in_minute(minute_ns)))
+    covered = {}
+    for name, file in (("real", path), ("holed", holed)):
+        measured = gate(run_gates(gate_input(file, table, thresholds)), "temporal").measured
+        covered[name] = measured["seconds_covered"]
+        assert covered[name] == pytest.approx(
+            seconds_outside_long_silences(file, DAY, 20.0), abs=1e-6
+        )
+    assert 60 <= covered["real"] - covered["holed"] <= 60 + 2 * 20  # the minute and its edges

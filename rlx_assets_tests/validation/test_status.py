@@ -6,15 +6,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
+import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
-from rlx_assets.staging import DataLayout, atomic_write_bytes, update_json
+from rlx_assets.defs.validation.checks import evaluate_gates
+from rlx_assets.lake.acquire import acquire_raw_file
+from rlx_assets.lake.sources import LocalLakeSource
+from rlx_assets.retry import RetryPolicy
+from rlx_assets.staging import DataLayout, atomic_write_bytes, lake_relative_path, update_json
+from rlx_assets.validation.profiles import PROFILES
 from rlx_assets.validation.status import STATUS_FILE, compute_status, refresh_status
-from rlx_assets.validation.zones import REQUIRED_TABLES, raw_path
-from rlx_assets_tests.export.sample_chain import certified_sample_data
+from rlx_assets.validation.zones import (
+    REQUIRED_TABLES,
+    gate_report_path,
+    quarantine_dir,
+    raw_path,
+    read_json,
+)
+from rlx_assets_tests.damage import rewrite_parquet, set_value
+from rlx_assets_tests.export.sample_chain import certified_sample_data, copy_of
 from rlx_assets_tests.test_remote import bucket, listed_paths, worker  # noqa: F401 - the bucket fixture
+from rlx_assets_tests.validation.test_gates import seconds_outside_long_silences
 
 MARKET = "BINANCE.BTC-USDT"
 DAY = dt.date(2024, 8, 8)
@@ -84,3 +99,96 @@ def test_an_update_lists_only_its_own_partition_on_s3(
     status = refresh_status(DataLayout(root), MARKET, days[-1])
     assert len(status["partitions"]) == 30
     assert len(listed) == len(REQUIRED_TABLES)  # its three raw files
+
+
+FUTURES = "BINANCE_FUTURES.BTC-USDT-PERP"
+
+
+def acquired_and_gated(lake: Path, layout: DataLayout, market: str, day: dt.date) -> None:
+    """The partition's three files fetched from `lake` and gated (sample profile), as the raw
+    assets and their checks do."""
+    exchange, symbol = market.split(".")
+    for table in REQUIRED_TABLES:
+        acquire_raw_file(
+            LocalLakeSource(lake), layout, table, exchange, symbol, day,
+            run_id="damaged", policy=RetryPolicy(attempts=1),
+        )  # fmt: skip
+        evaluate_gates(layout, table, market, day, "sample", PROFILES["sample"], "damaged")
+
+
+def partition_of(key: str) -> tuple[str, dt.date]:
+    day, market = key.split("|")
+    return market, dt.date.fromisoformat(day)
+
+
+def independent_completeness(layout: DataLayout, market: str, day: dt.date) -> float:
+    """The least over the tables of seconds covered (pyarrow + numpy, the sample profile's
+    silence limit) over the day, times rows over min_rows (at most 1), from the files kept."""
+    limit = PROFILES["sample"].max_silence_s
+    scores = []
+    for table in REQUIRED_TABLES:
+        path = raw_path(layout, table, market, day)
+        if not path.is_file():  # a failed file is in quarantine
+            path = next(quarantine_dir(layout, table, market, day).glob("*.parquet"))
+        rows = pq.read_metadata(path).num_rows
+        covered = seconds_outside_long_silences(path, day, limit)
+        scores.append(covered / 86_400 * min(1.0, rows / PROFILES["sample"].min_rows))
+    return min(scores)
+
+
+def test_status_figures_match_an_independent_count_with_a_damaged_partition(
+    sample_lake, tmp_path_factory, tmp_path, monkeypatch
+):
+    """The two certified spot days and the futures day whose trades file has a negative price:
+    progress over the configured days x markets, pass rate, completeness and the blocking issue
+    naming the damaged partition, each equal to a count made without the status code."""
+    certified = certified_sample_data(sample_lake, tmp_path_factory)
+    layout = DataLayout(copy_of(certified, tmp_path / "data"))
+    lake = Path(shutil.copytree(sample_lake, tmp_path / "lake"))
+    trades = lake / lake_relative_path("trades", "BINANCE_FUTURES", "BTC-USDT-PERP", DAY)
+    rewrite_parquet(trades, trades, set_value("price", 10, -1.0))
+    monkeypatch.setenv("RLX_START_DATE", "2024-08-01")
+    monkeypatch.setenv("RLX_MARKETS", f"{MARKET},{FUTURES}")
+    acquired_and_gated(lake, layout, FUTURES, DAY)
+
+    status = json.loads((layout.root / STATUS_FILE).read_text())
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    days = (yesterday - dt.date(2024, 8, 1)).days + 1
+    assert status["progress"] == {
+        "start_date": "2024-08-01", "end_date": yesterday.isoformat(),
+        "markets": [MARKET, FUTURES], "partitions": 2 * days, "acquired": 3, "certified": 2,
+        "fraction_certified": 2 / (2 * days),
+    }  # fmt: skip
+    gate_results = {
+        (key, table, g["gate"]): g
+        for key in status["partitions"]
+        for table in REQUIRED_TABLES
+        for g in read_json(gate_report_path(layout, table, *partition_of(key)))["gates"]
+    }
+    assert len(gate_results) == 45
+    damaged = f"{DAY}|{FUTURES}"
+    assert [k for k, g in gate_results.items() if not g["passed"]] == [
+        (damaged, "trades", "quality")
+    ]
+    assert status["validation"] == {
+        "partitions_gated": 3, "partitions_passed": 2, "pass_rate": 2 / 3,
+        "gates_run": 45, "gates_passed": 44,
+    }  # fmt: skip
+    for key, record in status["partitions"].items():
+        assert record["completeness"] == pytest.approx(
+            independent_completeness(layout, *partition_of(key))
+        )
+    scores = [p["completeness"] for p in status["partitions"].values()]
+    assert status["completeness"] == {
+        "partitions": 3, "mean": pytest.approx(sum(scores) / 3), "min": min(scores),
+    }  # fmt: skip
+    assert status["blocking_issues"] == [
+        {"issue": "trades: quality gate failed", "partitions": [damaged]}
+    ]
+    assert status["partitions"][damaged]["blocking"] == [
+        {
+            "table": "trades",
+            "issue": "quality gate failed",
+            "summary": gate_results[(damaged, "trades", "quality")]["summary"],
+        }
+    ]

@@ -6,6 +6,7 @@ from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, log_partition_eve
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.acquire import RawFile, acquire_raw_file
 from rlx_assets.lake.sources import CorruptObjectError, LakeError, QuarantinedObjectError
+from rlx_assets.lake.transfer_stats import TransferStats
 from rlx_assets.validation.status import refresh_status
 
 RAW_TABLES = ("trades", "book", "book_delta_v2")
@@ -36,6 +37,16 @@ def raw_file_metadata(raw: RawFile) -> dict[str, dg.MetadataValue]:
     return metadata
 
 
+def numeric_metadata(figures: dict[str, int | float]) -> dict[str, dg.MetadataValue]:
+    """Ints and floats as Dagster's numeric metadata, which the asset page plots by partition."""
+    return {
+        name: dg.MetadataValue.int(value)
+        if isinstance(value, int)
+        else dg.MetadataValue.float(float(value))
+        for name, value in figures.items()
+    }
+
+
 def build_raw_asset(table: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"raw_{table}",
@@ -50,6 +61,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
     )
     def raw_asset(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg.MaterializeResult:
         day, exchange, symbol, market = partition_of(context)
+        stats = TransferStats()
         try:
             raw = acquire_raw_file(
                 rlx.lake_source(),
@@ -62,6 +74,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 policy=rlx.retry_policy(),
                 allow_unverified=rlx.settings().allow_unverified_downloads,
                 log=context.log.info,
+                stats=stats,
             )
         except QuarantinedObjectError as error:
             status = refresh_status(rlx.layout(), market, day)["partitions"][
@@ -86,9 +99,11 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
             context, "raw_file.stored", table=table, action=raw.action, rows=raw.rows,
             bytes=raw.size, sha256=raw.sha256, path=raw.path, verified_by=raw.verified_by,
             source_version=raw.source_version, first_timestamp=raw.first_timestamp,
-            last_timestamp=raw.last_timestamp,
+            last_timestamp=raw.last_timestamp, **stats.figures(),
         )  # fmt: skip
-        return dg.MaterializeResult(metadata=raw_file_metadata(raw))
+        return dg.MaterializeResult(
+            metadata=raw_file_metadata(raw) | numeric_metadata(stats.figures())
+        )
 
     return raw_asset
 

@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from rlx_assets.defs.acquisition.assets import RAW_TABLES, raw_book, raw_book_delta_v2, raw_trades
+from rlx_assets.defs.acquisition.assets import (
+    RAW_TABLES,
+    numeric_metadata,
+    raw_book,
+    raw_book_delta_v2,
+    raw_trades,
+)
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, log_partition_event, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import fetch
@@ -12,6 +18,7 @@ from rlx_assets.validation.certificate import (
     seal_certificate,
     write_certificate,
 )
+from rlx_assets.validation.figures import gate_figures
 from rlx_assets.validation.status import refresh_status
 from rlx_assets.validation.zones import (
     CertificateError,
@@ -35,13 +42,14 @@ def validated_partition(
     day, _, _, market = partition_of(context)
     layout = rlx.layout()
     metadata: dict = {}
+    reports = {}
     for table in RAW_TABLES:
         report_file = gate_report_path(layout, table, market, day)
         if not fetch(report_file):
             raise dg.Failure(
                 f"{table} {market} {day}: no gate report; materialise raw_{table} first"
             )
-        report = read_json(report_file)
+        report = reports[table] = read_json(report_file)
         failed = [g["gate"] for g in report["gates"] if not g["passed"]]
         if failed:
             raise dg.Failure(f"{table} {market} {day}: gates failed {failed}; see the quarantine")
@@ -55,7 +63,20 @@ def validated_partition(
     refresh_status(layout, market, day)
     rows = {t: metadata[f"{t}_rows"].value for t in RAW_TABLES}
     log_partition_event(context, "partition.promoted", rows=rows)
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata | validation_metadata(reports))
+
+
+def validation_metadata(reports: dict[str, dict]) -> dict[str, dg.MetadataValue]:
+    """gates_passed, gates_run and completeness (the partition's and each table's), plotted by
+    partition on the asset page."""
+    figures = gate_figures(reports)
+    numbers = {
+        "gates_passed": figures["gates_passed"],
+        "gates_run": figures["gates_run"],
+        "completeness": figures["completeness"],
+        **{f"{t}_completeness": c for t, c in figures["table_completeness"].items()},
+    }
+    return numeric_metadata({k: v for k, v in numbers.items() if v is not None})
 
 
 @dg.asset(

@@ -222,3 +222,24 @@ def test_raw_metadata_says_how_the_bytes_were_verified(sample_lake, s3_lake, tmp
     remote = materialize(tmp_path / "remote", s3_lake["uri"])
     (event,) = remote.asset_materializations_for_node("raw_trades")
     assert event.metadata["verified_by"].value == "crc32-checksum+md5-etag"
+
+
+def test_raw_metadata_has_the_transfer_figures_as_numbers_dagster_plots(sample_lake, tmp_path):
+    """Downloaded: the bytes on disk, a speed and three successful requests; materialised
+    again, the re-verified file is reused: no bytes, no speed, two requests."""
+    first, again = (materialize(tmp_path / "data", str(sample_lake)) for _ in range(2))
+    assert first.success and again.success
+    for table in ("trades", "book", "book_delta_v2"):
+        (downloaded,) = first.asset_materializations_for_node(f"raw_{table}")
+        (reused,) = again.asset_materializations_for_node(f"raw_{table}")
+        figures = downloaded.metadata
+        on_disk = (tmp_path / "data" / figures["path"].value).stat().st_size
+        assert figures["bytes_downloaded"] == dg.MetadataValue.int(on_disk)
+        assert isinstance(figures["download_mb_per_s"], dg.FloatMetadataValue)
+        assert figures["download_mb_per_s"].value > 0
+        assert figures["requests"] == figures["requests_ok"] == dg.MetadataValue.int(3)
+        assert figures["retries_connection"] == dg.MetadataValue.int(0)
+        assert reused.metadata["action"].value == "reused"
+        assert reused.metadata["bytes_downloaded"] == dg.MetadataValue.int(0)
+        assert "download_mb_per_s" not in reused.metadata
+        assert reused.metadata["requests"] == dg.MetadataValue.int(2)

@@ -102,6 +102,13 @@ def test_chain_certifies_a_sample_partition(lake, tmp_path):
     assert certificate["code_version"].startswith("0.1.0+")
     status = (layout.root / "acquisition_status.json").read_text()
     assert f'"2024-08-08|{SPOT}"' in status and '"certified": 1' in status
+    # Plotted by partition: 15 gates of 15, and complete under the sample profile (it
+    # tolerates any silence and asks for one row).
+    (validated,) = result.asset_materializations_for_node("validated_partition")
+    assert validated.metadata["gates_passed"] == validated.metadata["gates_run"]
+    assert validated.metadata["gates_run"] == dg.MetadataValue.int(15)
+    for name in ("completeness", "trades_completeness", "book_completeness"):
+        assert validated.metadata[name] == dg.MetadataValue.float(1.0)
 
 
 def test_a_damaged_day_is_quarantined_and_blocks_only_itself(lake, sample_lake, tmp_path):
