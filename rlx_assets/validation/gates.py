@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rlx_assets.staging import sha256_file
-from rlx_assets.validation.profiles import GateThresholds
+from rlx_assets.validation.profiles import PROFILES, GateThresholds
 from rlx_assets.validation.scans import (
     MAX_EXAMPLES,
     Examples,
@@ -467,7 +467,7 @@ class TemporalScan:
         self.out_of_day, self.null_stamps = 0, 0
         self.outside_examples = Examples()
         self.time = OrderScan("timestamp", round(self.tolerance_s * 1e9), "time_regression")
-        self.silence_limit_ns = round(thresholds.max_silence_s * 1e9)
+        self.silence_limit_ns = round(coverage_silence_s(thresholds) * 1e9)
         self.silences = Silences(self.silence_limit_ns)
 
     def feed(self, frame: pl.DataFrame, offset: int) -> None:
@@ -557,9 +557,17 @@ def temporal_gate(scan: TemporalScan, thresholds: GateThresholds) -> GateResult:
     return GateResult("temporal", not problems, summary, measured, limits, json_safe(examples))
 
 
+def coverage_silence_s(thresholds: GateThresholds) -> float:
+    """A silence longer than this takes its seconds off `seconds_covered`: the profile's
+    max_silence_s, at most production's, so a tolerant profile (the sample's accepts any
+    silence) never counts minutes of data as a whole day."""
+    return min(thresholds.max_silence_s, PROFILES["production"].max_silence_s)
+
+
 def seconds_covered(silences: Silences, day: dt.date, limit_ns: int) -> float:
-    """Seconds of the UTC day outside every silence longer than `limit_ns` (the profile's
-    max_silence_s); midnight to the first row and the last row to midnight are silences too."""
+    """Seconds of the UTC day outside every silence longer than `limit_ns`
+    (`coverage_silence_s`); midnight to the first row and the last row to midnight are
+    silences too."""
     start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp()) * 10**9
     edges = (max(0, silences.first - start), max(0, start + NS_PER_DAY - silences.last))
     silent = silences.long_total_ns + sum(gap for gap in edges if gap > limit_ns)

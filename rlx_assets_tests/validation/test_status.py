@@ -122,9 +122,10 @@ def partition_of(key: str) -> tuple[str, dt.date]:
 
 
 def independent_completeness(layout: DataLayout, market: str, day: dt.date) -> float:
-    """The least over the tables of seconds covered (pyarrow + numpy, the sample profile's
-    silence limit) over the day, times rows over min_rows (at most 1), from the files kept."""
-    limit = PROFILES["sample"].max_silence_s
+    """The least over the tables of seconds covered (pyarrow + numpy; silences longer than
+    production's limit, 300 s, are not covered) over the day, times rows over min_rows (at
+    most 1), from the files kept."""
+    limit = 300.0
     scores = []
     for table in REQUIRED_TABLES:
         path = raw_path(layout, table, market, day)

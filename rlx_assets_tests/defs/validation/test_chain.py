@@ -38,6 +38,7 @@ from rlx_assets.validation.zones import (
 )
 from rlx_assets_tests.conftest import dagster_test_instance
 from rlx_assets_tests.damage import rewrite_parquet, set_value
+from rlx_assets_tests.validation.test_gates import seconds_outside_long_silences
 
 CHAIN = [
     raw_trades, raw_book, raw_book_delta_v2, validated_partition, readiness_certificate,
@@ -102,13 +103,20 @@ def test_chain_certifies_a_sample_partition(lake, tmp_path):
     assert certificate["code_version"].startswith("0.1.0+")
     status = (layout.root / "acquisition_status.json").read_text()
     assert f'"2024-08-08|{SPOT}"' in status and '"certified": 1' in status
-    # Plotted by partition: 15 gates of 15, and complete under the sample profile (it
-    # tolerates any silence and asks for one row).
+    # Plotted by partition: 15 gates of 15, and the minutes the sample holds, not a whole day,
+    # although the sample profile tolerates any silence (silences over 300 s are not covered).
     (validated,) = result.asset_materializations_for_node("validated_partition")
     assert validated.metadata["gates_passed"] == validated.metadata["gates_run"]
     assert validated.metadata["gates_run"] == dg.MetadataValue.int(15)
-    for name in ("completeness", "trades_completeness", "book_completeness"):
-        assert validated.metadata[name] == dg.MetadataValue.float(1.0)
+    covered = {
+        t: seconds_outside_long_silences(ready_path(layout, t, SPOT, DAY8), DAY8, 300.0) / 86_400
+        for t in ("trades", "book", "book_delta_v2")
+    }
+    assert 0 < min(covered.values()) < 0.01  # about 5 minutes of the day
+    for table in ("trades", "book", "book_delta_v2"):
+        completeness = validated.metadata[f"{table}_completeness"].value
+        assert completeness == pytest.approx(covered[table], abs=1e-9)
+    assert validated.metadata["completeness"].value == pytest.approx(min(covered.values()))
 
 
 def test_a_damaged_day_is_quarantined_and_blocks_only_itself(lake, sample_lake, tmp_path):
