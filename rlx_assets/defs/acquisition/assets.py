@@ -6,7 +6,7 @@ from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, partition_of
 from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.acquire import RawFile, acquire_raw_file
 from rlx_assets.lake.sources import CorruptObjectError, LakeError, QuarantinedObjectError
-from rlx_assets.validation.status import refresh_status
+from rlx_assets.validation.status import TABLE_STEP_ZONES, refresh_status
 
 RAW_TABLES = ("trades", "book", "book_delta_v2")
 # Bounds parallel downloads across all runs (a year's backfill must not open hundreds);
@@ -64,9 +64,8 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 log=context.log.info,
             )
         except QuarantinedObjectError as error:
-            status = refresh_status(rlx.layout(), market, day)["partitions"][
-                f"{day.isoformat()}|{market}"
-            ]
+            status = refresh_status(rlx.layout(), market, day, (table,), TABLE_STEP_ZONES)
+            status = status["partitions"][f"{day.isoformat()}|{market}"]
             raise dg.Failure(
                 description=f"{error}. The raw zone keeps its previous good file, if any; "
                 f"the partition is {status['summary']}.",
@@ -81,7 +80,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
             ) from None
         except LakeError as error:
             raise dg.Failure(description=str(error)) from None
-        refresh_status(rlx.layout(), market, day)
+        refresh_status(rlx.layout(), market, day, (table,), TABLE_STEP_ZONES)
         return dg.MaterializeResult(metadata=raw_file_metadata(raw))
 
     return raw_asset
