@@ -492,8 +492,9 @@ def bench_backfill(partitions: int, as_json: bool, workdir: Path | None) -> None
         + ", ".join(f"{k} {first[k]:.1f} -> {last[k]:.1f}" for k in first)
     )
     click.echo(
-        f"  the server alone makes the runs' requests {result['server_growth']:.2f}x slower; "
-        f"last / first net of that: {result['last_over_first_net_of_server']:.2f}"
+        f"  the server's own times alone scale the runs' requests by "
+        f"{result['server_growth']:.2f}; last / first net of that: "
+        f"{result['last_over_first_net_of_server']:.2f}"
     )
 
 
