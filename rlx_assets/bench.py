@@ -129,10 +129,10 @@ class TiledPartition:
 
 
 def build_tiled_partition(
-    source_lake: Path, out_dir: Path, events: int, log=lambda _m: None
+    source_lake: Path, out_dir: Path, events: int, log=lambda _m: None, start_ns: int = 0
 ) -> TiledPartition:
     """Write vendor files (trades, book_delta_v2, book) of at least ``events`` events below
-    ``out_dir`` by tiling the sample partition."""
+    ``out_dir`` by tiling the sample partition, the first tile ``start_ns`` after midnight."""
     src = _partition_paths(source_lake)
     trades = pq.read_table(src["trades"])
     deltas = pq.read_table(src["book_delta_v2"])
@@ -187,7 +187,7 @@ def build_tiled_partition(
     t_min, t_max = int(all_times.min()), int(all_times.max())
     time_span = t_max - t_min + 1_000_000
     day_start = t_min // NS_PER_DAY * NS_PER_DAY
-    base_shift = day_start - t_min  # the first tile starts at midnight
+    base_shift = day_start + start_ns - t_min  # the first tile starts start_ns after midnight
     seq_span = max(int(d_seq.max()), int(book.column("sequence_number").to_numpy().max())) + 1
     seq_span -= seed_seq
     t_ids = trades.column("id").to_numpy()

@@ -53,25 +53,83 @@ def run_backfill_bench(
     try:
         days = [FIRST_DAY + dt.timedelta(days=n) for n in range(partitions)]
         lake = tiled_lake(root / "lake", days, log)
+        window = window_of(partitions)
+        first_probes: list[dict[str, float]] = []  # at both ends of the first window
+        last_probes: list[dict[str, float]] = []  # and of the last one
         with local_s3() as endpoint, data_root_in_bucket(root, endpoint) as bucket:
-            server_before = server_list_ms(endpoint, bucket)
-            runs = [run_partition(day, lake, log) for day in days]
-            server_after = server_list_ms(endpoint, bucket)
+            runs = []
+            for n, day in enumerate(days):
+                if n == 0:
+                    first_probes.append(server_ms(endpoint, bucket))
+                if n == partitions - window:
+                    last_probes.append(server_ms(endpoint, bucket))
+                runs.append(run_partition(day, lake, log))
+                if n + 1 == window:
+                    first_probes.append(server_ms(endpoint, bucket))
+                if n + 1 == partitions:
+                    last_probes.append(server_ms(endpoint, bucket))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {**summary(runs), "server_list_ms": {"first": server_before, "last": server_after}}
+    server = {"first": _mean_probe(first_probes), "last": _mean_probe(last_probes)}
+    return {**summary(runs), **server_normalised(runs[:window], runs[-window:], server)}
 
 
-def server_list_ms(endpoint: str, bucket: str, probes: int = 50) -> float:
-    """The server's own cost of one LIST of a prefix that holds nothing. moto's grows with the
-    objects in the bucket (it scans them all); S3 lists by prefix from an index."""
+# The server's own time per request of each kind, probed on objects of the bench's own; the
+# control plane's other kinds ("append to", "upload to") read and write: counted as writes.
+PROBED_KINDS = ("list", "read", "write")
+
+
+def server_ms(endpoint: str, bucket: str, probes: int = 30) -> dict[str, float]:
+    """The server's own milliseconds per request, now: a LIST of a prefix that holds nothing, a
+    GET and a PUT of a small object. moto's grow with the objects in the bucket (a LIST scans
+    them all); S3 lists by prefix from an index."""
     import boto3
 
     client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-    start = time.perf_counter()
-    for _ in range(probes):
-        client.list_objects_v2(Bucket=bucket, Prefix="probe/")
-    return round((time.perf_counter() - start) / probes * 1000, 2)
+    requests = {
+        "list": lambda n: client.list_objects_v2(Bucket=bucket, Prefix="probe/nothing/"),
+        "write": lambda n: client.put_object(Bucket=bucket, Key=f"probe/{n}", Body=b"x" * 512),
+        "read": lambda n: client.get_object(Bucket=bucket, Key=f"probe/{n}")["Body"].read(),
+    }
+    found = {}
+    for kind, request in requests.items():
+        start = time.perf_counter()
+        for n in range(probes):
+            request(n)
+        found[kind] = (time.perf_counter() - start) / probes * 1000
+    return found
+
+
+def _mean_probe(probes: list[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.fmean(p[k] for p in probes), 2) for k in PROBED_KINDS}
+
+
+def server_normalised(first: list[dict], last: list[dict], server: dict) -> dict:
+    """How much the server alone makes the control plane grow: the last runs' requests at the
+    server's last per-request times over the first runs' at its first, kind by kind; and the
+    control plane's growth net of it (the part that is ours)."""
+
+    def at_server_ms(runs: list[dict], ms: dict[str, float]) -> float:
+        total = 0.0
+        for run in runs:
+            for what, kind in run["control_by_kind"].items():
+                total += kind["requests"] * ms[what if what in ms else "write"]
+        return total / len(runs)
+
+    growth = at_server_ms(last, server["last"]) / at_server_ms(first, server["first"])
+    control = statistics.fmean(r["control_s"] for r in last) / statistics.fmean(
+        r["control_s"] for r in first
+    )
+    return {
+        "server_ms": server,
+        "server_growth": round(growth, 3),
+        "last_over_first_net_of_server": round(control / growth, 3),
+    }
+
+
+def window_of(partitions: int) -> int:
+    """Runs averaged at each end: ten, or half the runs if fewer than 20."""
+    return min(10, partitions // 2) or 1
 
 
 def tiled_lake(lake: Path, days: list[dt.date], log: Callable[[str], None]) -> Path:
@@ -223,7 +281,7 @@ def run_partition(day: dt.date, lake: Path, log: Callable[[str], None]) -> dict:
 
 def summary(runs: list[dict]) -> dict:
     """The runs, and the control plane of the first and the last ten compared."""
-    window = min(10, len(runs) // 2) or 1
+    window = window_of(len(runs))
     first, last = runs[:window], runs[-window:]
 
     def mean(rows: list[dict], name: str) -> float:

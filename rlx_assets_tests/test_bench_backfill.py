@@ -28,6 +28,13 @@ def test_the_backfill_benchmark_times_each_runs_control_plane(tmp_path):
         assert 0 < run["control_s"] < run["wall_s"]
         kinds = run["control_by_kind"].values()
         assert sum(k["requests"] for k in kinds) == run["control_requests"]
+    # LISTs a run once the status file exists: 22 by the status updates (a partition's first
+    # update lists its 9 directories, then each step only those it may have changed), 24 by
+    # manifest reads, 3 by releases from quarantine; 99 when every update listed all 9.
+    assert result["runs"][1]["control_by_kind"]["list"]["requests"] == 49
     assert result["window"] == 1 and result["first_control_s"] == result["runs"][0]["control_s"]
-    assert result["server_list_ms"]["first"] > 0 and result["server_list_ms"]["last"] > 0
+    for end in ("first", "last"):
+        assert all(result["server_ms"][end][kind] > 0 for kind in ("list", "read", "write"))
+    net = result["last_over_first"] / result["server_growth"]
+    assert result["last_over_first_net_of_server"] == pytest.approx(net, abs=0.002)
     assert not any(tmp_path.iterdir())  # its files removed

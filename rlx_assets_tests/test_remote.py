@@ -53,18 +53,29 @@ def worker(tmp_path, bucket, s3_server, name: str):
     return bind(tmp_path / name, bucket["uri"], s3_server.endpoint_url, None, FAST).root
 
 
-def listed_paths(monkeypatch) -> list:
-    """Every path the data root's LISTs return from now on (the control plane's cost)."""
-    listed = []
+def _on_each_list(monkeypatch, record) -> None:
     original = RemoteRoot.list
 
     def counting(self, directory):
         found = original(self, directory)
-        listed.extend(found)
+        record(directory, found)
         return found
 
     monkeypatch.setattr(RemoteRoot, "list", counting)
+
+
+def listed_paths(monkeypatch) -> list:
+    """Every path the data root's LISTs return from now on (the control plane's cost)."""
+    listed = []
+    _on_each_list(monkeypatch, lambda _directory, found: listed.extend(found))
     return listed
+
+
+def listed_directories(monkeypatch) -> list:
+    """Every directory the data root LISTs from now on: one request each."""
+    directories = []
+    _on_each_list(monkeypatch, lambda directory, _found: directories.append(directory))
+    return directories
 
 
 def stored(bucket, key: str) -> bytes | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -209,33 +210,61 @@ def compute_status(layout: DataLayout) -> dict[str, Any]:
     )
 
 
-def partition_status(layout: DataLayout, market: str, day: dt.date) -> dict[str, Any] | None:
+# the zones a partition's entry is made from: zone -> (files that count, its entry's field)
+ZONES = {
+    "raw": (".parquet", "raw_tables"),
+    "ready": (".parquet", "ready_tables"),
+    "quarantine": ("report.json", "quarantined_tables"),
+}
+
+# What acquiring or gating one table's file may change: its raw file and its quarantine (ready is
+# written by validation alone).
+TABLE_STEP_ZONES = ("raw", "quarantine")
+
+
+def partition_status(
+    layout: DataLayout, market: str, day: dt.date, tables: Iterable[str] = REQUIRED_TABLES,
+    zones: Iterable[str] = tuple(ZONES), known: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:  # fmt: skip
     """One partition's entry from listings of that partition's directories only (its cost does
-    not grow with the history); None when the data root holds nothing of it."""
-
-    def tables_in(zone: str, suffix: str) -> set[str]:
-        return {
-            table
-            for table in REQUIRED_TABLES
-            if list_files(layout.zone(zone) / vendor_file_path(table, market, day).parent, suffix)
-        }
-
-    raw, ready = tables_in("raw", ".parquet"), tables_in("ready", ".parquet")
-    held = tables_in("quarantine", "report.json")
+    not grow with the history); None when the data root holds nothing of it. With ``known``
+    (its entry so far), only the directories of ``tables`` in ``zones`` are listed (what a step
+    changed), the others are as ``known`` has them."""
+    listed = {(zone, table) for zone in zones for table in tables}
+    if known is not None and any(field not in known for _, field in ZONES.values()):
+        known = None  # an entry of an older layout: list everything
+    found: dict[str, set[str]] = {}
+    for zone, (suffix, field) in ZONES.items():
+        found[zone] = set()
+        for table in REQUIRED_TABLES:
+            if known is not None and (zone, table) not in listed:
+                present = table in known.get(field, ())
+            else:
+                directory = layout.zone(zone) / vendor_file_path(table, market, day).parent
+                present = bool(list_files(directory, suffix))
+            if present:
+                found[zone].add(table)
+    raw, ready, held = found["raw"], found["ready"], found["quarantine"]
     certified = fetch(certificate_path(layout, market, day))
     if not (raw or ready or held or certified):
         return None
     return partition_record(layout, market, day.isoformat(), raw, ready, held, certified)
 
 
-def refresh_status(layout: DataLayout, market: str, day: dt.date) -> dict[str, Any]:
+def refresh_status(
+    layout: DataLayout, market: str, day: dt.date, tables: Iterable[str] = REQUIRED_TABLES,
+    zones: Iterable[str] = tuple(ZONES),
+) -> dict[str, Any]:  # fmt: skip
     """Update the partition's entry of `acquisition_status.json` (the first update of a data
-    root without one lists the whole root once); concurrent runs lose none of each other's."""
-    record = partition_status(layout, market, day)
+    root without one lists the whole root once); concurrent runs lose none of each other's.
+    A step passes the ``tables`` and ``zones`` whose files it may have changed: only those
+    directories are listed again (the partition's first entry lists all of them)."""
     key = f"{day.isoformat()}|{market}"
+    tables, zones = tuple(tables), tuple(zones)
 
     def change(status: dict[str, Any] | None) -> dict[str, Any]:
         partitions = dict((status or compute_status(layout))["partitions"])
+        record = partition_status(layout, market, day, tables, zones, partitions.get(key))
         if record is None:
             partitions.pop(key, None)
         else:

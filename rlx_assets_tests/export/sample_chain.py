@@ -37,15 +37,20 @@ def _build(sample_lake: Path, root: Path) -> None:
     )
     with dagster_test_instance() as instance:
         for day in SPOT_DAYS:
-            result = dg.materialize(
-                [*defs.assets, *defs.asset_checks],
-                selection=CHAIN,
-                partition_key=f"{day}|{SPOT}",
-                instance=instance,
-                resources={"rlx": environment},
-                raise_on_error=False,
-            )
-            assert result.success, f"the sample chain failed for {day}"
+            assert run_chain(environment, day, instance), f"the sample chain failed for {day}"
+
+
+def run_chain(rlx: RlxEnvironment, day: str, instance: dg.DagsterInstance, selection=CHAIN) -> bool:
+    """The chain's assets and checks (``selection``) on one spot day, in process: succeeded?"""
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=selection,
+        partition_key=f"{day}|{SPOT}",
+        instance=instance,
+        resources={"rlx": rlx},
+        raise_on_error=False,
+    )
+    return result.success
 
 
 def copy_of(data: Path, target: Path) -> Path:

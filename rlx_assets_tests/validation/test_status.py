@@ -17,18 +17,30 @@ from rlx_assets.lake.acquire import acquire_raw_file
 from rlx_assets.lake.sources import LocalLakeSource
 from rlx_assets.retry import RetryPolicy
 from rlx_assets.staging import DataLayout, atomic_write_bytes, lake_relative_path, update_json
+from rlx_assets.validation.certificate import certificate_path
 from rlx_assets.validation.profiles import PROFILES
-from rlx_assets.validation.status import STATUS_FILE, compute_status, refresh_status
+from rlx_assets.validation.status import (
+    STATUS_FILE,
+    TABLE_STEP_ZONES,
+    compute_status,
+    refresh_status,
+)
 from rlx_assets.validation.zones import (
     REQUIRED_TABLES,
     gate_report_path,
     quarantine_dir,
     raw_path,
     read_json,
+    ready_path,
 )
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.export.sample_chain import certified_sample_data, copy_of
-from rlx_assets_tests.test_remote import bucket, listed_paths, worker  # noqa: F401 - the bucket fixture
+from rlx_assets_tests.test_remote import (  # noqa: F401 - the bucket fixture
+    bucket,
+    listed_directories,
+    listed_paths,
+    worker,
+)
 from rlx_assets_tests.validation.test_gates import seconds_outside_long_silences
 
 MARKET = "BINANCE.BTC-USDT"
@@ -37,6 +49,14 @@ DAY = dt.date(2024, 8, 8)
 
 def without_time(status: dict) -> dict:
     return {k: v for k, v in status.items() if k != "updated_at"}
+
+
+def status_as_written(root: Path) -> dict:
+    """`acquisition_status.json` as the steps left it, checked equal to a rebuild from a
+    listing of the whole data root."""
+    written = json.loads((root / STATUS_FILE).read_text())
+    assert without_time(written) == without_time(compute_status(DataLayout(root)))
+    return written
 
 
 def test_updates_per_partition_equal_a_listing_of_the_whole_root(sample_lake, tmp_path_factory):
@@ -193,3 +213,47 @@ def test_status_figures_match_an_independent_count_with_a_damaged_partition(
             "summary": gate_results[(damaged, "trades", "quality")]["summary"],
         }
     ]
+
+
+def test_a_step_lists_again_only_the_directories_it_may_have_changed_on_s3(
+    tmp_path,
+    bucket,  # noqa: F811
+    s3_server,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A partition's first update lists its 9 directories (3 zones x 3 tables); then acquiring
+    or gating one table lists that table's raw and quarantine directories, promotion to ready
+    the 3 ready directories, the certificate none (before: 9 LISTs per update, 8 updates per
+    run). Each entry equals a rebuild from the whole root."""
+    root = worker(tmp_path, bucket, s3_server, "writer")
+    layout = DataLayout(root)
+    acquired_day(root, DAY - dt.timedelta(days=1))  # the status file exists
+    trades, book, deltas = "trades", "book", "book_delta_v2"
+    listed = listed_directories(monkeypatch)
+    lists = []
+
+    def step(tables, zones, *files: Path) -> None:
+        for path in files:
+            atomic_write_bytes(path, b"{}" if path.suffix == ".json" else b"parquet")
+        listed.clear()
+        refresh_status(layout, MARKET, DAY, tables, zones)
+        lists.append(list(listed))
+        status_as_written(root)
+
+    step((trades,), TABLE_STEP_ZONES, raw_path(layout, trades, MARKET, DAY))
+    step((book,), TABLE_STEP_ZONES, raw_path(layout, book, MARKET, DAY))
+    assert {d.relative_to(root).parts[:3] for d in lists[-1]} == {
+        ("staging", "raw", book), ("staging", "quarantine", book)
+    }  # fmt: skip
+    step((deltas,), TABLE_STEP_ZONES, raw_path(layout, deltas, MARKET, DAY))
+    step(REQUIRED_TABLES, ("ready",), *(ready_path(layout, t, MARKET, DAY) for t in (trades, book)))
+    step((), TABLE_STEP_ZONES, certificate_path(layout, MARKET, DAY))
+    # a republished file fails its gates: quarantined (the partition's manifest logs are listed
+    # too, to tell whether the certificate still holds)
+    step((deltas,), TABLE_STEP_ZONES, quarantine_dir(layout, deltas, MARKET, DAY) / "report.json")
+    zones = [[d for d in found if d.relative_to(root).parts[0] == "staging"] for found in lists]
+    assert [len(found) for found in zones] == [9, 2, 2, 3, 0, 2]
+    entry = status_as_written(root)["partitions"][f"{DAY}|{MARKET}"]
+    assert entry["state"] == "quarantined" and entry["quarantined_tables"] == [deltas]
+    assert entry["raw_tables"] == sorted(REQUIRED_TABLES)
+    assert entry["ready_tables"] == sorted([trades, book])

@@ -7,7 +7,7 @@ from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.lake.acquire import RawFile, acquire_raw_file
 from rlx_assets.lake.sources import CorruptObjectError, LakeError, QuarantinedObjectError
 from rlx_assets.lake.transfer_stats import TransferStats
-from rlx_assets.validation.status import refresh_status
+from rlx_assets.validation.status import TABLE_STEP_ZONES, refresh_status
 
 RAW_TABLES = ("trades", "book", "book_delta_v2")
 # Bounds parallel downloads across all runs (a year's backfill must not open hundreds);
@@ -77,9 +77,8 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 stats=stats,
             )
         except QuarantinedObjectError as error:
-            status = refresh_status(rlx.layout(), market, day)["partitions"][
-                f"{day.isoformat()}|{market}"
-            ]
+            status = refresh_status(rlx.layout(), market, day, (table,), TABLE_STEP_ZONES)
+            status = status["partitions"][f"{day.isoformat()}|{market}"]
             raise dg.Failure(
                 description=f"{error}. The raw zone keeps its previous good file, if any; "
                 f"the partition is {status['summary']}.",
@@ -94,7 +93,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
             ) from None
         except LakeError as error:
             raise dg.Failure(description=str(error)) from None
-        refresh_status(rlx.layout(), market, day)
+        refresh_status(rlx.layout(), market, day, (table,), TABLE_STEP_ZONES)
         log_partition_event(
             context, "raw_file.stored", table=table, action=raw.action, rows=raw.rows,
             bytes=raw.size, sha256=raw.sha256, path=raw.path, verified_by=raw.verified_by,

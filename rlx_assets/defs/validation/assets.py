@@ -60,7 +60,7 @@ def validated_partition(
         metadata[f"{table}_rows"] = dg.MetadataValue.int(report["rows"])
         metadata[f"{table}_sha256"] = dg.MetadataValue.text(report["sha256"])
         metadata[f"{table}_path"] = dg.MetadataValue.path(str(ready.relative_to(layout.root)))
-    refresh_status(layout, market, day)
+    refresh_status(layout, market, day, zones=("ready",))  # it changed the ready zone only
     rows = {t: metadata[f"{t}_rows"].value for t in RAW_TABLES}
     log_partition_event(context, "partition.promoted", rows=rows)
     return dg.MaterializeResult(metadata=metadata | validation_metadata(reports))
@@ -97,7 +97,7 @@ def readiness_certificate(
     except CertificateError as error:
         raise dg.Failure(str(error)) from None
     path = write_certificate(layout, certificate)  # the one it replaces is kept
-    refresh_status(layout, market, day)
+    refresh_status(layout, market, day, tables=())  # the certificate alone changed
     tables = certificate["tables"]
     log_partition_event(
         context, "certificate.issued", path=str(path), signed=certificate["signed"],

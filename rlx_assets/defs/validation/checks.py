@@ -24,7 +24,7 @@ from rlx_assets.validation.certificate import (
 )
 from rlx_assets.validation.gates import GATES, GateInput, GateResult, run_gates_safely
 from rlx_assets.validation.profiles import GateThresholds, active_profile
-from rlx_assets.validation.status import refresh_status
+from rlx_assets.validation.status import TABLE_STEP_ZONES, refresh_status
 from rlx_assets.validation.zones import (
     gate_report_path,
     quarantine,
@@ -113,7 +113,7 @@ def evaluate_gates(
         # A bad republish must not displace what was certified: raw goes back to the last
         # good version, with a manifest entry saying so (the bad file stays in quarantine).
         restore_last_good(layout, table, market, day, run_id)
-    refresh_status(layout, market, day)
+    refresh_status(layout, market, day, (table,), TABLE_STEP_ZONES)
     return results, report
 
 

@@ -19,6 +19,7 @@ from rlx_assets.defs.resources import RlxEnvironment
 from rlx_assets.staging import lake_relative_path, sha256_file
 from rlx_assets_tests.conftest import REPO_ROOT, TEST_SECRET
 from rlx_assets_tests.damage import rewrite_parquet, set_value
+from rlx_assets_tests.validation.test_status import status_as_written
 
 RAW_ASSETS = [raw_trades, raw_book, raw_book_delta_v2]
 SPOT_DAY = "2024-08-08|BINANCE.BTC-USDT"
@@ -200,7 +201,7 @@ def test_an_unreadable_vendor_file_fails_the_step_into_quarantine_until_a_good_o
     assert (lake / relative).as_uri() in message and str(held) in message
     assert "not a readable Parquet file" in message
     assert (held / "report.json").is_file()
-    status = json.loads((tmp_path / "data" / "acquisition_status.json").read_text())
+    status = status_as_written(tmp_path / "data")
     assert status["partitions"][SPOT_DAY]["state"] == "quarantined"
     assert not (tmp_path / "data" / "staging" / "raw" / relative).exists()
 
@@ -208,7 +209,7 @@ def test_an_unreadable_vendor_file_fails_the_step_into_quarantine_until_a_good_o
     result = dg.materialize([raw_trades, raw_trades_gates], **run)
     assert result.success
     assert not held.exists()  # the gates passed on the good file: released
-    status = json.loads((tmp_path / "data" / "acquisition_status.json").read_text())
+    status = status_as_written(tmp_path / "data")
     assert status["partitions"][SPOT_DAY]["state"] != "quarantined"
     log = (tmp_path / "data" / "logs" / "quarantine.jsonl").read_text().splitlines()
     events = [json.loads(line)["event"] for line in log]

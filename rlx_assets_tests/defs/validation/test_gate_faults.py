@@ -25,6 +25,7 @@ from rlx_assets.validation import gates
 from rlx_assets.validation.gates import GATES
 from rlx_assets.validation.zones import gate_report_path, quarantine_dir
 from rlx_assets_tests.damage import cast_column, rewrite_parquet
+from rlx_assets_tests.validation.test_status import status_as_written
 
 SPOT = "BINANCE.BTC-USDT"
 DAY = dt.date(2024, 8, 8)
@@ -74,7 +75,7 @@ def assert_reported_and_quarantined(layout: DataLayout, table: str) -> dict:
     held = quarantine_dir(layout, table, SPOT, DAY)
     assert (held / "1.snappy.parquet").is_file()
     assert json.loads((held / "report.json").read_text()) == report
-    status = json.loads((layout.root / "acquisition_status.json").read_text())
+    status = status_as_written(layout.root)
     assert status["partitions"][PARTITION]["state"] == "quarantined"
     assert table in status["partitions"][PARTITION]["quarantined_tables"]
     return report

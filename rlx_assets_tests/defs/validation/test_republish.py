@@ -39,6 +39,7 @@ from rlx_assets.validation.zones import (
 from rlx_assets_tests.conftest import LAKE_PREFIX, dagster_test_instance
 from rlx_assets_tests.damage import rewrite_parquet, set_value
 from rlx_assets_tests.defs.reconstruction.test_sensor import Ticks
+from rlx_assets_tests.validation.test_status import status_as_written
 
 SPOT = "BINANCE.BTC-USDT"
 DAY8 = dt.date(2024, 8, 8)
@@ -217,9 +218,7 @@ def test_a_fidelity_report_of_a_republished_day_is_flagged_stale_and_not_rebuilt
 
 
 def status_of(layout: DataLayout) -> dict:
-    return json.loads((layout.root / "acquisition_status.json").read_text())["partitions"][
-        PARTITION
-    ]
+    return status_as_written(layout.root)["partitions"][PARTITION]
 
 
 def test_a_quarantined_bad_republish_is_not_downloaded_again_while_the_certificate_stays(
