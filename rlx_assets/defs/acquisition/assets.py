@@ -1,5 +1,7 @@
 """Raw Crypto Lake partitions: the vendor's daily files, byte-for-byte, with their evidence."""
 
+import logging
+
 import dagster as dg
 
 from rlx_assets.defs.partitions import DATE_MARKET_PARTITIONS, log_partition_event, partition_of
@@ -62,6 +64,13 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
     def raw_asset(context: dg.AssetExecutionContext, rlx: RlxEnvironment) -> dg.MaterializeResult:
         day, exchange, symbol, market = partition_of(context)
         stats = TransferStats()
+
+        def log_failure(error: LakeError) -> None:
+            log_partition_event(
+                context, "raw_file.failed", level=logging.ERROR, table=table,
+                error_type=type(error).__name__, error=str(error), **stats.figures(),
+            )  # fmt: skip
+
         try:
             raw = acquire_raw_file(
                 rlx.lake_source(),
@@ -77,6 +86,7 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 stats=stats,
             )
         except QuarantinedObjectError as error:
+            log_failure(error)
             status = refresh_status(rlx.layout(), market, day, (table,), TABLE_STEP_ZONES)
             status = status["partitions"][f"{day.isoformat()}|{market}"]
             raise dg.Failure(
@@ -88,10 +98,12 @@ def build_raw_asset(table: str) -> dg.AssetsDefinition:
                 },
             ) from None
         except CorruptObjectError as error:
+            log_failure(error)
             raise dg.Failure(
                 description=f"{error}. The raw zone keeps its previous good file, if any.",
             ) from None
         except LakeError as error:
+            log_failure(error)
             raise dg.Failure(description=str(error)) from None
         refresh_status(rlx.layout(), market, day, (table,), TABLE_STEP_ZONES)
         log_partition_event(

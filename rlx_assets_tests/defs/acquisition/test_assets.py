@@ -71,6 +71,27 @@ def test_missing_credentials_fail_the_run_with_what_to_set(s3_lake, tmp_path, mo
     assert not (tmp_path / "data" / "staging").exists()
 
 
+def test_a_failed_acquisition_is_one_json_event_naming_its_error(
+    s3_lake, tmp_path, monkeypatch, capsys
+):
+    """RLX_LOG_FORMAT=json: each raw asset that fails (here: no credentials) logs one
+    `raw_file.failed` line with the run id, the partition and what to set."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("RLX_LOG_FORMAT", "json")
+    capsys.readouterr()
+    result = materialize(tmp_path / "data", s3_lake["uri"])
+    out = capsys.readouterr().out
+    assert not result.success
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    failed = {x["table"]: x for x in lines if x["event"] == "raw_file.failed"}
+    assert set(failed) == {"trades", "book", "book_delta_v2"}
+    for line in failed.values():
+        assert (line["run_id"], line["partition"]) == (result.run_id, SPOT_DAY)
+        assert line["level"] == "ERROR" and line["bytes_downloaded"] == 0
+        assert "AWS_ACCESS_KEY_ID" in line["error"]
+
+
 def test_lake_uri_over_s3_materialises_byte_exact(s3_lake, tmp_path):
     result = materialize(tmp_path / "data", s3_lake["uri"])
     assert result.success
