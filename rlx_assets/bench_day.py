@@ -428,6 +428,13 @@ class DayBench:
             cwd=self.dagster_home(instance), success_marker="RUN_SUCCESS", max_rss_mb=max_rss_mb,
         )  # fmt: skip
 
+    def with_golden_samples(self, instance: str) -> str:
+        """``instance``, its data dir holding a copy of the golden samples recorded so far."""
+        golden = self.data / "golden"
+        if golden.is_dir():
+            shutil.copytree(golden, Path(str(self.data) + instance) / "golden", dirs_exist_ok=True)
+        return instance
+
     def export(self, max_rss_mb: float) -> Measured:
         argv = [_venv_tool("rlx"), "export", "hftbacktest", "--market", MARKET, "--date",
                 self.date.isoformat(), "--out", str(self.npz),
@@ -548,10 +555,14 @@ def _run_steps(
         "book_at": lambda: task("book_at", child_argv("book_at", **day_of_data)),
         "export": lambda: bench.export(max_rss_mb),
         "compress": lambda: task("compress", child_argv("compress", npz=str(bench.npz))),
-        # The whole job in one process, on a data dir and instance of its own.
+        # The whole job in one process, on a data dir and instance of its own (with the golden
+        # samples golden_job recorded, if it ran: the fidelity report compares with them).
         "daily_chain": lambda: bench.launch(
-            "daily_chain", ["--job", "daily_chain"], max_rss_mb, instance="_whole_chain"
-        ),
+            "daily_chain",
+            ["--job", "daily_chain"],
+            max_rss_mb,
+            instance=bench.with_golden_samples("_whole_chain"),
+        ),  # fmt: skip
     }
     needs_lake = {"parquet_read", "gates", *CHAIN_ASSETS, *READ_STEPS, "daily_chain"}
     measured: list[Measured] = []
