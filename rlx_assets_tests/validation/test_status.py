@@ -79,8 +79,14 @@ def acquired_day(root: Path, day: dt.date) -> dt.date:
 
 def test_concurrent_runs_lose_no_partition(tmp_path):
     days = [DAY + dt.timedelta(days=n) for n in range(12)]
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
+    pool = multiprocessing.get_context("spawn").Pool(4)
+    try:
         pool.starmap(acquired_day, [(tmp_path, day) for day in days])
+    finally:
+        # Workers leave on close() + join(): terminate() relies on SIGTERM, which a pytest
+        # worker may have inherited as ignored (its pool would then wait for ever).
+        pool.close()
+        pool.join()
     partitions = json.loads((tmp_path / STATUS_FILE).read_text())["partitions"]
     assert sorted(partitions) == [f"{day}|{MARKET}" for day in days]
     assert {p["state"] for p in partitions.values()} == {"raw"}
