@@ -6,7 +6,7 @@ servers do: flip one bit of a response body, strip the `x-amz-checksum-*` header
 error status, reset the connection, stall (never answer), serve the body slowly, cut it short
 (send part of it and close the connection), ignore a `Range` header, or run a hook before
 forwarding (e.g. replace the object in between HEAD and GET). Every request is recorded
-(`requests`), and every response with its `Range` header and the body bytes actually sent
+(`requests`), and every response with its `Range` header and the body bytes it sends
 (`responses`), for the assertions.
 """
 
@@ -63,7 +63,8 @@ class ProxyFault:
 
 @dataclass(frozen=True)
 class Response:
-    """What the proxy sent for one request: `body_bytes` counts the body bytes written."""
+    """What the proxy sent for one request: `body_bytes` counts the body bytes it sends
+    (recorded as it starts sending them)."""
 
     method: str
     path: str
@@ -147,21 +148,29 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             damaged = bytearray(body)
             damaged[len(damaged) // 2] ^= 0x10
             body = bytes(damaged)
+        body = b"" if self.command == "HEAD" else self._body_to_send(body, faults)
+        # Recorded before the body goes out: a client that has read it all may be checked at
+        # once, before this thread would get to record it afterwards.
+        proxy.record(Response(self.command, urllib.parse.unquote(self.path),
+                              self.headers.get("Range"), status, len(body)))  # fmt: skip
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)
         self.end_headers()
-        sent = 0 if self.command == "HEAD" else self._send_body(body, faults)
-        proxy.record(Response(self.command, urllib.parse.unquote(self.path),
-                              self.headers.get("Range"), status, sent))  # fmt: skip
+        self._send_body(body, faults)
         if "cut" in faults:  # closed after what was sent: the client reads it, then a short body
             self.close_connection = True
         return None
 
-    def _send_body(self, body: bytes, faults: dict[str, ProxyFault]) -> int:
-        """Write the body (slowly, or only its first part for a cut); the bytes written."""
+    @staticmethod
+    def _body_to_send(body: bytes, faults: dict[str, ProxyFault]) -> bytes:
+        """The body, or only its first part for a cut."""
         if "cut" in faults:
-            body = body[: int(len(body) * faults["cut"].fraction)]
+            return body[: int(len(body) * faults["cut"].fraction)]
+        return body
+
+    def _send_body(self, body: bytes, faults: dict[str, ProxyFault]) -> None:
+        """Write the body (slowly when the fault says so)."""
         slow = faults.get("slow_body")
         step = slow.chunk if slow else max(len(body), 1)
         for start in range(0, len(body), step):
@@ -169,7 +178,6 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             if slow:
                 time.sleep(slow.delay_s)
-        return len(body)
 
     def _upstream(
         self, proxy: FaultProxy, request_body: bytes | None, ignore_range: bool = False
