@@ -585,17 +585,23 @@ def _run_steps(
     return measured
 
 
+def succeeded(by_name: dict[str, Measured], name: str) -> Measured | None:
+    """The step or floor ``name`` if it ran and succeeded: only then do its figures count."""
+    measured = by_name.get(name)
+    return measured if measured is not None and measured.ok else None
+
+
 def ratios(by_name: dict[str, Measured]) -> dict[str, float | None]:
     def over(numerator: float | None, denominator: float | None) -> float | None:
         return round(numerator / denominator, 3) if numerator and denominator else None
 
     def step(name: str, figure: str = "cpu_s") -> float | None:
-        measured = by_name.get(name)
-        return getattr(measured, figure) if measured is not None and measured.ok else None
+        measured = succeeded(by_name, name)
+        return getattr(measured, figure) if measured else None
 
     def floor(name: str, figure: str = "cpu_s") -> float | None:
-        measured = by_name.get(name)
-        return measured.result.get(figure) if measured is not None and measured.ok else None
+        measured = succeeded(by_name, name)
+        return measured.result.get(figure) if measured else None
 
     return {
         "golden_cpu_over_capture_floor": over(step("golden_job"), floor("capture_read")),
@@ -628,14 +634,12 @@ def targets(by_name: dict[str, Measured], ratio: dict[str, float | None]) -> lis
         return {"target": name, "measured": measured, "limit": limit, "met": met}
 
     def rss(name: str) -> float | None:
-        measured = by_name.get(name)
-        return measured.peak_rss_mb if measured is not None and measured.ok else None
+        measured = succeeded(by_name, name)
+        return measured.peak_rss_mb if measured else None
 
-    book_at = by_name.get("book_at")
+    book_at = succeeded(by_name, "book_at")
     book_at_ms = (
-        max(book_at.result[k]["median_ms"] for k in ("depth_20", "whole_book"))
-        if book_at is not None and book_at.ok
-        else None
+        max(book_at.result[k]["median_ms"] for k in ("depth_20", "whole_book")) if book_at else None
     )
     chain = [s for s in (*CHAIN_ASSETS, "daily_chain") if s in by_name]
     return [
